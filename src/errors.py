@@ -1,0 +1,33 @@
+"""User-facing errors: one clear line on stderr and a non-zero exit, never a traceback."""
+import sys
+
+
+class CPCError(Exception):
+    """Base class of every error a user can cause (bad config, data, checkpoint, device)."""
+
+
+class ConfigError(CPCError):
+    """A configuration key is unknown, of the wrong type or out of range."""
+
+
+class DataError(CPCError):
+    """A data file or folder is missing, truncated or not what was expected."""
+
+
+class CheckpointError(CPCError):
+    """A checkpoint cannot be read or does not fit the network."""
+
+
+EXIT_USER_ERROR = 2
+
+
+def run_main(main, argv=None):
+    """Run an entry point's main(); turn a CPCError into one line on stderr and exit code 2."""
+    try:
+        main(argv)
+    except CPCError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)

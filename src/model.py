@@ -1,0 +1,89 @@
+"""The CPC network as MindSpore Cells: Encoder, the GRU context model and the bilinear scorer.
+
+As in D. Tellez's Keras implementation: each image is encoded to a code z; a GRU summarises the
+`terms` context codes into c_t; for each future step k a linear map W_k predicts W_k c_t and the
+score of a future code is z_{t+k}^T W_k c_t. The published (binary) model averages the scores of
+all future steps into one logit per sequence: sorted (1) or not (0).
+"""
+from mindspore import nn, ops
+
+from src.config import encoder_output_size
+from src.conv import Conv3x3S2, conv_geometry
+
+ENCODER_CHANNELS = 64
+ENCODER_HIDDEN = 256
+BN_EPS, BN_MOMENTUM = 1e-3, 0.99   # Keras BatchNormalization defaults (MindSpore momentum convention)
+LEAKY_ALPHA = 0.3                  # Keras LeakyReLU default
+
+
+class ConvBlock(nn.Cell):
+    """conv 3x3 stride 2 -> BatchNorm -> LeakyReLU."""
+
+    def __init__(self, in_channels, in_size, padding, fast_conv, input_grad=True):
+        super().__init__()
+        self.conv = Conv3x3S2(in_channels, ENCODER_CHANNELS, in_size, padding, fast_conv, input_grad)
+        self.bn = nn.BatchNorm2d(ENCODER_CHANNELS, eps=BN_EPS, momentum=BN_MOMENTUM)
+        self.act = nn.LeakyReLU(LEAKY_ALPHA)
+        self.out_size = self.conv.out_size
+
+    def construct(self, x):
+        return self.act(self.bn(self.conv(x)))
+
+
+class Encoder(nn.Cell):
+    """Images [N, C, S, S] in [-1, 1] -> codes [N, code_size]."""
+
+    def __init__(self, image_size, channels, code_size, padding="valid", fast_conv=True):
+        super().__init__()
+        if encoder_output_size(image_size, padding) < 1:
+            raise ValueError(f"image_size {image_size} is too small for the encoder with {padding} padding")
+        blocks, size = [], image_size
+        for i in range(4):
+            # the first layer's input is the image itself: its gradient is never needed
+            blocks.append(ConvBlock(channels if i == 0 else ENCODER_CHANNELS, size, padding, fast_conv,
+                                    input_grad=i > 0))
+            size = conv_geometry(size, padding)[0]
+        self.blocks = nn.SequentialCell(blocks)
+        self.flatten = nn.Flatten()
+        self.dense = nn.Dense(ENCODER_CHANNELS * size * size, ENCODER_HIDDEN, weight_init="XavierUniform")
+        self.bn = nn.BatchNorm1d(ENCODER_HIDDEN, eps=BN_EPS, momentum=BN_MOMENTUM)
+        self.act = nn.LeakyReLU(LEAKY_ALPHA)
+        self.embedding = nn.Dense(ENCODER_HIDDEN, code_size, weight_init="XavierUniform")
+
+    def construct(self, x):
+        x = self.flatten(self.blocks(x))
+        return self.embedding(self.act(self.bn(self.dense(x))))
+
+
+class CPC(nn.Cell):
+    """Context images x [B, terms, C, S, S] and future images y [B, predict_terms, C, S, S]
+    -> one logit per sequence [B, 1] (mean over steps and code of z_{t+k} * W_k c_t)."""
+
+    def __init__(self, image_size, color, padding, terms, predict_terms, code_size, hidden_size,
+                 fast_conv=True):
+        super().__init__()
+        self.terms, self.predict_terms, self.code_size = terms, predict_terms, code_size
+        self.encoder = Encoder(image_size, 3 if color else 1, code_size, padding, fast_conv)
+        self.gru = nn.GRU(code_size, hidden_size, batch_first=True)
+        # rows [k*code_size, (k+1)*code_size) of the weight are W_k (one linear map per future step)
+        self.predictor = nn.Dense(hidden_size, predict_terms * code_size, weight_init="XavierUniform")
+
+    def scores(self, x, y):
+        """Per-step scores z_{t+k}^T W_k c_t / code_size, [B, predict_terms]."""
+        batch = x.shape[0]
+        # context and future images go through the encoder as one batch: one conv per layer, not two
+        images = ops.concat((x.reshape((-1,) + x.shape[2:]), y.reshape((-1,) + y.shape[2:])), 0)
+        codes = self.encoder(images)
+        z_context = codes[:batch * self.terms].reshape(batch, self.terms, self.code_size)
+        z_future = codes[batch * self.terms:].reshape(batch, self.predict_terms, self.code_size)
+        _, hidden = self.gru(z_context)
+        predicted = self.predictor(hidden[-1]).reshape(batch, self.predict_terms, self.code_size)
+        return (predicted * z_future).mean(-1)
+
+    def construct(self, x, y):
+        return self.scores(x, y).mean(-1, keep_dims=True)
+
+
+def build_cpc(hparams, fast_conv):
+    """A CPC net from the hyper-parameter dict stored in checkpoints (config.model_hparams)."""
+    return CPC(fast_conv=fast_conv, **hparams)

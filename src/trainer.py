@@ -1,0 +1,163 @@
+"""Training and evaluation loops: TrainOneStepCell, per-epoch validation, LR plateau, checkpoints.
+
+The step is MindSpore's nn.TrainOneStepCell (or its loss-scale form for mixed precision), compiled
+once in graph mode. On Ascend/GPU an epoch's steps are sunk to the device with ms.data_sink; on
+CPU, where sinking has no benefit, batches are fed step by step from the GeneratorDataset.
+"""
+import json
+import logging
+import math
+import os
+import time
+
+import mindspore as ms
+import numpy as np
+from mindspore import nn
+
+from src import checkpoint
+from src.config import model_hparams, save_config
+from src.conv import use_fast_conv
+from src.dataset import build_source, create_dataset
+from src.errors import CPCError
+from src.loss import CHANCE_ACCURACY, CPCWithLoss, binary_accuracy, binary_cross_entropy
+from src.mnist import load_split
+from src.model import build_cpc
+
+log = logging.getLogger("cpc")
+
+
+class PlateauLR:
+    """Keras ReduceLROnPlateau on the validation loss: multiply by `factor` after `patience`
+    epochs without improvement, never below `minimum` (the original: 1/3, 2 epochs, 1e-4)."""
+
+    def __init__(self, lr, factor, patience, minimum):
+        self.lr, self.factor, self.patience, self.minimum = lr, factor, patience, minimum
+        self.best, self.wait = math.inf, 0
+
+    def update(self, val_loss):
+        """Feed one epoch's validation loss; returns the learning rate for the next epoch."""
+        if val_loss < self.best:
+            self.best, self.wait = val_loss, 0
+        else:
+            self.wait += 1
+            if self.wait >= self.patience and self.lr > self.minimum:
+                self.lr, self.wait = max(self.lr * self.factor, self.minimum), 0
+        return self.lr
+
+
+def build_train_cell(net, cfg, target):
+    """(train cell, optimizer): Adam + TrainOneStepCell, with dynamic loss scaling under amp."""
+    optimizer = nn.Adam(net.trainable_params(), learning_rate=cfg.learning_rate)
+    if cfg.amp_level == "O0":
+        return nn.TrainOneStepCell(CPCWithLoss(net), optimizer), optimizer
+    if target == "CPU":
+        raise CPCError(f"amp_level {cfg.amp_level} needs Ascend or GPU; use amp_level O0 on CPU")
+    ms.amp.auto_mixed_precision(net, cfg.amp_level)
+    scale = nn.DynamicLossScaleUpdateCell(loss_scale_value=2 ** 16, scale_factor=2, scale_window=1000)
+    return nn.TrainOneStepWithLossScaleCell(CPCWithLoss(net), optimizer, scale_sense=scale), optimizer
+
+
+def evaluate(net, source):
+    """Contrastive accuracy and loss of `net` over every batch of `source` (inference mode)."""
+    net.set_train(False)
+    logits, labels = [], []
+    for x, y, label in create_dataset(source).create_tuple_iterator(num_epochs=1):
+        logits.append(net(x, y).asnumpy())
+        labels.append(label.asnumpy())
+    net.set_train(True)
+    logits, labels = np.concatenate(logits), np.concatenate(labels)
+    return {"accuracy": binary_accuracy(logits, labels), "loss": binary_cross_entropy(logits, labels),
+            "num_sequences": int(len(labels))}
+
+
+def _write_json(path, data):
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2)
+    os.replace(tmp, path)
+
+
+def _loss_value(output):
+    """The loss of a train cell's output (a Tensor, or (loss, overflow, scale) under loss scaling)."""
+    return float((output[0] if isinstance(output, tuple) else output).asnumpy())
+
+
+def train(cfg, target):
+    """Train CPC as configured; writes checkpoints, config.yaml and metrics.json; returns metrics."""
+    out = cfg.output_path
+    save_config(cfg, os.path.join(out, "config.yaml"))
+    hparams = model_hparams(cfg)
+    net = build_cpc(hparams, use_fast_conv(target))
+    train_cell, optimizer = build_train_cell(net, cfg, target)
+    train_cell.set_train()
+
+    steps, epochs = cfg.steps_per_epoch, cfg.epoch_size
+    train_source = build_source(cfg, "train", steps * epochs, data=load_split(cfg.data_path, "train"))
+    val_source = build_source(cfg, "val", cfg.val_steps, data=load_split(cfg.data_path, "val"))
+    dataset = create_dataset(train_source, cfg.num_parallel_workers)
+    sink = target in ("Ascend", "GPU")
+    if sink:
+        sunk_step = ms.data_sink(train_cell, dataset, sink_size=steps)
+    else:
+        batches = dataset.create_tuple_iterator(num_epochs=1)
+    log.info("training on %s (%s mode, %s): %d epochs x %d steps, batch %d, %d train / %d val digits",
+             target, cfg.mode, "data sinking" if sink else "per-step feeding", epochs, steps,
+             cfg.batch_size, len(train_source.images), len(val_source.images))
+
+    schedule = PlateauLR(cfg.learning_rate, cfg.lr_factor, cfg.lr_patience, cfg.lr_min)
+    history, best_acc, step_seconds, start = [], -1.0, 0.0, time.perf_counter()
+    meta = {"kind": "cpc", "hparams": hparams}
+    for epoch in range(1, epochs + 1):
+        epoch_start = time.perf_counter()
+        if sink:
+            loss = _loss_value(sunk_step())  # the last step's loss: the device runs the whole epoch
+            losses = [loss]
+        else:
+            losses, window = [], time.perf_counter()
+            for step in range(1, steps + 1):
+                x, y, label = next(batches)
+                losses.append(_loss_value(train_cell(x, y, label)))
+                if not math.isfinite(losses[-1]):
+                    raise CPCError(f"loss became {losses[-1]} at epoch {epoch} step {step}; "
+                                   f"the last good checkpoint is {os.path.join(out, 'cpc_last.ckpt')}")
+                if step % cfg.log_interval == 0 or step == steps:
+                    elapsed = time.perf_counter() - window
+                    count = (step - 1) % cfg.log_interval + 1
+                    log.info("epoch %d/%d step %d/%d loss %.4f step %.1f ms %.1f seq/s", epoch, epochs,
+                             step, steps, float(np.mean(losses[-count:])), 1000 * elapsed / count,
+                             count * cfg.batch_size / elapsed)
+                    window = time.perf_counter()
+        epoch_seconds = time.perf_counter() - epoch_start
+        step_seconds += epoch_seconds
+        val = evaluate(net, val_source)
+        lr_used = schedule.lr
+        record = {"epoch": epoch, "loss": float(np.mean(losses)), "val_loss": val["loss"],
+                  "val_accuracy": val["accuracy"], "learning_rate": lr_used,
+                  "epoch_seconds": round(epoch_seconds, 3),
+                  "samples_per_second": round(steps * cfg.batch_size / epoch_seconds, 2)}
+        history.append(record)
+        log.info("epoch %d/%d loss %.4f val_loss %.4f val_acc %.4f (chance %.2f) lr %.2e time %.1f s %.1f seq/s",
+                 epoch, epochs, record["loss"], val["loss"], val["accuracy"], CHANCE_ACCURACY, lr_used,
+                 epoch_seconds, record["samples_per_second"])
+        state = dict(meta, epoch=epoch, step=epoch * steps, val_accuracy=val["accuracy"], learning_rate=lr_used)
+        checkpoint.save(train_cell, os.path.join(out, "cpc_last.ckpt"), state)
+        if val["accuracy"] > best_acc:
+            best_acc = val["accuracy"]
+            checkpoint.save(train_cell, os.path.join(out, "cpc_best.ckpt"), state)
+            checkpoint.save(net.encoder, os.path.join(out, "encoder_best.ckpt"), dict(state, kind="encoder"))
+        new_lr = schedule.update(val["loss"])
+        if new_lr != lr_used:
+            optimizer.learning_rate.set_data(ms.Tensor(new_lr, ms.float32))
+            log.info("validation loss has not improved for %d epochs: learning rate %.2e -> %.2e",
+                     cfg.lr_patience, lr_used, new_lr)
+
+    metrics = {"val_accuracy": history[-1]["val_accuracy"], "best_val_accuracy": best_acc,
+               "chance_accuracy": CHANCE_ACCURACY, "epochs": epochs, "steps": epochs * steps,
+               "train_seconds": round(time.perf_counter() - start, 3),
+               "samples_per_second": round(epochs * steps * cfg.batch_size / step_seconds, 2),
+               "device_target": target, "mode": cfg.mode, "mindspore_version": ms.__version__,
+               "history": history}
+    _write_json(os.path.join(out, "metrics.json"), metrics)
+    log.info("done: val_acc %.4f (best %.4f, chance %.2f) in %.1f s; checkpoints in %s",
+             metrics["val_accuracy"], best_acc, CHANCE_ACCURACY, metrics["train_seconds"], out)
+    return metrics

@@ -1,0 +1,24 @@
+"""Train CPC on sequences of MNIST digits.
+
+    python train.py --config_path config/cpc_mnist28_gray.yaml --device_target CPU --output_path OUT
+
+Writes OUT/config.yaml, OUT/train.log, OUT/metrics.json and the checkpoints cpc_last.ckpt,
+cpc_best.ckpt (full CPC net + optimizer state + hyper-parameters) and encoder_best.ckpt.
+"""
+from src.config import parse_config
+from src.device import init_device
+from src.errors import run_main
+from src.runlog import prepare_output, setup_logging
+from src.trainer import train
+
+
+def main(argv=None):
+    cfg = parse_config(argv, description="Train CPC (MindSpore) on sequences of MNIST digits")
+    prepare_output(cfg.output_path)
+    setup_logging(cfg.output_path, "train.log")
+    target = init_device(cfg)
+    train(cfg, target)
+
+
+if __name__ == "__main__":
+    run_main(main)
