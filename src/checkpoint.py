@@ -47,8 +47,10 @@ def load(path):
 
 def load_into(net, params, path):
     """Load `params` into `net`; CheckpointError listing every missing or mis-shaped parameter."""
-    problems = []
-    for name, param in net.parameters_and_names():
+    problems, names = [], set()
+    for param in net.get_parameters():  # full names, e.g. 'encoder.dense.weight' also for net.encoder
+        name = param.name
+        names.add(name)
         if name not in params:
             problems.append(f"{name} missing")
         elif tuple(params[name].shape) != tuple(param.shape):
@@ -57,5 +59,4 @@ def load_into(net, params, path):
         shown = "; ".join(problems[:8]) + (f"; ... {len(problems) - 8} more" if len(problems) > 8 else "")
         raise CheckpointError(f"checkpoint {path} does not fit the configured network "
                               f"({len(problems)} mismatched parameters): {shown}")
-    ms.load_param_into_net(net, {k: v for k, v in params.items() if k in dict(net.parameters_and_names())},
-                           strict_load=True)
+    ms.load_param_into_net(net, {k: v for k, v in params.items() if k in names}, strict_load=True)

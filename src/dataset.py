@@ -20,6 +20,9 @@ from src.mnist import SPLITS, load_split
 
 TEXTURE_SIZE = 256
 TEXTURE_SEED = 7  # the background texture is part of the task definition, not of the run's seed
+# The original binarised `scipy.misc.imresize` output, which is uint8 0-255 after byte-scaling,
+# with `>= 0.5`: every resized pixel with any ink became 1. Same here on the [0, 1] scale.
+INK_THRESHOLD = 0.5 / 255
 COLUMNS = ("x", "y", "label")
 
 Batch = namedtuple("Batch", "x y label digits")
@@ -78,7 +81,7 @@ class DigitRenderer:
         background = self.crops[:, top, left].transpose(1, 0, 2, 3)         # [M, 3, S, S]
         shift = rng.random((count, 3, 1, 1), dtype=np.float32)
         background = (background + shift) * 0.5                 # random colour shift per channel
-        ink = (img >= 0.5).astype(np.float32)                   # binarised digit
+        ink = (img >= INK_THRESHOLD).astype(np.float32)         # binarised digit
         pixels = background + ink * (1.0 - 2.0 * background)    # invert the background under the ink
         return pixels * 2.0 - 1.0
 

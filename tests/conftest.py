@@ -1,0 +1,41 @@
+"""Shared fixtures: the repository root, a CPU graph-mode context, a tiny trained run."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = os.path.join(REPO, "config", "cpc_tiny.yaml")
+
+
+def run_entry(args, cwd=REPO, env=None, timeout=600):
+    """Run `python <args>` (or a bash script) from the repo; returns CompletedProcess (text)."""
+    cmd = args if args[0] == "bash" else [sys.executable] + args
+    full_env = dict(os.environ, GLOG_v="3", **(env or {}))
+    return subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def error_lines(stderr):
+    """stderr without MindSpore's own [WARNING]/[INFO] log lines."""
+    return [line for line in stderr.splitlines() if line.strip() and not line.startswith("[")]
+
+
+@pytest.fixture(scope="session")
+def ms_cpu():
+    """MindSpore in graph mode on CPU (set once per test session)."""
+    import mindspore as ms
+    ms.set_context(mode=ms.GRAPH_MODE)
+    ms.set_device("CPU")
+    return ms
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """One tiny training run through train.py: its output folder and metrics."""
+    out = tmp_path_factory.mktemp("tiny_run")
+    proc = run_entry(["train.py", "--config_path", TINY, "--output_path", str(out)])
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    with open(out / "metrics.json", encoding="utf-8") as handle:
+        return out, json.load(handle)

@@ -1,0 +1,87 @@
+"""MNIST sources: the IDX reader (good and corrupt files, folder layouts) and the embedded split."""
+import gzip
+import os
+
+import numpy as np
+import pytest
+
+from src.errors import DataError
+from src.mnist import (IMAGES_MAGIC, LABELS_MAGIC, VAL_SIZE, export_embedded_test_split, load_split,
+                       read_idx, write_idx)
+
+
+def _fake_mnist(folder, count, layout="flat", gz=False):
+    """Write train and t10k IDX files of `count` random digits (labels cycle 0-9)."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(count, 28, 28), dtype=np.uint8)
+    labels = (np.arange(count) % 10).astype(np.uint8)
+    for prefix, sub in (("train", "train"), ("t10k", "test")):
+        target = os.path.join(folder, sub) if layout == "split" else folder
+        os.makedirs(target, exist_ok=True)
+        suffix = ".gz" if gz else ""
+        write_idx(os.path.join(target, f"{prefix}-images-idx3-ubyte{suffix}"), images)
+        write_idx(os.path.join(target, f"{prefix}-labels-idx1-ubyte{suffix}"), labels)
+    return images, labels
+
+
+@pytest.mark.parametrize("layout, gz", [("flat", False), ("flat", True), ("split", False)])
+def test_idx_folder_layouts(tmp_path, layout, gz):
+    images, labels = _fake_mnist(str(tmp_path), VAL_SIZE + 50, layout, gz)
+    train_x, train_y = load_split(str(tmp_path), "train")
+    val_x, val_y = load_split(str(tmp_path), "val")
+    test_x, test_y = load_split(str(tmp_path), "test")
+    assert len(train_x) == 50 and len(val_x) == VAL_SIZE and len(test_x) == VAL_SIZE + 50
+    np.testing.assert_array_equal(train_x, images[:50])
+    np.testing.assert_array_equal(val_y, labels[50:])
+    np.testing.assert_array_equal(test_x, images)
+
+
+def test_eval_needs_only_t10k(tmp_path):
+    export_embedded_test_split(str(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == ["t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+    images, labels = load_split(str(tmp_path), "test")
+    embedded_images, embedded_labels = load_split("", "test")
+    np.testing.assert_array_equal(images, embedded_images)
+    np.testing.assert_array_equal(labels, embedded_labels)
+    with pytest.raises(DataError, match="train-images-idx3-ubyte"):
+        load_split(str(tmp_path), "train")
+
+
+def test_corrupt_files(tmp_path):
+    path = str(tmp_path / "x-idx3-ubyte")
+    write_idx(path, np.zeros((5, 28, 28), np.uint8))
+    raw = open(path, "rb").read()
+    assert read_idx(path, IMAGES_MAGIC).shape == (5, 28, 28)
+    with pytest.raises(DataError, match="magic number 2051, expected MNIST labels"):
+        read_idx(path, LABELS_MAGIC)
+    open(path, "wb").write(raw[:-10])
+    with pytest.raises(DataError, match=r"truncated: header says 5x28x28 = 3920 bytes of data, found 3910"):
+        read_idx(path, IMAGES_MAGIC)
+    open(path, "wb").write(raw[:6])
+    with pytest.raises(DataError, match="shorter than its header"):
+        read_idx(path, IMAGES_MAGIC)
+    with gzip.open(path + ".gz", "wb") as handle:
+        handle.write(raw)
+    open(path + ".gz", "r+b").write(b"xx")  # break the gzip header
+    with pytest.raises(DataError, match="cannot read IDX file"):
+        read_idx(path + ".gz", IMAGES_MAGIC)
+
+
+def test_count_mismatch_and_missing(tmp_path):
+    _fake_mnist(str(tmp_path), VAL_SIZE + 20)
+    write_idx(str(tmp_path / "t10k-labels-idx1-ubyte"), np.zeros(7, np.uint8))
+    with pytest.raises(DataError, match="10020 images but 7 labels"):
+        load_split(str(tmp_path), "test")
+    with pytest.raises(DataError, match="not a folder"):
+        load_split(str(tmp_path / "nope"), "train")
+
+
+def test_embedded_split_is_fixed_and_disjoint():
+    parts = {s: load_split("", s) for s in ("train", "val", "test")}
+    assert [len(parts[s][0]) for s in ("train", "val", "test")] == [3500, 500, 1000]
+    for split, (_, labels) in parts.items():
+        assert np.all(np.bincount(labels, minlength=10) == len(labels) // 10), split
+    flat = {s: {x.tobytes() for x in parts[s][0]} for s in parts}
+    assert not flat["train"] & flat["test"] and not flat["train"] & flat["val"] and not flat["val"] & flat["test"]
+    again = load_split("", "test")
+    np.testing.assert_array_equal(again[0], parts["test"][0])

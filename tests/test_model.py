@@ -1,0 +1,66 @@
+"""Model Cells in graph mode: shapes, the CPU gather convolution against nn.Conv2d, names."""
+import mindspore as ms
+import numpy as np
+import pytest
+from mindspore import nn
+
+from src.config import model_hparams, namespace
+from src.conv import Conv3x3S2, use_fast_conv
+from src.model import Encoder, build_cpc
+
+
+@pytest.mark.parametrize("size, color, padding", [(28, False, "same"), (64, True, "valid")])
+def test_cpc_shapes(ms_cpu, size, color, padding):
+    cfg = namespace(image_size=size, color=color, padding=padding, terms=3, predict_terms=2,
+                    code_size=16, hidden_size=32)
+    net = build_cpc(model_hparams(cfg), fast_conv=True)
+    net.set_train(False)
+    ch = 3 if color else 1
+    x = ms.Tensor(np.random.randn(4, 3, ch, size, size).astype(np.float32))
+    y = ms.Tensor(np.random.randn(4, 2, ch, size, size).astype(np.float32))
+    assert net(x, y).shape == (4, 1)
+    assert net.encoder(x.reshape(12, ch, size, size)).shape == (12, 16)
+
+
+class _Weighted(nn.Cell):
+    """sum(cell(x) * sens): its gradient is the backward pass of `cell` for output gradient sens."""
+
+    def __init__(self, cell, sens):
+        super().__init__()
+        self.cell, self.sens = cell, sens
+
+    def construct(self, x):
+        return (self.cell(x) * self.sens).sum()
+
+
+@pytest.mark.parametrize("cin, size, padding", [(3, 64, "valid"), (64, 31, "valid"), (64, 15, "valid"),
+                                                (64, 7, "valid"), (1, 28, "same"), (64, 7, "same")])
+def test_gather_conv_matches_conv2d(ms_cpu, cin, size, padding):
+    fast = Conv3x3S2(cin, 64, size, padding, fast=True)
+    ref = nn.Conv2d(cin, 64, 3, stride=2, pad_mode=padding, has_bias=False)
+    ref.weight.set_data(fast.weight.data)
+    x = ms.Tensor(np.random.default_rng(0).standard_normal((8, cin, size, size)).astype(np.float32))
+    sens = ms.Tensor(np.random.default_rng(1).standard_normal(ref(x).shape).astype(np.float32))
+    np.testing.assert_allclose(fast(x).asnumpy(), ref(x).asnumpy(), atol=1e-4)
+    grad_fast = ms.grad(_Weighted(fast, sens), grad_position=0, weights=[fast.weight])(x)
+    grad_ref = ms.grad(_Weighted(ref, sens), grad_position=0, weights=[ref.weight])(x)
+    np.testing.assert_allclose(grad_fast[0].asnumpy(), grad_ref[0].asnumpy(), atol=1e-4)
+    dw_fast, dw_ref = grad_fast[1][0].asnumpy(), grad_ref[1][0].asnumpy()
+    # dW sums up to 8*31*31 products: compare relative to its scale
+    np.testing.assert_allclose(dw_fast / np.abs(dw_ref).max(), dw_ref / np.abs(dw_ref).max(), atol=1e-5)
+
+
+def test_device_selects_conv_path():
+    assert use_fast_conv("CPU")
+    assert not use_fast_conv("Ascend") and not use_fast_conv("GPU")
+    ascend = Encoder(64, 3, 8, "valid", fast_conv=use_fast_conv("Ascend"))
+    cpu = Encoder(64, 3, 8, "valid", fast_conv=use_fast_conv("CPU"))
+    assert all(not b.conv.fast for b in ascend.blocks) and all(b.conv.fast for b in cpu.blocks)
+    # the same parameters by name and shape: a checkpoint moves between CPU and Ascend
+    assert [(p.name, p.shape) for p in ascend.get_parameters()] == \
+        [(p.name, p.shape) for p in cpu.get_parameters()]
+
+
+def test_encoder_rejects_too_small_images():
+    with pytest.raises(ValueError, match="too small"):
+        Encoder(28, 1, 8, "valid")

@@ -1,0 +1,135 @@
+"""Training learns, writes what it promises; checkpoint -> eval round trip; checkpoint errors."""
+import json
+import math
+import os
+
+import mindspore as ms
+import numpy as np
+import pytest
+
+from src import checkpoint
+from src.config import model_hparams, namespace, parse_config
+from src.dataset import build_source
+from src.model import build_cpc
+from src.trainer import PlateauLR, evaluate, train
+from tests.conftest import TINY, error_lines, run_entry
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_tiny_config_learns_on_several_seeds(ms_cpu, tmp_path, seed):
+    """The 0.693 trap: the loss must fall clearly below ln 2 within a few CPU seconds."""
+    cfg = parse_config(["--config_path", TINY, "--seed", str(seed), "--output_path", str(tmp_path)])
+    ms.set_seed(seed)
+    metrics = train(cfg, "CPU")
+    last = metrics["history"][-1]
+    assert last["loss"] < 0.8 * math.log(2), metrics["history"]
+    assert last["val_accuracy"] > 0.7, metrics["history"]
+
+
+def test_run_writes_config_metrics_and_checkpoints(tiny_run):
+    out, metrics = tiny_run
+    cfg = parse_config(["--config_path", TINY])
+    for name in ("config.yaml", "train.log", "metrics.json", "cpc_last.ckpt", "cpc_best.ckpt",
+                 "encoder_best.ckpt"):
+        assert (out / name).is_file(), name
+    assert not [n for n in os.listdir(out) if "tmp" in n]  # no half-written file left behind
+    assert metrics["steps"] == cfg.epoch_size * cfg.steps_per_epoch
+    assert metrics["epochs"] == len(metrics["history"]) == cfg.epoch_size
+    assert metrics["chance_accuracy"] == 0.5 and 0.5 < metrics["val_accuracy"] <= 1
+    assert metrics["train_seconds"] > 0 and metrics["samples_per_second"] > 0
+    params, meta = checkpoint.load(str(out / "cpc_best.ckpt"))
+    assert meta["kind"] == "cpc" and meta["hparams"] == model_hparams(cfg)
+    assert "moment1.encoder.dense.weight" in params  # optimizer state travels with the net
+    enc_params, enc_meta = checkpoint.load(str(out / "encoder_best.ckpt"))
+    assert enc_meta["kind"] == "encoder"
+    assert all(name.startswith("encoder.") for name in enc_params)
+
+
+def test_eval_round_trip_matches_in_process(ms_cpu, tiny_run, tmp_path):
+    out, _ = tiny_run
+    proc = run_entry(["eval.py", "--config_path", TINY, "--ckpt_path", str(out / "cpc_best.ckpt"),
+                      "--output_path", str(tmp_path)])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads((tmp_path / "eval_metrics.json").read_text())
+    assert set(result) >= {"test_accuracy", "chance_accuracy", "num_sequences"}
+    cfg = parse_config(["--config_path", TINY])
+    assert result["num_sequences"] == cfg.test_steps * cfg.batch_size
+    net = build_cpc(model_hparams(cfg), fast_conv=True)
+    params, _ = checkpoint.load(str(out / "cpc_best.ckpt"))
+    checkpoint.load_into(net, params, "cpc_best.ckpt")
+    expected = evaluate(net, build_source(cfg, "test", cfg.test_steps))
+    assert result["test_accuracy"] == pytest.approx(expected["accuracy"])
+    assert result["test_accuracy"] > 0.6
+
+
+def test_eval_on_t10k_only_folder(tiny_run, tmp_path):
+    from src.mnist import export_embedded_test_split
+    data = export_embedded_test_split(str(tmp_path / "mnist"))
+    out, _ = tiny_run
+    proc = run_entry(["eval.py", "--config_path", TINY, "--ckpt_path", str(out / "cpc_best.ckpt"),
+                      "--data_path", data, "--output_path", str(tmp_path / "eval")])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads((tmp_path / "eval" / "eval_metrics.json").read_text())
+    assert result["data"] == data and result["test_accuracy"] > 0.6
+
+
+def test_eval_rejects_bad_checkpoints(ms_cpu, tiny_run, tmp_path):
+    out, _ = tiny_run
+    other = build_cpc(model_hparams(namespace(image_size=28, color=False, padding="same", terms=2,
+                                              predict_terms=2, code_size=16, hidden_size=32)), True)
+    bare = str(tmp_path / "bare.ckpt")
+    ms.save_checkpoint(other, bare)  # no hyper-parameters: the net is built from the config
+    corrupt = tmp_path / "corrupt.ckpt"
+    corrupt.write_bytes(os.urandom(2000))
+    cases = [(bare, "does not fit the configured network .*encoder.embedding.weight \\(16, 256\\) != "
+                    "net \\(32, 256\\)"),
+             (str(corrupt), "cannot read checkpoint"),
+             (str(out / "encoder_best.ckpt"), "holds only the encoder"),
+             (str(tmp_path / "missing.ckpt"), "checkpoint not found")]
+    for path, message in cases:
+        proc = run_entry(["eval.py", "--config_path", TINY, "--ckpt_path", path,
+                          "--output_path", str(tmp_path / "eval")])
+        lines = error_lines(proc.stderr)
+        assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
+        assert __import__("re").search(message, lines[0]), lines[0]
+        assert "Traceback" not in proc.stderr
+
+
+def test_interrupted_save_leaves_nothing(ms_cpu, tmp_path, monkeypatch):
+    net = build_cpc(model_hparams(namespace(image_size=28, color=False, padding="same")), True)
+
+    def broken(obj, path, **kwargs):
+        open(path, "wb").write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ms, "save_checkpoint", broken)
+    with pytest.raises(OSError):
+        checkpoint.save(net, str(tmp_path / "cpc.ckpt"), {"kind": "cpc"})
+    assert os.listdir(tmp_path) == []
+
+
+def test_plateau_schedule_matches_keras():
+    sched = PlateauLR(1e-3, 1 / 3, 2, 1e-4)
+    lrs = [sched.update(v) for v in (1.0, 0.9, 0.95, 0.95, 0.95, 0.95, 0.8, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9)]
+    assert lrs[:3] == [1e-3, 1e-3, 1e-3]
+    assert lrs[3] == pytest.approx(1e-3 / 3) and lrs[5] == pytest.approx(1e-3 / 9)
+    assert lrs[-1] == pytest.approx(1e-4)  # the floor
+
+
+def test_scripts(tmp_path):
+    env = {"RUNS_DIR": str(tmp_path)}
+    bad = run_entry(["bash", "scripts/run_standalone_train.sh", "TPU"], env=env)
+    assert bad.returncode == 2 and "usage:" in bad.stderr and "DEVICE_TARGET" in bad.stderr
+    missing = run_entry(["bash", "scripts/run_eval.sh"], env=env)
+    assert missing.returncode == 2 and "CKPT_PATH is required" in missing.stderr
+    proc = run_entry(["bash", "scripts/run_standalone_train.sh", "CPU", "config/cpc_tiny.yaml", "", "0",
+                      "--epoch_size", "1", "--steps_per_epoch", "3"], env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.name.startswith("train_cpc_tiny_")]
+    assert f"run folder: {run_dir}" in proc.stdout
+    assert json.loads((run_dir / "metrics.json").read_text())["steps"] == 3
+    ckpt = run_dir / "cpc_best.ckpt"
+    proc = run_entry(["bash", "scripts/run_eval.sh", str(ckpt), "config/cpc_tiny.yaml", "", "CPU"], env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    (eval_dir,) = [p for p in tmp_path.iterdir() if p.name.startswith("eval_")]
+    assert 0 <= json.loads((eval_dir / "eval_metrics.json").read_text())["test_accuracy"] <= 1
