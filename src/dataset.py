@@ -20,9 +20,7 @@ from src.mnist import SPLITS, load_split
 
 TEXTURE_SIZE = 256
 TEXTURE_SEED = 7  # the background texture is part of the task definition, not of the run's seed
-# The original binarised `scipy.misc.imresize` output, which is uint8 0-255 after byte-scaling,
-# with `>= 0.5`: every resized pixel with any ink became 1. Same here on the [0, 1] scale.
-INK_THRESHOLD = 0.5 / 255
+INK_THRESHOLD = 0.5  # the original binarises the resized [0, 1] digit at 0.5
 COLUMNS = ("x", "y", "label")
 
 Batch = namedtuple("Batch", "x y label digits")
