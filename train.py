@@ -9,15 +9,16 @@ from src.config import parse_config
 from src.device import init_device
 from src.errors import run_main
 from src.runlog import prepare_output, setup_logging
-from src.trainer import train
+from src.trainer import load_training_data, train
 
 
 def main(argv=None):
     cfg = parse_config(argv, description="Train CPC (MindSpore) on sequences of MNIST digits")
+    target = init_device(cfg)
+    data = load_training_data(cfg)  # bad data fails here, before anything is written
     prepare_output(cfg.output_path)
     setup_logging(cfg.output_path, "train.log")
-    target = init_device(cfg)
-    train(cfg, target)
+    train(cfg, target, data)
 
 
 if __name__ == "__main__":

@@ -82,8 +82,17 @@ def _loss_value(output):
     return float((output[0] if isinstance(output, tuple) else output).asnumpy())
 
 
-def train(cfg, target):
-    """Train CPC as configured; writes checkpoints, config.yaml and metrics.json; returns metrics."""
+def load_training_data(cfg):
+    """(train, val) splits as (images, labels); read before anything is written, so bad data
+    stops the run with nothing left behind."""
+    return load_split(cfg.data_path, "train"), load_split(cfg.data_path, "val")
+
+
+def train(cfg, target, data=None):
+    """Train CPC as configured; writes checkpoints, config.yaml and metrics.json; returns metrics.
+
+    data: optional (train, val) from load_training_data."""
+    train_data, val_data = data if data is not None else load_training_data(cfg)
     out = cfg.output_path
     save_config(cfg, os.path.join(out, "config.yaml"))
     hparams = model_hparams(cfg)
@@ -92,8 +101,8 @@ def train(cfg, target):
     train_cell.set_train()
 
     steps, epochs = cfg.steps_per_epoch, cfg.epoch_size
-    train_source = build_source(cfg, "train", steps * epochs, data=load_split(cfg.data_path, "train"))
-    val_source = build_source(cfg, "val", cfg.val_steps, data=load_split(cfg.data_path, "val"))
+    train_source = build_source(cfg, "train", steps * epochs, data=train_data)
+    val_source = build_source(cfg, "val", cfg.val_steps, data=val_data)
     dataset = create_dataset(train_source, cfg.num_parallel_workers)
     sink = target in ("Ascend", "GPU")
     if sink:

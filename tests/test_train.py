@@ -133,3 +133,21 @@ def test_scripts(tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:]
     (eval_dir,) = [p for p in tmp_path.iterdir() if p.name.startswith("eval_")]
     assert 0 <= json.loads((eval_dir / "eval_metrics.json").read_text())["test_accuracy"] <= 1
+
+
+@pytest.mark.parametrize("entry, message", [
+    ("train.py", "MNIST file train-images-idx3-ubyte\\[.gz\\] not found in"),
+    ("eval.py", "MNIST file t10k-images-idx3-ubyte\\[.gz\\] not found in"),
+])
+def test_bad_data_path_fails_before_writing(tiny_run, tmp_path, entry, message):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out, _ = tiny_run
+    args = [entry, "--config_path", TINY, "--data_path", str(empty), "--output_path", str(tmp_path / "o")]
+    if entry == "eval.py":
+        args += ["--ckpt_path", str(out / "cpc_best.ckpt")]
+    proc = run_entry(args)
+    lines = error_lines(proc.stderr)
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
+    assert __import__("re").search(message, lines[0]), lines[0]
+    assert not (tmp_path / "o").exists()
