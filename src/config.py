@@ -56,6 +56,8 @@ SCHEMA = {
     "hidden_size": Key(int, 256, "GRU hidden size (size of the context c_t)", minimum=1),
     "padding": Key(str, "valid", "encoder conv padding: valid (as the original) or same",
                    choices=("valid", "same")),
+    "input_contrast": Key(bool, False, "encoder starts with |x - background| (parameter-free; makes the "
+                                       "colour task learnable, see README); false = the original encoder"),
     # --- training ---
     "batch_size": Key(int, 32, "sequences per step, half positive and half negative (even)", minimum=2),
     "epoch_size": Key(int, 10, "training epochs", minimum=1),
@@ -214,7 +216,8 @@ def save_config(cfg, path):
     os.replace(tmp, path)
 
 
-MODEL_KEYS = ("image_size", "color", "padding", "terms", "predict_terms", "code_size", "hidden_size")
+MODEL_KEYS = ("image_size", "color", "padding", "input_contrast", "terms", "predict_terms", "code_size",
+              "hidden_size")
 
 
 def model_hparams(cfg):

@@ -5,7 +5,8 @@ As in D. Tellez's Keras implementation: each image is encoded to a code z; a GRU
 score of a future code is z_{t+k}^T W_k c_t. The published (binary) model averages the scores of
 all future steps into one logit per sequence: sorted (1) or not (0).
 """
-from mindspore import nn, ops
+import numpy as np
+from mindspore import Tensor, nn, ops
 
 from src.config import encoder_output_size
 from src.conv import Conv3x3S2, conv_geometry
@@ -30,13 +31,43 @@ class ConvBlock(nn.Cell):
         return self.act(self.bn(self.conv(x)))
 
 
+def border_mean_weights(image_size):
+    """[S*S, 1] weights averaging an image's border frame (MNIST digits never touch it)."""
+    width = max(1, image_size // 16)
+    mask = np.ones((image_size, image_size), np.float32)
+    mask[width:-width, width:-width] = 0
+    return (mask / mask.sum()).reshape(-1, 1)
+
+
+class InputContrast(nn.Cell):
+    """x -> |x - background| - 1 per image and channel, background = the mean of the border frame.
+
+    Parameter-free. In the colour task each digit is the inverted background, so whether ink is
+    brighter or darker than its surroundings, and by how much, changes from image to image and
+    channel to channel; a freshly initialised encoder then sees mostly background colour, and the
+    published CPC model sits at chance (the original's well-known 0.693 plateau). The magnitude of
+    the deviation from the background is the digit in every image. On grey MNIST (background -1)
+    this is the identity."""
+
+    def __init__(self, image_size):
+        super().__init__()
+        self.weights = Tensor(border_mean_weights(image_size))
+
+    def construct(self, x):
+        n, c, h, w = x.shape
+        flat = x.reshape(n * c, h * w)
+        background = ops.matmul(flat, self.weights)                       # [N*C, 1]
+        return (ops.abs(flat - background) - 1.0).reshape(n, c, h, w)
+
+
 class Encoder(nn.Cell):
     """Images [N, C, S, S] in [-1, 1] -> codes [N, code_size]."""
 
-    def __init__(self, image_size, channels, code_size, padding="valid", fast_conv=True):
+    def __init__(self, image_size, channels, code_size, padding="valid", fast_conv=True, input_contrast=False):
         super().__init__()
         if encoder_output_size(image_size, padding) < 1:
             raise ValueError(f"image_size {image_size} is too small for the encoder with {padding} padding")
+        self.contrast = InputContrast(image_size) if input_contrast else None
         blocks, size = [], image_size
         for i in range(4):
             # the first layer's input is the image itself: its gradient is never needed
@@ -51,6 +82,8 @@ class Encoder(nn.Cell):
         self.embedding = nn.Dense(ENCODER_HIDDEN, code_size, weight_init="XavierUniform")
 
     def construct(self, x):
+        if self.contrast is not None:
+            x = self.contrast(x)
         x = self.flatten(self.blocks(x))
         return self.embedding(self.act(self.bn(self.dense(x))))
 
@@ -60,10 +93,10 @@ class CPC(nn.Cell):
     -> one logit per sequence [B, 1] (mean over steps and code of z_{t+k} * W_k c_t)."""
 
     def __init__(self, image_size, color, padding, terms, predict_terms, code_size, hidden_size,
-                 fast_conv=True):
+                 input_contrast=False, fast_conv=True):
         super().__init__()
         self.terms, self.predict_terms, self.code_size = terms, predict_terms, code_size
-        self.encoder = Encoder(image_size, 3 if color else 1, code_size, padding, fast_conv)
+        self.encoder = Encoder(image_size, 3 if color else 1, code_size, padding, fast_conv, input_contrast)
         self.gru = nn.GRU(code_size, hidden_size, batch_first=True)
         # rows [k*code_size, (k+1)*code_size) of the weight are W_k (one linear map per future step)
         self.predictor = nn.Dense(hidden_size, predict_terms * code_size, weight_init="XavierUniform")

@@ -77,7 +77,7 @@ def _write_json(path, data):
     os.replace(tmp, path)
 
 
-def _loss_value(output):
+def loss_value(output):
     """The loss of a train cell's output (a Tensor, or (loss, overflow, scale) under loss scaling)."""
     return float((output[0] if isinstance(output, tuple) else output).asnumpy())
 
@@ -119,13 +119,13 @@ def train(cfg, target, data=None):
     for epoch in range(1, epochs + 1):
         epoch_start = time.perf_counter()
         if sink:
-            loss = _loss_value(sunk_step())  # the last step's loss: the device runs the whole epoch
+            loss = loss_value(sunk_step())  # the last step's loss: the device runs the whole epoch
             losses = [loss]
         else:
             losses, window = [], time.perf_counter()
             for step in range(1, steps + 1):
                 x, y, label = next(batches)
-                losses.append(_loss_value(train_cell(x, y, label)))
+                losses.append(loss_value(train_cell(x, y, label)))
                 if not math.isfinite(losses[-1]):
                     raise CPCError(f"loss became {losses[-1]} at epoch {epoch} step {step}; "
                                    f"the last good checkpoint is {os.path.join(out, 'cpc_last.ckpt')}")

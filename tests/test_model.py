@@ -64,3 +64,21 @@ def test_device_selects_conv_path():
 def test_encoder_rejects_too_small_images():
     with pytest.raises(ValueError, match="too small"):
         Encoder(28, 1, 8, "valid")
+
+
+def test_input_contrast_is_identity_on_grey_and_sign_invariant(ms_cpu):
+    from src.dataset import build_source
+    from src.model import InputContrast
+    grey = build_source(namespace(image_size=28, color=False, padding="same"), "train", 1).make_batch(0)
+    images = grey.x.reshape(-1, 1, 28, 28)
+    out = InputContrast(28)(ms.Tensor(images)).asnumpy()
+    np.testing.assert_allclose(out, images, atol=1e-6)  # background -1: nothing changes
+    rng = np.random.default_rng(0)
+    background = rng.uniform(-0.5, 0.5, (6, 3, 1, 1)).astype(np.float32)
+    ink = np.zeros((6, 3, 64, 64), np.float32)
+    ink[:, :, 20:44, 28:36] = rng.uniform(0.2, 0.5, (6, 3, 1, 1))
+    darker, brighter = background - ink, background + ink   # the same digit, inverted either way
+    contrast = InputContrast(64)
+    a, b = contrast(ms.Tensor(darker)).asnumpy(), contrast(ms.Tensor(brighter)).asnumpy()
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    np.testing.assert_allclose(a, ink - 1, atol=1e-5)

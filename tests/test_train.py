@@ -151,3 +151,15 @@ def test_bad_data_path_fails_before_writing(tiny_run, tmp_path, entry, message):
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
     assert __import__("re").search(message, lines[0]), lines[0]
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_tiny_colour_task_learns_with_input_contrast(ms_cpu, tmp_path, seed):
+    """The colour task (digits as inverted, colour-shifted background) learns within 300 steps."""
+    cfg = parse_config(["--config_path", TINY, "--seed", str(seed), "--output_path", str(tmp_path),
+                        "--image_size", "32", "--color", "true", "--padding", "valid",
+                        "--input_contrast", "true"])
+    ms.set_seed(seed)
+    history = train(cfg, "CPU")["history"]
+    assert history[-1]["loss"] < 0.85 * math.log(2), history
+    assert max(h["val_accuracy"] for h in history) > 0.7, history

@@ -1,0 +1,88 @@
+"""Benchmark: training step time, data generation rate, feeding overhead, encoder inference.
+
+    python -m src.benchmark --config_path config/cpc_mnist64_color.yaml --device_target CPU [--steps 30]
+
+Prints one JSON line: step_ms_median / step_ms_min / samples_per_s of the training step on a fixed
+pre-generated batch; fed_step_ms_median and feed_overhead_pct of the same step fed from the real
+GeneratorDataset pipeline; data_sequences_per_s of the sequence generator on one worker;
+images_per_s of the encoder in inference mode; device_target and mindspore_version.
+A benchmark, not a test: nothing here asserts a speed.
+"""
+import json
+import statistics
+import time
+
+import mindspore as ms
+import numpy as np
+
+from src.config import model_hparams, parse_config
+from src.conv import use_fast_conv
+from src.dataset import build_source, create_dataset
+from src.device import init_device
+from src.errors import ConfigError, run_main
+from src.mnist import load_split
+from src.model import build_cpc
+from src.trainer import build_train_cell, loss_value
+
+
+def _extra(parser):
+    parser.add_argument("--steps", type=int, default=30, help="timed training steps (>= 20 recommended)")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (compilation)")
+
+
+def _timed(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def main(argv=None):
+    cfg = parse_config(argv, description="Benchmark the CPC training step", extra_args=_extra)
+    if cfg.steps < 1 or cfg.warmup < 0:
+        raise ConfigError("--steps must be >= 1 and --warmup >= 0")
+    target = init_device(cfg)
+    data = load_split(cfg.data_path, "train")
+    source = build_source(cfg, "train", cfg.warmup + cfg.steps, data=data)
+    net = build_cpc(model_hparams(cfg), use_fast_conv(target))
+    train_cell, _ = build_train_cell(net, cfg, target)
+    train_cell.set_train()
+
+    x, y, label = (ms.Tensor(a) for a in source[0])
+    step = lambda: loss_value(train_cell(x, y, label))
+    _timed(step, cfg.warmup)
+    fixed = _timed(step, cfg.steps)
+
+    rows = create_dataset(source, cfg.num_parallel_workers).create_tuple_iterator(num_epochs=1)
+    fed_step = lambda: loss_value(train_cell(*next(rows)))
+    _timed(fed_step, cfg.warmup)
+    fed = _timed(fed_step, cfg.steps)
+
+    generate = _timed(lambda: source.make_batch(np.random.randint(1 << 30)), max(10, cfg.steps // 2))
+
+    net.set_train(False)
+    images = ms.Tensor(np.concatenate([source[0][0], source[0][1]], axis=1).reshape(
+        (-1,) + source[0][0].shape[2:]))
+    encode = lambda: net.encoder(images).asnumpy()
+    _timed(encode, 2)
+    inference = _timed(encode, max(5, cfg.steps // 3))
+
+    median = statistics.median(fixed)
+    fed_median = statistics.median(fed)
+    print(json.dumps({
+        "framework": "mindspore", "mindspore_version": ms.__version__, "device_target": target,
+        "mode": cfg.mode, "image_size": cfg.image_size, "color": cfg.color, "batch_size": cfg.batch_size,
+        "terms": cfg.terms, "predict_terms": cfg.predict_terms, "steps": cfg.steps,
+        "step_ms_median": round(1000 * median, 2), "step_ms_min": round(1000 * min(fixed), 2),
+        "samples_per_s": round(cfg.batch_size / median, 1),
+        "fed_step_ms_median": round(1000 * fed_median, 2),
+        "feed_overhead_pct": round(100 * (fed_median / median - 1), 1),
+        "data_sequences_per_s": round(cfg.batch_size / statistics.median(generate), 1),
+        "images_per_s": round(int(images.shape[0]) / statistics.median(inference), 1),
+        "num_parallel_workers": cfg.num_parallel_workers}))
+
+
+if __name__ == "__main__":
+    run_main(main)
