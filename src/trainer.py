@@ -88,6 +88,12 @@ def load_training_data(cfg):
     return load_split(cfg.data_path, "train"), load_split(cfg.data_path, "val")
 
 
+def _check_finite(loss, epoch, step, out):
+    if not math.isfinite(loss):
+        raise CPCError(f"loss became {loss} at epoch {epoch} step {step}; "
+                       f"the last good checkpoint is {os.path.join(out, 'cpc_last.ckpt')}")
+
+
 def train(cfg, target, data=None):
     """Train CPC as configured; writes checkpoints, config.yaml and metrics.json; returns metrics.
 
@@ -119,16 +125,14 @@ def train(cfg, target, data=None):
     for epoch in range(1, epochs + 1):
         epoch_start = time.perf_counter()
         if sink:
-            loss = loss_value(sunk_step())  # the last step's loss: the device runs the whole epoch
-            losses = [loss]
+            losses = [loss_value(sunk_step())]  # the last step's loss: the device runs the whole epoch
+            _check_finite(losses[-1], epoch, steps, out)
         else:
             losses, window = [], time.perf_counter()
             for step in range(1, steps + 1):
                 x, y, label = next(batches)
                 losses.append(loss_value(train_cell(x, y, label)))
-                if not math.isfinite(losses[-1]):
-                    raise CPCError(f"loss became {losses[-1]} at epoch {epoch} step {step}; "
-                                   f"the last good checkpoint is {os.path.join(out, 'cpc_last.ckpt')}")
+                _check_finite(losses[-1], epoch, step, out)
                 if step % cfg.log_interval == 0 or step == steps:
                     elapsed = time.perf_counter() - window
                     count = (step - 1) % cfg.log_interval + 1

@@ -163,3 +163,21 @@ def test_tiny_colour_task_learns_with_input_contrast(ms_cpu, tmp_path, seed):
     history = train(cfg, "CPU")["history"]
     assert history[-1]["loss"] < 0.85 * math.log(2), history
     assert max(h["val_accuracy"] for h in history) > 0.7, history
+
+
+def test_learning_rate_change_reaches_the_compiled_step(ms_cpu):
+    """The plateau schedule sets optimizer.learning_rate between epochs: the graph must see it."""
+    from src.trainer import build_train_cell
+    cfg = parse_config(["--config_path", TINY])
+    net = build_cpc(model_hparams(cfg), fast_conv=True)
+    cell, optimizer = build_train_cell(net, cfg, "CPU")
+    cell.set_train()
+    x, y, label = (ms.Tensor(a) for a in build_source(cfg, "train", 1)[0])
+    cell(x, y, label)  # compiled with lr 1e-3
+    optimizer.learning_rate.set_data(ms.Tensor(0.0, ms.float32))
+    before = net.predictor.weight.asnumpy().copy()
+    cell(x, y, label)
+    np.testing.assert_array_equal(net.predictor.weight.asnumpy(), before)  # lr 0: nothing moves
+    optimizer.learning_rate.set_data(ms.Tensor(1e-3, ms.float32))
+    cell(x, y, label)
+    assert not np.array_equal(net.predictor.weight.asnumpy(), before)
