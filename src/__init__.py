@@ -1,0 +1,1 @@
+"""CPC (Contrastive Predictive Coding) for MindSpore: one module per concern, nothing runs at import."""
