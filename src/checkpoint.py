@@ -6,11 +6,15 @@ those hyper-parameters, so no flag has to be repeated. Files are saved under a t
 the same folder and renamed, so an interrupted save never leaves a file that looks complete.
 """
 import json
+import logging
 import os
 
 import mindspore as ms
 
+from src.config import MODEL_KEYS
 from src.errors import CheckpointError
+
+log = logging.getLogger("cpc")
 
 META_KEY = "cpc_meta"
 
@@ -60,3 +64,15 @@ def load_into(net, params, path):
         raise CheckpointError(f"checkpoint {path} does not fit the configured network "
                               f"({len(problems)} mismatched parameters): {shown}")
     ms.load_param_into_net(net, {k: v for k, v in params.items() if k in names}, strict_load=True)
+
+
+def apply_hparams(cfg, meta, path):
+    """Take the model keys from the checkpoint's metadata (the net it was trained as)."""
+    if meta is None or "hparams" not in meta:
+        log.info("checkpoint %s carries no hyper-parameters: building the net from the config", path)
+        return
+    for key in MODEL_KEYS:
+        if key in meta["hparams"] and meta["hparams"][key] != getattr(cfg, key):
+            log.info("%s = %r taken from the checkpoint (config says %r)", key, meta["hparams"][key],
+                     getattr(cfg, key))
+            setattr(cfg, key, meta["hparams"][key])

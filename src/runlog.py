@@ -1,4 +1,5 @@
 """Output folder and logging set-up shared by the entry points."""
+import json
 import logging
 import os
 import sys
@@ -16,6 +17,14 @@ def prepare_output(path):
     except OSError as exc:
         raise CPCError(f"output_path {path} cannot be written: {exc.strerror or exc}") from None
     return path
+
+
+def write_json(path, data):
+    """Write `data` as indented JSON under a temporary name, then rename (never half written)."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2)
+    os.replace(tmp, path)
 
 
 def setup_logging(output_path, filename):

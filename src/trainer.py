@@ -4,7 +4,6 @@ The step is MindSpore's nn.TrainOneStepCell (or its loss-scale form for mixed pr
 once in graph mode. On Ascend/GPU an epoch's steps are sunk to the device with ms.data_sink; on
 CPU, where sinking has no benefit, batches are fed step by step from the GeneratorDataset.
 """
-import json
 import logging
 import math
 import os
@@ -22,6 +21,7 @@ from src.errors import CPCError
 from src.loss import CHANCE_ACCURACY, CPCWithLoss, binary_accuracy, binary_cross_entropy
 from src.mnist import load_split
 from src.model import build_cpc
+from src.runlog import write_json
 
 log = logging.getLogger("cpc")
 
@@ -68,13 +68,6 @@ def evaluate(net, source):
     logits, labels = np.concatenate(logits), np.concatenate(labels)
     return {"accuracy": binary_accuracy(logits, labels), "loss": binary_cross_entropy(logits, labels),
             "num_sequences": int(len(labels))}
-
-
-def _write_json(path, data):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2)
-    os.replace(tmp, path)
 
 
 def loss_value(output):
@@ -170,7 +163,7 @@ def train(cfg, target, data=None):
                "samples_per_second": round(epochs * steps * cfg.batch_size / step_seconds, 2),
                "device_target": target, "mode": cfg.mode, "mindspore_version": ms.__version__,
                "history": history}
-    _write_json(os.path.join(out, "metrics.json"), metrics)
+    write_json(os.path.join(out, "metrics.json"), metrics)
     log.info("done: val_acc %.4f (best %.4f, chance %.2f) in %.1f s; checkpoints in %s",
              metrics["val_accuracy"], best_acc, CHANCE_ACCURACY, metrics["train_seconds"], out)
     return metrics

@@ -9,7 +9,7 @@ from PIL import Image, ImageDraw
 
 from src.config import parse_config
 from src.dataset import build_source
-from src.errors import run_main
+from src.errors import ConfigError, run_main
 from src.runlog import prepare_output
 
 LABEL_WIDTH = 150
@@ -45,10 +45,12 @@ def _extra(parser):
 
 def main(argv=None):
     cfg = parse_config(argv, description="Write a PNG grid of a CPC sequence batch", extra_args=_extra)
+    if cfg.index < 0 or cfg.rows < 1:
+        raise ConfigError(f"--index must be >= 0 and --rows >= 1, got {cfg.index} and {cfg.rows}")
     prepare_output(cfg.output_path)
     batch = build_source(cfg, cfg.split, cfg.index + 1).make_batch(cfg.index)
     path = os.path.join(cfg.output_path, f"batch_{cfg.split}_{cfg.index}.png")
-    batch_grid(batch, max(1, cfg.rows), cfg.terms).save(path)
+    batch_grid(batch, cfg.rows, cfg.terms).save(path)
     print(f"wrote {path}")
 
 
