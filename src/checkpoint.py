@@ -1,7 +1,8 @@
 """Checkpoints: written atomically, carrying the model hyper-parameters, checked when loaded.
 
 A checkpoint holds the parameters plus an entry 'cpc_meta' (a JSON string) with at least
-{"kind": "cpc"|"encoder", "hparams": {...}}; eval.py and export.py rebuild the network from
+{"kind": "cpc"|"encoder"|"classifier", "hparams": {...}} (a classifier also has "head":
+"mlp"|"linear"); eval.py and export.py rebuild the network from
 those hyper-parameters, so no flag has to be repeated. Files are saved under a temporary name in
 the same folder and renamed, so an interrupted save never leaves a file that looks complete.
 """
