@@ -128,6 +128,23 @@ class SequenceSource:
         return Batch(pixels[:, :self.terms], pixels[:, self.terms:], label, digits)
 
 
+RENDER_CHUNK = 1000  # digits rendered per random stream in render_digits
+
+
+def render_digits(images, image_size, color, seed, split):
+    """Single digits as model inputs, float32 [M, C, S, S] in [-1, 1] (the classifier's data).
+
+    A pure function of (images, seed, split): digits are rendered in chunks of RENDER_CHUNK, chunk j
+    with a generator seeded [seed, split id, 1, j] (the sequence batches use 3-element seeds, so
+    the two streams never coincide). The same digit therefore always gets the same background."""
+    render = DigitRenderer(image_size, color)
+    out = np.empty((len(images), render.channels, image_size, image_size), np.float32)
+    for j, lo in enumerate(range(0, len(images), RENDER_CHUNK)):
+        rng = np.random.default_rng([seed, SPLITS.index(split), 1, j])
+        out[lo:lo + RENDER_CHUNK] = render(images[lo:lo + RENDER_CHUNK], rng)
+    return out
+
+
 def build_source(cfg, split, num_batches, start=0, data=None):
     """A SequenceSource for `split` with the config's data and model keys.
 
