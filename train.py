@@ -4,9 +4,12 @@
 
 Writes OUT/config.yaml, OUT/train.log, OUT/metrics.json and the checkpoints cpc_last.ckpt,
 cpc_best.ckpt (full CPC net + optimizer state + hyper-parameters) and encoder_best.ckpt.
+Launched by scripts/run_distribute_train.sh (msrun or a rank table) it trains data-parallel:
+rank 0 writes into OUT, rank k > 0 into OUT/rank_k.
 """
 from src.config import parse_config
 from src.device import init_device
+from src.distributed import init_distributed, rank_output_path
 from src.errors import run_main
 from src.runlog import prepare_output, setup_logging
 from src.trainer import load_training_data, train
@@ -15,6 +18,8 @@ from src.trainer import load_training_data, train
 def main(argv=None):
     cfg = parse_config(argv, description="Train CPC (MindSpore) on sequences of MNIST digits")
     target = init_device(cfg)
+    rank, _ = init_distributed()  # (0, 1) unless launched by msrun or a rank table
+    cfg.output_path = rank_output_path(cfg.output_path, rank)
     data = load_training_data(cfg)  # bad data fails here, before anything is written
     prepare_output(cfg.output_path)
     setup_logging(cfg.output_path, "train.log")

@@ -17,6 +17,7 @@ from src import checkpoint
 from src.config import model_hparams, save_config
 from src.conv import use_fast_conv
 from src.dataset import build_source, create_dataset
+from src.distributed import rank_and_size, shard_args, sync_buffers
 from src.errors import CPCError
 from src.loss import CHANCE_ACCURACY, CPCWithLoss, binary_accuracy, binary_cross_entropy
 from src.mnist import load_split
@@ -100,9 +101,10 @@ def train(cfg, target, data=None):
     train_cell.set_train()
 
     steps, epochs = cfg.steps_per_epoch, cfg.epoch_size
-    train_source = build_source(cfg, "train", steps * epochs, data=train_data)
+    rank, size = rank_and_size()  # data parallel: rank k trains on batches k, k + size, ...
+    train_source = build_source(cfg, "train", steps * epochs * size, data=train_data)
     val_source = build_source(cfg, "val", cfg.val_steps, data=val_data)
-    dataset = create_dataset(train_source, cfg.num_parallel_workers)
+    dataset = create_dataset(train_source, cfg.num_parallel_workers, **shard_args(rank, size))
     sink = target in ("Ascend", "GPU")
     if sink:
         sunk_step = ms.data_sink(train_cell, dataset, sink_size=steps)
@@ -111,6 +113,8 @@ def train(cfg, target, data=None):
     log.info("training on %s (%s mode, %s): %d epochs x %d steps, batch %d, %d train / %d val digits",
              target, cfg.mode, "data sinking" if sink else "per-step feeding", epochs, steps,
              cfg.batch_size, len(train_source.images), len(val_source.images))
+    if size > 1:
+        log.info("data parallel: rank %d of %d, global batch %d", rank, size, cfg.batch_size * size)
 
     schedule = PlateauLR(cfg.learning_rate, cfg.lr_factor, cfg.lr_patience, cfg.lr_min)
     history, best_acc, step_seconds, start = [], -1.0, 0.0, time.perf_counter()
@@ -135,6 +139,7 @@ def train(cfg, target, data=None):
                     window = time.perf_counter()
         epoch_seconds = time.perf_counter() - epoch_start
         step_seconds += epoch_seconds
+        sync_buffers(net, size)  # BatchNorm statistics saw only this rank's data
         val = evaluate(net, val_source)
         lr_used = schedule.lr
         record = {"epoch": epoch, "loss": float(np.mean(losses)), "val_loss": val["loss"],
@@ -161,7 +166,7 @@ def train(cfg, target, data=None):
                "chance_accuracy": CHANCE_ACCURACY, "epochs": epochs, "steps": epochs * steps,
                "train_seconds": round(time.perf_counter() - start, 3),
                "samples_per_second": round(epochs * steps * cfg.batch_size / step_seconds, 2),
-               "device_target": target, "mode": cfg.mode, "mindspore_version": ms.__version__,
+               "device_target": target, "mode": cfg.mode, "rank": rank, "group_size": size, "mindspore_version": ms.__version__,
                "history": history}
     write_json(os.path.join(out, "metrics.json"), metrics)
     log.info("done: val_acc %.4f (best %.4f, chance %.2f) in %.1f s; checkpoints in %s",

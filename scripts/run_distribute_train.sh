@@ -1,0 +1,84 @@
+#!/bin/bash
+# Data-parallel training of CPC on several devices of this machine.
+#   Ascend (HCCL rank table):
+#     bash scripts/run_distribute_train.sh RANK_TABLE_FILE [CONFIG_PATH] [DATA_PATH] [train.py flags...]
+#   GPU / CPU (msrun):
+#     bash scripts/run_distribute_train.sh CPU|GPU [WORKER_NUM] [CONFIG_PATH] [DATA_PATH] [train.py flags...]
+# The first argument tells the forms apart. RANK_TABLE_FILE: HCCL JSON (server_count,
+# server_list[].device[] with device_id, device_ip, rank_id); the device count comes from it; with
+# several servers set SERVER_INDEX (default 0) to this machine's entry. WORKER_NUM: default 2.
+# CONFIG_PATH: default config/cpc_mnist64_color.yaml. DATA_PATH: MNIST IDX folder, "" = bundled digits.
+# batch_size is per device: the global batch is batch_size x devices (README: learning rate scaling).
+# Everything lands in runs/train_dist_<config>_<time>/, printed at start: rank 0 writes checkpoints,
+# config.yaml and metrics.json there, rank k > 0 into its rank_k/ folder. Ascend: one folder
+# device<DEVICE_ID>/ per process with env.log and train.log. msrun: msrun_logs/worker_<k>.log.
+# MASTER_PORT (msrun's scheduler port) defaults to a free port. TRAIN_PYTHON (default $PYTHON) is the
+# command that runs train.py on Ascend (the tests put a stub there that records its environment).
+set -o pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+USAGE="bash scripts/run_distribute_train.sh RANK_TABLE_FILE [CONFIG_PATH] [DATA_PATH] [flags...]
+   or: bash scripts/run_distribute_train.sh CPU|GPU [WORKER_NUM] [CONFIG_PATH] [DATA_PATH] [flags...]"
+usage_error() { echo "usage: $USAGE" >&2; die "$*"; }
+case "$1" in
+    -h|--help) echo "usage: $USAGE"; exit 0 ;;
+    "") usage_error "give RANK_TABLE_FILE (Ascend) or CPU|GPU as the first argument" ;;
+esac
+
+prepare() {  # prepare CONFIG_PATH DATA_PATH: check them, set CONFIG_PATH, DATA_PATH, RUN_DIR
+    CONFIG_PATH="$(abs_path "${1:-$REPO_ROOT/config/cpc_mnist64_color.yaml}")"
+    DATA_PATH="${2:-}"
+    check_file "$CONFIG_PATH" "CONFIG_PATH"
+    check_dir_or_empty "$DATA_PATH" "DATA_PATH"
+    [ -n "$DATA_PATH" ] && DATA_PATH="$(abs_path "$DATA_PATH")"
+    RUN_DIR="$(make_run_dir "train_dist_$(basename "$CONFIG_PATH" .yaml)")" || exit 2
+}
+
+if [ "$1" = "CPU" ] || [ "$1" = "GPU" ]; then
+    DEVICE_TARGET="$1"
+    WORKER_NUM="${2:-2}"
+    [[ "$WORKER_NUM" =~ ^[1-9][0-9]*$ ]] || usage_error "WORKER_NUM must be a positive number, got '$WORKER_NUM'"
+    MSRUN="${MSRUN:-msrun}"
+    command -v "$MSRUN" > /dev/null || die "msrun not found on PATH (it comes with the mindspore wheel: pip install -r requirements.txt)"
+    [ -z "${MASTER_PORT:-}" ] || [[ "$MASTER_PORT" =~ ^[0-9]+$ ]] || die "MASTER_PORT must be a number, got '$MASTER_PORT'"
+    prepare "$3" "$4"
+    PORT="${MASTER_PORT:-$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
+    echo "run folder: $RUN_DIR ($WORKER_NUM $DEVICE_TARGET workers through msrun, logs in $RUN_DIR/msrun_logs)"
+    cd "$REPO_ROOT" || exit 2
+    env > "$RUN_DIR/env.log"
+    "$MSRUN" --worker_num "$WORKER_NUM" --local_worker_num "$WORKER_NUM" --master_port "$PORT" \
+        --log_dir "$RUN_DIR/msrun_logs" --join True \
+        train.py --config_path "$CONFIG_PATH" --device_target "$DEVICE_TARGET" --data_path "$DATA_PATH" \
+        --output_path "$RUN_DIR" "${@:5}" 2>&1 | tee "$RUN_DIR/msrun.log"
+    status=$?
+    echo "run folder: $RUN_DIR (exit $status)"
+    exit $status
+fi
+
+# Ascend: one process per device of this server, as listed in the rank table.
+RANK_TABLE_FILE="$(abs_path "$1")"
+[ -f "$RANK_TABLE_FILE" ] || usage_error "RANK_TABLE_FILE not found: $1 (the first argument is a rank table, CPU or GPU)"
+cd "$REPO_ROOT" || exit 2
+TABLE="$("$PYTHON" -m src.distributed check-rank-table "$RANK_TABLE_FILE" --server-index "${SERVER_INDEX:-0}")" || exit 2
+RANK_SIZE="$(echo "$TABLE" | head -n 1)"
+prepare "$2" "$3"
+export RANK_TABLE_FILE RANK_SIZE
+echo "run folder: $RUN_DIR (rank table $RANK_TABLE_FILE, RANK_SIZE $RANK_SIZE)"
+pids=()
+while read -r DEVICE_ID RANK_ID; do
+    dir="$RUN_DIR/device$DEVICE_ID"
+    mkdir -p "$dir" || die "cannot create $dir"
+    (
+        export DEVICE_ID RANK_ID
+        env > "$dir/env.log"
+        exec ${TRAIN_PYTHON:-$PYTHON} train.py --config_path "$CONFIG_PATH" --device_target Ascend --data_path "$DATA_PATH" \
+            --device_id "$DEVICE_ID" --output_path "$RUN_DIR" "${@:4}" > "$dir/train.log" 2>&1
+    ) &
+    pids+=($!)
+    echo "rank $RANK_ID on device $DEVICE_ID: log $dir/train.log"
+done < <(echo "$TABLE" | tail -n +2)
+status=0
+for pid in "${pids[@]}"; do
+    wait "$pid" || status=1
+done
+echo "run folder: $RUN_DIR (exit $status; per-device logs in $RUN_DIR/device*/train.log)"
+exit $status

@@ -1,0 +1,177 @@
+"""Data-parallel training: launch detection, communication set-up, shards, BatchNorm-stat sync,
+and the HCCL rank-table check used by scripts/run_distribute_train.sh.
+
+Two launchers, one code path:
+- Ascend, rank table: the script exports RANK_TABLE_FILE and RANK_SIZE and starts one process per
+  device with DEVICE_ID and RANK_ID; init() reads the table (HCCL).
+- CPU/GPU, msrun: msrun starts the scheduler and N workers and sets MS_ROLE=MS_WORKER,
+  MS_WORKER_NUM, MS_SCHED_HOST/PORT, RANK_ID; init() joins the cluster (gloo on CPU, NCCL on GPU).
+
+Every rank builds the network with the same seed, so all start from identical parameters;
+nn.TrainOneStepCell sees the DATA_PARALLEL context and AllReduce-averages the gradients
+(gradients_mean=True), so the trainable parameters stay identical. BatchNorm moving statistics are
+not gradients: each rank updates them from its own batches, so sync_buffers() averages them across
+ranks at every epoch end, before validation and checkpoints.
+
+    python -m src.distributed check-rank-table FILE [--server-index K]
+
+prints the table's RANK_SIZE, then one "DEVICE_ID RANK_ID" line per device of server K, or one
+line "error: ..." and exit code 2.
+"""
+import argparse
+import ipaddress
+import json
+import os
+
+from src.errors import CPCError, run_main
+
+MSRUN_ROLES = ("MS_WORKER", "MS_SCHED")  # msrun runs the script as its scheduler too: init() serves there
+
+
+class RankTableError(CPCError):
+    """A rank-table file is missing, not JSON, or not in the HCCL format."""
+
+
+def _field(obj, key, where):
+    if not isinstance(obj, dict) or key not in obj:
+        raise RankTableError(f"{where} has no '{key}'")
+    return obj[key]
+
+
+def _int(value, what):
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise RankTableError(f"{what} must be an integer, got {value!r}") from None
+    if number < 0 or str(number) != str(value).strip():
+        raise RankTableError(f"{what} must be a non-negative integer, got {value!r}")
+    return number
+
+
+def parse_rank_table(path):
+    """Read and check an HCCL rank table; returns a list of servers, each a list of
+    (device_id, rank_id) pairs. RankTableError (one line) on anything malformed."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            table = json.load(handle)
+    except OSError as exc:
+        raise RankTableError(f"rank table {path} cannot be read: {exc.strerror or exc}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RankTableError(f"rank table {path} is not valid JSON: {exc}") from None
+    where = f"rank table {path}"
+    servers = _field(table, "server_list", where)
+    if not isinstance(servers, list) or not servers:
+        raise RankTableError(f"{where}: server_list must be a non-empty list")
+    count = _int(_field(table, "server_count", where), f"{where}: server_count")
+    if count != len(servers):
+        raise RankTableError(f"{where}: server_count is {count} but server_list has {len(servers)} servers")
+    result, ranks = [], []
+    for s, server in enumerate(servers):
+        devices = _field(server, "device", f"{where}: server_list[{s}]")
+        if not isinstance(devices, list) or not devices:
+            raise RankTableError(f"{where}: server_list[{s}].device must be a non-empty list")
+        pairs = []
+        for d, device in enumerate(devices):
+            at = f"{where}: server_list[{s}].device[{d}]"
+            device_id = _int(_field(device, "device_id", at), f"{at}.device_id")
+            rank_id = _int(_field(device, "rank_id", at), f"{at}.rank_id")
+            ip = _field(device, "device_ip", at)
+            try:
+                ipaddress.ip_address(str(ip))
+            except ValueError:
+                raise RankTableError(f"{at}.device_ip is not an IP address: {ip!r}") from None
+            pairs.append((device_id, rank_id))
+            ranks.append(rank_id)
+        if len({dev for dev, _ in pairs}) != len(pairs):
+            raise RankTableError(f"{where}: server_list[{s}] lists a device_id twice")
+        result.append(pairs)
+    if sorted(ranks) != list(range(len(ranks))):
+        raise RankTableError(f"{where}: rank_id values must be 0..{len(ranks) - 1}, each once; "
+                             f"got {sorted(ranks)}")
+    return result
+
+
+def launch_kind(environ=None):
+    """'msrun', 'rank_table' or None (a single process), from the launcher's environment."""
+    env = os.environ if environ is None else environ
+    if env.get("MS_ROLE") in MSRUN_ROLES:
+        return "msrun"
+    if env.get("RANK_TABLE_FILE") and int(env.get("RANK_SIZE", "1") or 1) > 1:
+        return "rank_table"
+    return None
+
+
+def init_distributed():
+    """Join the job if this process was launched by msrun or a rank table; returns (rank, size),
+    (0, 1) for a single process. Call after the device is set and before building the network."""
+    if launch_kind() is None:
+        return 0, 1
+    import mindspore as ms
+    from mindspore.communication import get_group_size, get_rank, init
+    try:
+        init()
+    except (RuntimeError, ValueError) as exc:
+        raise CPCError(f"cannot initialise distributed communication: {str(exc).splitlines()[0]}") from None
+    rank, size = get_rank(), get_group_size()
+    ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True,
+                                 device_num=size)
+    return rank, size
+
+
+def rank_and_size():
+    """(rank, group size) of this process; (0, 1) outside a distributed job."""
+    import mindspore as ms
+    if ms.get_auto_parallel_context("parallel_mode") != ms.ParallelMode.DATA_PARALLEL:
+        return 0, 1
+    from mindspore.communication import get_group_size, get_rank
+    return get_rank(), get_group_size()
+
+
+def rank_output_path(output_path, rank):
+    """Rank 0 writes into output_path itself; rank k > 0 into output_path/rank_k (never the same file)."""
+    return output_path if rank == 0 else os.path.join(output_path, f"rank_{rank}")
+
+
+def shard_args(rank, size):
+    """GeneratorDataset keyword arguments giving this rank every size-th batch (offset rank)."""
+    return {} if size == 1 else {"num_shards": size, "shard_id": rank}
+
+
+def sync_buffers(net, size):
+    """Average the non-trainable parameters (BatchNorm moving mean/variance) across ranks, so every
+    rank validates and saves the same network. No-op for a single process."""
+    if size == 1:
+        return
+    from mindspore import nn, ops
+
+    class _AllReduce(nn.Cell):
+        def __init__(self):
+            super().__init__()
+            self.reduce = ops.AllReduce()
+
+        def construct(self, value):
+            return self.reduce(value)
+
+    reduce = _AllReduce()
+    for param in net.untrainable_params():
+        param.set_data(reduce(param.value()) / size)
+
+
+def _cli(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m src.distributed",
+                                     description="Check an HCCL rank table for run_distribute_train.sh")
+    sub = parser.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check-rank-table", help="print RANK_SIZE, then 'DEVICE_ID RANK_ID' per local device")
+    check.add_argument("path")
+    check.add_argument("--server-index", type=int, default=0, help="which server_list entry is this machine")
+    args = parser.parse_args(argv)
+    servers = parse_rank_table(args.path)
+    if not 0 <= args.server_index < len(servers):
+        raise RankTableError(f"server index {args.server_index} is outside the table's {len(servers)} servers")
+    print(sum(len(devices) for devices in servers))
+    for device_id, rank_id in servers[args.server_index]:
+        print(device_id, rank_id)
+
+
+if __name__ == "__main__":
+    run_main(_cli)
