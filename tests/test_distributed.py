@@ -1,0 +1,187 @@
+"""Data-parallel training: rank-table checks, the Ascend launch (stubbed), shards, and two real
+CPU workers through msrun compared with one process on the same global batch."""
+import json
+import os
+import stat
+
+import numpy as np
+import pytest
+
+from src.config import namespace
+from src.dataset import build_source, create_dataset
+from src.distributed import RankTableError, launch_kind, parse_rank_table, shard_args
+from tests.conftest import TINY, error_lines, run_entry
+
+SCRIPT = "scripts/run_distribute_train.sh"
+EXAMPLE_TABLE = "scripts/rank_table_8pcs.example.json"
+# Two workers x batch 16 = global batch 32; 2 epochs of 20 steps keep the run to ~30 s on 2 cores.
+SHORT = ["--epoch_size", "2", "--steps_per_epoch", "20", "--val_steps", "2", "--log_interval", "10"]
+# The single process cannot see the very same sequences: a batch is a pure function of
+# (seed, index, batch_size), so one batch of 32 differs from batches 2k and 2k+1 of 16, and
+# BatchNorm normalises over 32 sequences instead of 16 per rank. Both draw from the same
+# distribution, so the per-epoch mean losses agree only statistically: measured 0.001 and 0.007
+# apart (README); 0.02 allows for that noise while still smaller than the 0.04 the loss falls.
+LOSS_TOLERANCE = 0.02
+
+
+def _table(devices=8, servers=1):
+    return {"version": "1.0", "server_count": str(servers), "status": "completed",
+            "server_list": [{"server_id": f"10.0.0.{s + 1}", "container_ip": f"10.0.0.{s + 1}",
+                             "device": [{"device_id": str(d), "device_ip": f"192.168.{d}.{s + 10}",
+                                         "rank_id": str(s * devices + d)} for d in range(devices)]}
+                            for s in range(servers)]}
+
+
+def _write(tmp_path, table, name="table.json"):
+    path = tmp_path / name
+    path.write_text(table if isinstance(table, str) else json.dumps(table), encoding="utf-8")
+    return str(path)
+
+
+def test_rank_table_parser_accepts_good_tables(tmp_path):
+    assert parse_rank_table(_write(tmp_path, _table())) == [[(d, d) for d in range(8)]]
+    two = parse_rank_table(_write(tmp_path, _table(devices=2, servers=2)))
+    assert two == [[(0, 0), (1, 1)], [(0, 2), (1, 3)]]
+    example = parse_rank_table(EXAMPLE_TABLE)
+    assert len(example) == 1 and len(example[0]) == 8
+
+
+def _broken(change):
+    table = _table()
+    change(table)
+    return table
+
+
+@pytest.mark.parametrize("table, message", [
+    ("{not json", "not valid JSON"),
+    (_broken(lambda t: t.pop("server_count")), "no 'server_count'"),
+    ({"server_count": "1", "server_list": []}, "non-empty list"),
+    ("[]", "has no 'server_list'"),
+    (_broken(lambda t: t.update(server_count="2")), "server_count is 2 but server_list has 1"),
+    (_broken(lambda t: t["server_list"][0]["device"][3].pop("device_ip")), "no 'device_ip'"),
+    (_broken(lambda t: t["server_list"][0]["device"][3].update(device_ip="not-an-ip")), "not an IP"),
+    (_broken(lambda t: t["server_list"][0]["device"][3].update(rank_id="5")), "rank_id values"),
+    (_broken(lambda t: t["server_list"][0]["device"][3].update(device_id="x")), "must be an integer"),
+    (_broken(lambda t: t["server_list"][0]["device"][3].update(device_id="0")), "device_id twice"),
+    (_broken(lambda t: t["server_list"][0].update(device=[])), "non-empty list"),
+])
+def test_rank_table_parser_rejects_bad_tables(tmp_path, table, message):
+    with pytest.raises(RankTableError, match=message):
+        parse_rank_table(_write(tmp_path, table))
+
+
+def test_launch_kind_from_environment():
+    assert launch_kind({}) is None
+    assert launch_kind({"RANK_TABLE_FILE": "t.json", "RANK_SIZE": "1"}) is None
+    assert launch_kind({"RANK_TABLE_FILE": "t.json", "RANK_SIZE": "8"}) == "rank_table"
+    assert launch_kind({"MS_ROLE": "MS_WORKER", "RANK_SIZE": "2"}) == "msrun"
+    assert launch_kind({"MS_ROLE": "MS_SCHED"}) == "msrun"  # msrun's scheduler runs train.py too
+
+
+def test_shards_are_disjoint_and_equal(tmp_path):
+    cfg = namespace(image_size=28, color=False, padding="same", batch_size=4, terms=2, predict_terms=2)
+    size, steps = 2, 6
+    source = build_source(cfg, "train", steps * size)
+    seen = []
+    for rank in range(size):
+        rows = [x for x, _, _ in create_dataset(source, **shard_args(rank, size)).create_tuple_iterator(
+            output_numpy=True)]
+        assert len(rows) == steps  # every rank takes the same number of steps
+        for k, x in enumerate(rows):  # rank r gets batches r, r + size, ...
+            np.testing.assert_array_equal(x, source.make_batch(rank + k * size).x)
+        seen.append({rank + k * size for k in range(steps)})
+    assert not seen[0] & seen[1] and seen[0] | seen[1] == set(range(steps * size))
+
+
+def _stub(tmp_path):
+    """A stand-in for python: records its environment and arguments, one file per RANK_ID."""
+    record = tmp_path / "records"
+    record.mkdir()
+    stub = tmp_path / "stub.sh"
+    stub.write_text(f'#!/bin/bash\n{{ env; echo "ARGS=$*"; }} > "{record}/rank_$RANK_ID.env"\n')
+    stub.chmod(stub.stat().st_mode | stat.S_IXUSR)
+    return str(stub), record
+
+
+def test_ascend_form_starts_one_process_per_device(tmp_path):
+    stub, record = _stub(tmp_path)
+    table = _write(tmp_path, _table())
+    runs = tmp_path / "runs"
+    proc = run_entry(["bash", SCRIPT, table, TINY], env={"RUNS_DIR": str(runs), "TRAIN_PYTHON": stub})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (run_dir,) = runs.iterdir()
+    envs = {}
+    for path in record.iterdir():
+        lines = path.read_text().splitlines()
+        envs[path.name] = dict(line.split("=", 1) for line in lines if "=" in line)
+    assert sorted(envs) == sorted(f"rank_{r}.env" for r in range(8))
+    for rank in range(8):
+        env = envs[f"rank_{rank}.env"]
+        assert env["DEVICE_ID"] == str(rank) and env["RANK_SIZE"] == "8"
+        assert env["RANK_TABLE_FILE"] == table
+        assert f"--device_id {rank}" in env["ARGS"] and "--device_target Ascend" in env["ARGS"]
+        assert (run_dir / f"device{rank}" / "env.log").read_text().count(f"RANK_ID={rank}\n") == 1
+        assert (run_dir / f"device{rank}" / "train.log").exists()
+    assert f"{run_dir}/device7/train.log" in proc.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "RANK_TABLE_FILE"),
+    (["missing.json"], "RANK_TABLE_FILE not found"),
+    (["BAD_TABLE"], "server_count is 3"),
+    (["CPU", "two"], "WORKER_NUM must be a positive number"),
+])
+def test_bad_launches_fail_before_anything_starts(tmp_path, args, message):
+    stub, record = _stub(tmp_path)
+    table = _write(tmp_path, _broken(lambda t: t.update(server_count="3")))
+    args = [table if a == "BAD_TABLE" else a for a in args]
+    runs = tmp_path / "runs"
+    proc = run_entry(["bash", SCRIPT] + args, env={"RUNS_DIR": str(runs), "TRAIN_PYTHON": stub})
+    assert proc.returncode == 2
+    lines = error_lines(proc.stderr)
+    assert lines[-1].startswith("error: ") and message in lines[-1]
+    assert not runs.exists() and not any(record.iterdir())
+
+
+def test_missing_msrun_is_a_clear_error(tmp_path):
+    runs = tmp_path / "runs"
+    proc = run_entry(["bash", SCRIPT, "CPU", "2", TINY],
+                     env={"RUNS_DIR": str(runs), "MSRUN": str(tmp_path / "no-msrun")})
+    assert proc.returncode == 2 and "msrun not found" in error_lines(proc.stderr)[-1]
+    assert not runs.exists()
+
+
+def _params(path):
+    import mindspore as ms
+    return {k: v.asnumpy() for k, v in ms.load_checkpoint(str(path)).items() if hasattr(v, "asnumpy")}
+
+
+def test_two_cpu_workers_through_msrun(ms_cpu, tmp_path):
+    runs = tmp_path / "runs"
+    proc = run_entry(["bash", SCRIPT, "CPU", "2", TINY, ""] + SHORT, env={"RUNS_DIR": str(runs)}, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (run_dir,) = runs.iterdir()
+    ranks = [run_dir, run_dir / "rank_1"]
+    metrics = [json.loads((d / "metrics.json").read_text()) for d in ranks]
+    assert [m["rank"] for m in metrics] == [0, 1] and all(m["group_size"] == 2 for m in metrics)
+
+    # identical start, mean-reduced gradients and synchronised BatchNorm statistics: same parameters
+    first, second = (_params(d / "cpc_last.ckpt") for d in ranks)
+    assert sorted(first) == sorted(second) and any("moving_mean" in k for k in first)
+    for name in first:
+        np.testing.assert_allclose(first[name], second[name], rtol=0, atol=1e-6, err_msg=name)
+    assert metrics[0]["val_accuracy"] == metrics[1]["val_accuracy"]
+
+    # the global loss (mean over the ranks' shards) falls
+    global_loss = [np.mean([m["history"][e]["loss"] for m in metrics]) for e in range(2)]
+    assert global_loss[1] < global_loss[0]
+    # the two ranks trained on different data
+    assert metrics[0]["history"][0]["loss"] != metrics[1]["history"][0]["loss"]
+
+    # one process with the same global batch (2 x 16) follows the same loss curve
+    single = tmp_path / "single"
+    proc = run_entry(["train.py", "--config_path", TINY, "--output_path", str(single), "--batch_size", "32"]
+                     + SHORT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    single_loss = [h["loss"] for h in json.loads((single / "metrics.json").read_text())["history"]]
+    np.testing.assert_allclose(single_loss, global_loss, rtol=0, atol=LOSS_TOLERANCE)
