@@ -4,8 +4,9 @@ and the HCCL rank-table check used by scripts/run_distribute_train.sh.
 Two launchers, one code path:
 - Ascend, rank table: the script exports RANK_TABLE_FILE and RANK_SIZE and starts one process per
   device with DEVICE_ID and RANK_ID; init() reads the table (HCCL).
-- CPU/GPU, msrun: msrun starts the scheduler and N workers and sets MS_ROLE=MS_WORKER,
-  MS_WORKER_NUM, MS_SCHED_HOST/PORT, RANK_ID; init() joins the cluster (gloo on CPU, NCCL on GPU).
+- CPU/GPU, msrun: msrun runs the script N + 1 times, as N workers (MS_ROLE=MS_WORKER, RANK_ID,
+  MS_WORKER_NUM, MS_SCHED_HOST/PORT) and once as the scheduler (MS_ROLE=MS_SCHED); init() joins
+  the cluster (gloo on CPU, NCCL on GPU), and in the scheduler serves it and exits when it ends.
 
 Every rank builds the network with the same seed, so all start from identical parameters;
 nn.TrainOneStepCell sees the DATA_PARALLEL context and AllReduce-averages the gradients
@@ -96,8 +97,12 @@ def launch_kind(environ=None):
     env = os.environ if environ is None else environ
     if env.get("MS_ROLE") in MSRUN_ROLES:
         return "msrun"
-    if env.get("RANK_TABLE_FILE") and int(env.get("RANK_SIZE", "1") or 1) > 1:
-        return "rank_table"
+    if env.get("RANK_TABLE_FILE"):
+        size = env.get("RANK_SIZE", "1") or "1"
+        if not size.isdigit():
+            raise CPCError(f"RANK_SIZE must be a number, got {size!r}")
+        if int(size) > 1:
+            return "rank_table"
     return None
 
 

@@ -10,6 +10,7 @@ import pytest
 from src.config import namespace
 from src.dataset import build_source, create_dataset
 from src.distributed import RankTableError, launch_kind, parse_rank_table, shard_args
+from src.errors import CPCError
 from tests.conftest import TINY, error_lines, run_entry
 
 SCRIPT = "scripts/run_distribute_train.sh"
@@ -76,6 +77,8 @@ def test_launch_kind_from_environment():
     assert launch_kind({"RANK_TABLE_FILE": "t.json", "RANK_SIZE": "8"}) == "rank_table"
     assert launch_kind({"MS_ROLE": "MS_WORKER", "RANK_SIZE": "2"}) == "msrun"
     assert launch_kind({"MS_ROLE": "MS_SCHED"}) == "msrun"  # msrun's scheduler runs train.py too
+    with pytest.raises(CPCError, match="RANK_SIZE must be a number"):
+        launch_kind({"RANK_TABLE_FILE": "t.json", "RANK_SIZE": "eight"})
 
 
 def test_shards_are_disjoint_and_equal(tmp_path):
