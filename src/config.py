@@ -70,6 +70,11 @@ SCHEMA = {
     "log_interval": Key(int, 50, "print the running loss every this many steps", minimum=1),
     # --- evaluation ---
     "test_steps": Key(int, 50, "test batches evaluated by eval.py", minimum=1),
+    # --- downstream digit classification (eval.py --task classify) ---
+    "head_steps": Key(int, 1000, "Adam steps of each downstream classifier, whatever its label fraction",
+                      minimum=1),
+    "head_batch_size": Key(int, 64, "digits per step of the downstream classifiers", minimum=1),
+    "head_learning_rate": Key(float, 1e-3, "Adam learning rate of the downstream classifiers"),
 }
 
 CONFIG_KEYS = ("config_path",) + tuple(SCHEMA)
@@ -139,6 +144,8 @@ def validate(cfg):
                           f"got {cfg.batch_size}")
     if not cfg.learning_rate > 0:
         raise ConfigError(f"config key 'learning_rate' must be > 0, got {cfg.learning_rate}")
+    if not cfg.head_learning_rate > 0:
+        raise ConfigError(f"config key 'head_learning_rate' must be > 0, got {cfg.head_learning_rate}")
     if not 0 < cfg.lr_min <= cfg.learning_rate:
         raise ConfigError(f"config key 'lr_min' must be in (0, learning_rate={cfg.learning_rate}], "
                           f"got {cfg.lr_min}")
