@@ -58,6 +58,12 @@ SCHEMA = {
                    choices=("valid", "same")),
     "input_contrast": Key(bool, False, "encoder starts with |x - background| (parameter-free; makes the "
                                        "colour task learnable, see README); false = the original encoder"),
+    # --- loss ---
+    "loss": Key(str, "binary", "binary: the published sorted/random sigmoid loss; infonce: the paper's "
+                               "InfoNCE over in-batch negatives", choices=("binary", "infonce")),
+    "num_negatives": Key(int, 15, "infonce: negatives scored against each positive (at most batch_size - 1, "
+                                  "or batch_size * predict_terms - 1 across steps)", minimum=1),
+    "negatives_across_steps": Key(bool, False, "infonce: also draw negatives from the other future steps"),
     # --- training ---
     "batch_size": Key(int, 32, "sequences per step, half positive and half negative (even)", minimum=2),
     "epoch_size": Key(int, 10, "training epochs", minimum=1),
@@ -151,6 +157,12 @@ def validate(cfg):
                           f"got {cfg.lr_min}")
     if not 0 < cfg.lr_factor < 1:
         raise ConfigError(f"config key 'lr_factor' must be in (0, 1), got {cfg.lr_factor}")
+    if cfg.loss == "infonce":
+        pool = cfg.batch_size * (cfg.predict_terms if cfg.negatives_across_steps else 1) - 1
+        if cfg.num_negatives > pool:
+            raise ConfigError(f"config key 'num_negatives' must be <= {pool} (the other "
+                              f"{'future images' if cfg.negatives_across_steps else 'sequences'} of a batch "
+                              f"of {cfg.batch_size}), got {cfg.num_negatives}")
     if encoder_output_size(cfg.image_size, cfg.padding) < 1:
         raise ConfigError(f"config key 'image_size' = {cfg.image_size} is too small for four 3x3 stride-2 "
                           f"'{cfg.padding}' convolutions (use >= 31, or padding: same)")
@@ -224,7 +236,7 @@ def save_config(cfg, path):
 
 
 MODEL_KEYS = ("image_size", "color", "padding", "input_contrast", "terms", "predict_terms", "code_size",
-              "hidden_size")
+              "hidden_size", "loss")
 
 
 def model_hparams(cfg):
