@@ -33,10 +33,13 @@ class _Weighted(nn.Cell):
         return (self.cell(x) * self.sens).sum()
 
 
-@pytest.mark.parametrize("cin, size, padding", [(3, 64, "valid"), (64, 31, "valid"), (64, 15, "valid"),
-                                                (64, 7, "valid"), (1, 28, "same"), (64, 7, "same")])
-def test_gather_conv_matches_conv2d(ms_cpu, cin, size, padding):
-    fast = Conv3x3S2(cin, 64, size, padding, fast=True)
+@pytest.mark.parametrize("cin, size, padding, input_grad", [
+    (3, 64, "valid", True), (64, 31, "valid", True), (64, 15, "valid", True), (64, 7, "valid", True),
+    (1, 28, "same", True), (64, 7, "same", True),
+    (3, 64, "valid", False), (1, 28, "same", False), (3, 31, "same", False)])  # first-layer form
+def test_gather_conv_matches_conv2d(ms_cpu, cin, size, padding, input_grad):
+    fast = Conv3x3S2(cin, 64, size, padding, fast=True, input_grad=input_grad)
+    assert fast.channels_first == (not input_grad)
     ref = nn.Conv2d(cin, 64, 3, stride=2, pad_mode=padding, has_bias=False)
     ref.weight.set_data(fast.weight.data)
     x = ms.Tensor(np.random.default_rng(0).standard_normal((8, cin, size, size)).astype(np.float32))
@@ -44,7 +47,8 @@ def test_gather_conv_matches_conv2d(ms_cpu, cin, size, padding):
     np.testing.assert_allclose(fast(x).asnumpy(), ref(x).asnumpy(), atol=1e-4)
     grad_fast = ms.grad(_Weighted(fast, sens), grad_position=0, weights=[fast.weight])(x)
     grad_ref = ms.grad(_Weighted(ref, sens), grad_position=0, weights=[ref.weight])(x)
-    np.testing.assert_allclose(grad_fast[0].asnumpy(), grad_ref[0].asnumpy(), atol=1e-4)
+    if input_grad:
+        np.testing.assert_allclose(grad_fast[0].asnumpy(), grad_ref[0].asnumpy(), atol=1e-4)
     dw_fast, dw_ref = grad_fast[1][0].asnumpy(), grad_ref[1][0].asnumpy()
     # dW sums up to 8*31*31 products: compare relative to its scale
     np.testing.assert_allclose(dw_fast / np.abs(dw_ref).max(), dw_ref / np.abs(dw_ref).max(), atol=1e-5)
