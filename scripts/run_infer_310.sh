@@ -55,14 +55,16 @@ step() {  # step NAME COMMAND...: run, log to RUN_DIR/NAME.log, stop the script 
     echo "== $name"
     "$@" 2>&1 | tee "$RUN_DIR/$name.log"
     local status=$?
-    [ $status -eq 0 ] || { echo "error: step '$name' failed (exit $status); log: $RUN_DIR/$name.log" >&2; exit $status; }
+    [ $status -eq 0 ] || { echo "error: step '$name' failed (exit $status), log: $RUN_DIR/$name.log" >&2
+                           exit $status; }
 }
 
 step preprocess "$PYTHON" preprocess.py --mindir_path "$MINDIR_PATH" --data_path "$DATA_PATH" \
     --output_path "$PRE" "${@:5}"
 if [ "$RUNNER" = cpp ]; then
     step build bash ascend310_infer/build.sh
-    export LD_LIBRARY_PATH="$MS_LITE_HOME/runtime/lib:$MS_LITE_HOME/runtime/third_party/dnnl:$MS_LITE_HOME/tools/converter/lib:$LD_LIBRARY_PATH"
+    LITE_LIBS="$MS_LITE_HOME/runtime/lib:$MS_LITE_HOME/runtime/third_party/dnnl:$MS_LITE_HOME/tools/converter/lib"
+    export LD_LIBRARY_PATH="$LITE_LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     step infer ascend310_infer/out/main --mindir_path "$MINDIR_PATH" --input_path "$PRE" --result_path "$RESULT" \
         --device_type "$DEVICE_TYPE" --device_id "$DEVICE_ID"
 else

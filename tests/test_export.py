@@ -99,7 +99,8 @@ def test_mindir_matches_cell(ckpts, tmp_path, net_name, kind):
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
-@pytest.mark.parametrize("net_name,kind,tag", [("classifier", "classifier", "grey"), ("classifier", "classifier", "colour"),
+@pytest.mark.parametrize("net_name,kind,tag", [("classifier", "classifier", "grey"),
+                                               ("classifier", "classifier", "colour"),
                                                ("encoder", "classifier", "grey"), ("cpc", "cpc", "grey")])
 def test_onnx_matches_cell(ckpts, tmp_path, net_name, kind, tag):
     ort = pytest.importorskip("onnxruntime")

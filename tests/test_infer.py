@@ -76,12 +76,19 @@ def test_chain_accuracy_equals_the_cell(classifier, mindir, tmp_path):
     np.testing.assert_allclose(got[:len(labels)], logits, atol=1e-5)
 
 
-def test_preprocess_refuses_a_cpc_mindir_and_a_used_folder(ms_cpu, tiny_run, mindir, tmp_path):
+def test_preprocess_refuses_a_cpc_mindir_and_a_used_folder_and_the_chain_stops(ms_cpu, tiny_run, mindir, tmp_path):
     out, _ = tiny_run
     name = str(tmp_path / "cpc")
     export.main(["--config_path", TINY, "--ckpt_path", str(out / "cpc_best.ckpt"), "--net", "cpc", "--file_name", name])
     with pytest.raises(CPCError, match=r"prepares digits for one \[B, C, S, S\] image input"):
         preprocess.main(["--mindir_path", name + ".mindir", "--output_path", str(tmp_path / "pre")])
+    proc = run_entry(["bash", "scripts/run_infer_310.sh", name + ".mindir", "", "CPU"],
+                     env={"INFER_RUNNER": "python", "RUNS_DIR": str(tmp_path / "runs")})
+    assert proc.returncode == 2
+    assert "error: step 'preprocess' failed (exit 2)" in proc.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert not (run_dir / "result_Files").exists() and not (run_dir / "infer_metrics.json").exists()
+    shutil.rmtree(tmp_path / "runs")
     (tmp_path / "used").mkdir()
     (tmp_path / "used" / "old.bin").write_bytes(b"")
     with pytest.raises(CPCError, match="exists and is not an empty folder"):
