@@ -11,8 +11,6 @@ bias_hh_l0 [3H]), so a CPC checkpoint loads into it unchanged. Training keeps `n
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 
-GRU_PARAMS = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
-
 
 class UnrolledGRU(nn.Cell):
     """x [B, steps, I] -> (outputs [B, steps, H], h_n), like nn.GRU(batch_first=True).
@@ -37,7 +35,7 @@ class UnrolledGRU(nn.Cell):
         # the input projections of all steps in one matmul: [B, steps, 3H]
         projected = ops.matmul(x, self.weight_ih_l0.transpose(1, 0)) + self.bias_ih_l0
         h = ops.zeros((x.shape[0], size), x.dtype)
-        outputs = ()
+        outputs = ()  # a tuple, not a list: the ONNX exporter has no make_list
         for t in range(self.steps):   # a Python loop: unrolled when the graph is compiled
             gi = projected[:, t, :]
             gh = ops.matmul(h, self.weight_hh_l0.transpose(1, 0)) + self.bias_hh_l0
