@@ -50,8 +50,8 @@ def main(argv=None):
     train_cell, _ = build_train_cell(net, cfg, target)
     train_cell.set_train()
 
-    x, y, label = (ms.Tensor(a) for a in source[0])
-    step = lambda: loss_value(train_cell(x, y, label))
+    row = tuple(ms.Tensor(a) for a in source[0])  # (x, y, label), or (x, y, negatives, valid) for InfoNCE
+    step = lambda: loss_value(train_cell(*row))
     _timed(step, cfg.warmup)
     fixed = _timed(step, cfg.steps)
 
@@ -74,7 +74,7 @@ def main(argv=None):
     print(json.dumps({
         "framework": "mindspore", "mindspore_version": ms.__version__, "device_target": target,
         "mode": cfg.mode, "image_size": cfg.image_size, "color": cfg.color, "batch_size": cfg.batch_size,
-        "terms": cfg.terms, "predict_terms": cfg.predict_terms, "steps": cfg.steps,
+        "terms": cfg.terms, "predict_terms": cfg.predict_terms, "loss": cfg.loss, "steps": cfg.steps,
         "step_ms_median": round(1000 * median, 2), "step_ms_min": round(1000 * min(fixed), 2),
         "samples_per_s": round(cfg.batch_size / median, 1),
         "fed_step_ms_median": round(1000 * fed_median, 2),

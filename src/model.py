@@ -101,8 +101,8 @@ class CPC(nn.Cell):
         # rows [k*code_size, (k+1)*code_size) of the weight are W_k (one linear map per future step)
         self.predictor = nn.Dense(hidden_size, predict_terms * code_size, weight_init="XavierUniform")
 
-    def scores(self, x, y):
-        """Per-step scores z_{t+k}^T W_k c_t / code_size, [B, predict_terms]."""
+    def predictions(self, x, y):
+        """(W_k c_t for every step [B, predict_terms, code_size], future codes z_{t+k}, same shape)."""
         batch = x.shape[0]
         # context and future images go through the encoder as one batch: one conv per layer, not two
         images = ops.concat((x.reshape((-1,) + x.shape[2:]), y.reshape((-1,) + y.shape[2:])), 0)
@@ -111,12 +111,22 @@ class CPC(nn.Cell):
         z_future = codes[batch * self.terms:].reshape(batch, self.predict_terms, self.code_size)
         _, hidden = self.gru(z_context)
         predicted = self.predictor(hidden[-1]).reshape(batch, self.predict_terms, self.code_size)
+        return predicted, z_future
+
+    def scores(self, x, y):
+        """Per-step scores z_{t+k}^T W_k c_t / code_size, [B, predict_terms]."""
+        predicted, z_future = self.predictions(x, y)
         return (predicted * z_future).mean(-1)
 
     def construct(self, x, y):
         return self.scores(x, y).mean(-1, keep_dims=True)
 
 
+ARCHITECTURE_KEYS = ("image_size", "color", "padding", "input_contrast", "terms", "predict_terms", "code_size",
+                     "hidden_size")
+
+
 def build_cpc(hparams, fast_conv):
-    """A CPC net from the hyper-parameter dict stored in checkpoints (config.model_hparams)."""
-    return CPC(fast_conv=fast_conv, **hparams)
+    """A CPC net from the hyper-parameter dict stored in checkpoints (config.model_hparams; keys
+    that do not shape the network, such as the loss, are ignored)."""
+    return CPC(fast_conv=fast_conv, **{k: hparams[k] for k in ARCHITECTURE_KEYS})

@@ -18,7 +18,8 @@ from src.config import model_hparams, save_config
 from src.conv import use_fast_conv
 from src.dataset import build_source, create_dataset
 from src.errors import CPCError
-from src.loss import CHANCE_ACCURACY, CPCWithLoss, binary_accuracy, binary_cross_entropy
+from src.loss import CHANCE_ACCURACY, InfoNCELogits, binary_accuracy, binary_cross_entropy, build_loss_cell, \
+    infonce_metrics
 from src.mnist import load_split
 from src.model import build_cpc
 from src.runlog import write_json
@@ -49,25 +50,33 @@ def build_train_cell(net, cfg, target):
     """(train cell, optimizer): Adam + TrainOneStepCell, with dynamic loss scaling under amp."""
     optimizer = nn.Adam(net.trainable_params(), learning_rate=cfg.learning_rate)
     if cfg.amp_level == "O0":
-        return nn.TrainOneStepCell(CPCWithLoss(net), optimizer), optimizer
+        return nn.TrainOneStepCell(build_loss_cell(net, cfg.loss), optimizer), optimizer
     if target == "CPU":
         raise CPCError(f"amp_level {cfg.amp_level} needs Ascend or GPU; use amp_level O0 on CPU")
     ms.amp.auto_mixed_precision(net, cfg.amp_level)
     scale = nn.DynamicLossScaleUpdateCell(loss_scale_value=2 ** 16, scale_factor=2, scale_window=1000)
-    return nn.TrainOneStepWithLossScaleCell(CPCWithLoss(net), optimizer, scale_sense=scale), optimizer
+    return nn.TrainOneStepWithLossScaleCell(build_loss_cell(net, cfg.loss), optimizer, scale_sense=scale), optimizer
 
 
 def evaluate(net, source):
-    """Contrastive accuracy and loss of `net` over every batch of `source` (inference mode)."""
+    """Contrastive accuracy, loss and chance accuracy of `net` over every batch of `source`
+    (inference mode): sorted/random for the binary loss, top-1 among the candidates for InfoNCE
+    (which also reports the digit-collision rate of its negatives)."""
     net.set_train(False)
-    logits, labels = [], []
-    for x, y, label in create_dataset(source).create_tuple_iterator(num_epochs=1):
-        logits.append(net(x, y).asnumpy())
-        labels.append(label.asnumpy())
+    scorer = InfoNCELogits(net) if source.objective == "infonce" else net
+    outputs, targets = [], []
+    for row in create_dataset(source).create_tuple_iterator(num_epochs=1):
+        outputs.append(scorer(*row).asnumpy() if source.objective == "infonce" else net(row[0], row[1]).asnumpy())
+        targets.append(row[-1].asnumpy())
     net.set_train(True)
-    logits, labels = np.concatenate(logits), np.concatenate(labels)
-    return {"accuracy": binary_accuracy(logits, labels), "loss": binary_cross_entropy(logits, labels),
-            "num_sequences": int(len(labels))}
+    outputs, targets = np.concatenate(outputs), np.concatenate(targets)
+    if source.objective == "infonce":
+        result = infonce_metrics(outputs, targets)
+    else:
+        result = {"accuracy": binary_accuracy(outputs, targets), "loss": binary_cross_entropy(outputs, targets),
+                  "chance_accuracy": CHANCE_ACCURACY}
+    result["num_sequences"] = int(len(targets))
+    return result
 
 
 def loss_value(output):
@@ -108,8 +117,8 @@ def train(cfg, target, data=None):
         sunk_step = ms.data_sink(train_cell, dataset, sink_size=steps)
     else:
         batches = dataset.create_tuple_iterator(num_epochs=1)
-    log.info("training on %s (%s mode, %s): %d epochs x %d steps, batch %d, %d train / %d val digits",
-             target, cfg.mode, "data sinking" if sink else "per-step feeding", epochs, steps,
+    log.info("training %s CPC on %s (%s mode, %s): %d epochs x %d steps, batch %d, %d train / %d val digits",
+             cfg.loss, target, cfg.mode, "data sinking" if sink else "per-step feeding", epochs, steps,
              cfg.batch_size, len(train_source.images), len(val_source.images))
 
     schedule = PlateauLR(cfg.learning_rate, cfg.lr_factor, cfg.lr_patience, cfg.lr_min)
@@ -123,8 +132,7 @@ def train(cfg, target, data=None):
         else:
             losses, window = [], time.perf_counter()
             for step in range(1, steps + 1):
-                x, y, label = next(batches)
-                losses.append(loss_value(train_cell(x, y, label)))
+                losses.append(loss_value(train_cell(*next(batches))))
                 _check_finite(losses[-1], epoch, step, out)
                 if step % cfg.log_interval == 0 or step == steps:
                     elapsed = time.perf_counter() - window
@@ -142,9 +150,12 @@ def train(cfg, target, data=None):
                   "epoch_seconds": round(epoch_seconds, 3),
                   "samples_per_second": round(steps * cfg.batch_size / epoch_seconds, 2)}
         history.append(record)
-        log.info("epoch %d/%d loss %.4f val_loss %.4f val_acc %.4f (chance %.2f) lr %.2e time %.1f s %.1f seq/s",
-                 epoch, epochs, record["loss"], val["loss"], val["accuracy"], CHANCE_ACCURACY, lr_used,
-                 epoch_seconds, record["samples_per_second"])
+        if "collision_rate" in val:
+            record["val_collision_rate"] = val["collision_rate"]
+        log.info("epoch %d/%d loss %.4f val_loss %.4f val_acc %.4f (chance %.3f%s) lr %.2e time %.1f s %.1f seq/s",
+                 epoch, epochs, record["loss"], val["loss"], val["accuracy"], val["chance_accuracy"],
+                 f", negatives showing the positive's digit {val['collision_rate']:.1%} masked"
+                 if "collision_rate" in val else "", lr_used, epoch_seconds, record["samples_per_second"])
         state = dict(meta, epoch=epoch, step=epoch * steps, val_accuracy=val["accuracy"], learning_rate=lr_used)
         checkpoint.save(train_cell, os.path.join(out, "cpc_last.ckpt"), state)
         if val["accuracy"] > best_acc:
@@ -158,12 +169,13 @@ def train(cfg, target, data=None):
                      cfg.lr_patience, lr_used, new_lr)
 
     metrics = {"val_accuracy": history[-1]["val_accuracy"], "best_val_accuracy": best_acc,
-               "chance_accuracy": CHANCE_ACCURACY, "epochs": epochs, "steps": epochs * steps,
+               "chance_accuracy": val["chance_accuracy"], "loss": cfg.loss, "epochs": epochs,
+               "steps": epochs * steps,
                "train_seconds": round(time.perf_counter() - start, 3),
                "samples_per_second": round(epochs * steps * cfg.batch_size / step_seconds, 2),
                "device_target": target, "mode": cfg.mode, "mindspore_version": ms.__version__,
                "history": history}
     write_json(os.path.join(out, "metrics.json"), metrics)
-    log.info("done: val_acc %.4f (best %.4f, chance %.2f) in %.1f s; checkpoints in %s",
-             metrics["val_accuracy"], best_acc, CHANCE_ACCURACY, metrics["train_seconds"], out)
+    log.info("done: val_acc %.4f (best %.4f, chance %.3f) in %.1f s; checkpoints in %s",
+             metrics["val_accuracy"], best_acc, metrics["chance_accuracy"], metrics["train_seconds"], out)
     return metrics
