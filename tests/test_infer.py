@@ -23,24 +23,17 @@ MS_INCLUDE = os.path.join(os.path.dirname(REPO), "shared", "ms-include")
 
 
 @pytest.fixture(scope="module")
-def classifier(ms_cpu, tiny_run, tmp_path_factory):
-    """(checkpoint path, Cell): tiny_run's trained encoder + a linear head fitted by least squares."""
-    out, _ = tiny_run
-    params, meta = checkpoint.load(str(out / "cpc_best.ckpt"))
-    hparams = meta["hparams"]
-    net = build_classifier(hparams, "linear", fast_conv=True)
-    checkpoint.load_into(net.encoder, params, "cpc_best.ckpt")
+def classifier(ms_cpu, classify_run):
+    """(checkpoint path, Cell, eval.py's accuracy): classifier.ckpt of eval.py --task classify
+    (tiny_run's frozen encoder + the MLP head trained on all labels), rebuilt as a Cell."""
+    _, out, metrics, _ = classify_run
+    path = str(out / "classifier.ckpt")
+    params, meta = checkpoint.load(path)
+    net = build_classifier(meta["hparams"], meta["head"], fast_conv=True)
+    checkpoint.load_into(net, params, path)
     net.set_train(False)
-    images, labels = load_split("", "train")
-    codes = net.encoder(ms.Tensor(render_digits(images[:1000], hparams["image_size"], hparams["color"], 0,
-                                                "train"))).asnumpy()
-    design = np.hstack([codes, np.ones((len(codes), 1), np.float32)])
-    solution = np.linalg.lstsq(design, np.eye(10, dtype=np.float32)[labels[:1000]], rcond=None)[0]
-    net.head.layers.weight.set_data(ms.Tensor(solution[:-1].T.copy()))
-    net.head.layers.bias.set_data(ms.Tensor(solution[-1].copy()))
-    path = str(tmp_path_factory.mktemp("classifier") / "classifier.ckpt")
-    checkpoint.save(net, path, {"kind": "classifier", "hparams": hparams, "head": "linear"})
-    return path, net
+    accuracy = next(r["accuracy"] for r in metrics["results"] if r["method"] == "cpc_mlp" and r["label_fraction"] == 1.0)
+    return path, net, accuracy
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +44,8 @@ def mindir(classifier, tmp_path_factory):
     return name + ".mindir"
 
 
-def test_chain_accuracy_equals_the_cell(classifier, mindir, tmp_path):
-    _, net = classifier
+def test_chain_accuracy_equals_the_cell_and_eval(classifier, mindir, tmp_path):
+    _, net, eval_accuracy = classifier
     images, labels = load_split("", "test")
     x = render_digits(images, 28, False, 0, "test")
     logits = net(ms.Tensor(x)).asnumpy()
@@ -66,7 +59,7 @@ def test_chain_accuracy_equals_the_cell(classifier, mindir, tmp_path):
     with open(run_dir / "infer_metrics.json", encoding="utf-8") as handle:
         metrics = json.load(handle)
     assert metrics["num_images"] == len(labels) and metrics["batch_size"] == BATCH
-    assert metrics["accuracy"] == cell_accuracy
+    assert metrics["accuracy"] == cell_accuracy == eval_accuracy  # the chain reports what eval.py reported
     assert f"accuracy {cell_accuracy:.4f} ({metrics['correct']} of {len(labels)} test digits)" in proc.stdout
     assert metrics["latency"]["batches"] == -(-len(labels) // BATCH)
     # the result files hold the Cell's logits, in the C++ program's naming and layout
