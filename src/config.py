@@ -188,8 +188,8 @@ def read_yaml(path):
     return {name: _coerce(name, value) for name, value in data.items()}
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse whose errors become one-line ConfigErrors instead of usage text + exit."""
+class ArgParser(argparse.ArgumentParser):
+    """argparse whose errors become one-line ConfigErrors instead of usage text + exit (for every tool)."""
 
     def error(self, message):
         raise ConfigError(message)
@@ -204,13 +204,13 @@ def parse_config(argv=None, description="CPC (MindSpore)", extra_args=None):
 
     extra_args: optional callable(parser) adding entry-point-only flags (e.g. eval's --task).
     """
-    pre = _Parser(add_help=False)
+    pre = ArgParser(add_help=False)
     pre.add_argument("--config_path", default=DEFAULT_CONFIG)
     known, _ = pre.parse_known_args(argv)
     values = {name: key.default for name, key in SCHEMA.items()}
     values.update(read_yaml(known.config_path))
 
-    parser = _Parser(description=description)
+    parser = ArgParser(description=description)
     parser.add_argument("--config_path", default=DEFAULT_CONFIG, help="YAML file of the experiment")
     for name, key in SCHEMA.items():
         parser.add_argument(f"--{name}", type=_flag_type(name), default=values[name],

@@ -63,18 +63,6 @@ def test_frozen_encoder_is_never_updated(ms_cpu):
     assert codes["cpc"].shape == (100, 16)
 
 
-@pytest.fixture(scope="module")
-def classify_run(tiny_run, tmp_path_factory):
-    run_dir, _ = tiny_run
-    out = tmp_path_factory.mktemp("classify")
-    proc = run_entry(["eval.py", "--task", "classify", "--config_path", TINY,
-                      "--ckpt_path", str(run_dir / "cpc_best.ckpt"), "--output_path", str(out),
-                      "--label_fractions", "0.1,1.0"])
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    with open(out / "downstream_metrics.json", encoding="utf-8") as handle:
-        return run_dir, out, json.load(handle), proc.stdout
-
-
 def test_classify_writes_every_result(classify_run):
     _, out, metrics, stdout = classify_run
     rows = metrics["results"]
