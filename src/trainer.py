@@ -58,19 +58,27 @@ def build_train_cell(net, cfg, target):
     return nn.TrainOneStepWithLossScaleCell(build_loss_cell(net, cfg.loss), optimizer, scale_sense=scale), optimizer
 
 
-def evaluate(net, source):
+def make_scorer(net, loss):
+    """The Cell evaluate() runs on each batch's input columns: the CPC net itself (x, y -> logit) or
+    InfoNCELogits (x, y, negatives, valid -> candidate logits). Build it once per run: every new
+    Cell is compiled anew."""
+    return InfoNCELogits(net) if loss == "infonce" else net
+
+
+def evaluate(net, source, scorer=None):
     """Contrastive accuracy, loss and chance accuracy of `net` over every batch of `source`
     (inference mode): sorted/random for the binary loss, top-1 among the candidates for InfoNCE
-    (which also reports the digit-collision rate of its negatives)."""
+    (which also reports the digit-collision rate of its negatives). scorer: make_scorer's Cell."""
     net.set_train(False)
-    scorer = InfoNCELogits(net) if source.objective == "infonce" else net
+    infonce = source.objective == "infonce"
+    scorer = make_scorer(net, source.objective) if scorer is None else scorer
     outputs, targets = [], []
     for row in create_dataset(source).create_tuple_iterator(num_epochs=1):
-        outputs.append(scorer(*row).asnumpy() if source.objective == "infonce" else net(row[0], row[1]).asnumpy())
+        outputs.append((scorer(*row) if infonce else scorer(row[0], row[1])).asnumpy())
         targets.append(row[-1].asnumpy())
     net.set_train(True)
     outputs, targets = np.concatenate(outputs), np.concatenate(targets)
-    if source.objective == "infonce":
+    if infonce:
         result = infonce_metrics(outputs, targets)
     else:
         result = {"accuracy": binary_accuracy(outputs, targets), "loss": binary_cross_entropy(outputs, targets),
@@ -121,6 +129,7 @@ def train(cfg, target, data=None):
              cfg.loss, target, cfg.mode, "data sinking" if sink else "per-step feeding", epochs, steps,
              cfg.batch_size, len(train_source.images), len(val_source.images))
 
+    scorer = make_scorer(net, cfg.loss)
     schedule = PlateauLR(cfg.learning_rate, cfg.lr_factor, cfg.lr_patience, cfg.lr_min)
     history, best_acc, step_seconds, start = [], -1.0, 0.0, time.perf_counter()
     meta = {"kind": "cpc", "hparams": hparams}
@@ -143,7 +152,7 @@ def train(cfg, target, data=None):
                     window = time.perf_counter()
         epoch_seconds = time.perf_counter() - epoch_start
         step_seconds += epoch_seconds
-        val = evaluate(net, val_source)
+        val = evaluate(net, val_source, scorer)
         lr_used = schedule.lr
         record = {"epoch": epoch, "loss": float(np.mean(losses)), "val_loss": val["loss"],
                   "val_accuracy": val["accuracy"], "learning_rate": lr_used,
