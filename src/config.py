@@ -74,6 +74,11 @@ SCHEMA = {
     "lr_patience": Key(int, 2, "epochs without validation-loss improvement before reducing", minimum=1),
     "lr_min": Key(float, 1e-4, "floor of the learning rate"),
     "log_interval": Key(int, 50, "print the running loss every this many steps", minimum=1),
+    "save_checkpoint_steps": Key(int, 0, "also write a rolling checkpoint every this many steps within an "
+                                         "epoch (0 = only after each epoch; per-step feeding only)", minimum=0),
+    "keep_checkpoint_max": Key(int, 5, "rolling checkpoints cpc_e<epoch>_s<step>.ckpt kept (the newest)",
+                               minimum=1),
+    "resume": Key(bool, False, "continue from the newest rolling checkpoint in output_path (same command)"),
     # --- evaluation ---
     "test_steps": Key(int, 50, "test batches evaluated by eval.py", minimum=1),
     # --- downstream digit classification (eval.py --task classify) ---
