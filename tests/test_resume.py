@@ -1,5 +1,6 @@
 """Exact resume after kill -9, rolling checkpoints, determinism and the NaN stop."""
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -130,10 +131,12 @@ def test_nan_loss_stops_naming_the_step_and_the_last_checkpoint(ms_cpu, tmp_path
         return float("nan") if len(calls) == bad_step else real(output)
 
     monkeypatch.setattr(trainer, "loss_value", poisoned)
+    logging.getLogger("cpc").handlers.clear()
     with pytest.raises(SystemExit) as stop:
         run_main(train.main, ["--config_path", TINY, "--device_target", "CPU", "--epoch_size", "1",
                               "--steps_per_epoch", "10", "--save_checkpoint_steps", "5", "--val_steps", "1",
                               "--output_path", str(tmp_path)])
+    logging.getLogger("cpc").handlers.clear()  # they write to pytest's captured streams
     lines = error_lines(capsys.readouterr().err)
     assert stop.value.code == 2 and len(lines) == 1, lines
     assert lines[0].startswith(f"error: loss became nan at epoch 1 step {bad_step}; ")
