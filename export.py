@@ -1,75 +1,85 @@
-"""Export a trained CPC network for inference (MINDIR everywhere, AIR on Ascend, ONNX for the encoder).
+"""Export a trained network for inference: MINDIR everywhere, AIR on Ascend, ONNX.
 
-    python export.py --ckpt_path OUT/cpc_best.ckpt --net encoder --file_format MINDIR --batch_size 1 --file_name cpc_encoder
+    python export.py --ckpt_path EVAL/classifier.ckpt --net classifier --file_format MINDIR --batch_size 1 --file_name cpc_classifier
 
-The net is rebuilt from the hyper-parameters stored in the checkpoint and exported with the
-device's native convolution (the export is for the inference device, not the training CPU).
-The file is written under a temporary name and renamed, so a failed export leaves nothing.
+--net classifier (image -> 10 digit logits; a classifier checkpoint), encoder (image -> code; a cpc,
+encoder or classifier checkpoint) or cpc (context and future images -> logit; a cpc checkpoint).
+The net is rebuilt from the hyper-parameters stored in the checkpoint (src/deploy.py), never from
+re-typed flags. Here --batch_size is the batch baked into the exported graph (default 1), not the
+training key of the config, which export does not use. The file is written under a temporary name
+and renamed, so a failed export leaves nothing behind.
 """
 import glob
-import logging
 import os
 
 import mindspore as ms
-import numpy as np
 
-from src import checkpoint
-from src.config import model_hparams, parse_config
+from src import checkpoint, deploy
+from src.config import ArgParser, model_hparams, parse_config
 from src.device import init_device
 from src.errors import CPCError, ConfigError, run_main
-from src.model import build_cpc
 
-log = logging.getLogger("cpc")
 SUFFIX = {"MINDIR": ".mindir", "AIR": ".air", "ONNX": ".onnx"}
 
 
 def _extra(parser):
-    parser.add_argument("--net", default="encoder", choices=["encoder", "cpc"],
-                        help="encoder: image -> code; cpc: context and future images -> logit")
+    parser.add_argument("--net", default="classifier", choices=list(deploy.NETS),
+                        help="classifier: image -> digit logits; encoder: image -> code; "
+                             "cpc: context and future images -> logit")
     parser.add_argument("--file_format", default="MINDIR", choices=list(SUFFIX))
-    parser.add_argument("--export_batch_size", type=int,
-                        default=1, help="batch size baked into the exported graph")
     parser.add_argument("--file_name", default="cpc", help="output file name without suffix")
+    # --batch_size is taken out of the command line before parsing (split_batch_size); say so in --help
+    parser._option_string_actions["--batch_size"].help = "batch baked into the exported graph (default: 1)"
+
+
+def split_batch_size(argv):
+    """(export batch size, the other arguments): export's --batch_size is the exported graph's batch."""
+    pre = ArgParser(add_help=False, allow_abbrev=False)
+    pre.add_argument("--batch_size", type=int, default=1)
+    known, rest = pre.parse_known_args(argv)
+    if known.batch_size < 1:
+        raise ConfigError(f"--batch_size (the exported graph's batch) must be >= 1, got {known.batch_size}")
+    return known.batch_size, rest
+
+
+def export_atomically(cell, inputs, file_name, file_format):
+    """ms.export to a temporary name in the target folder, then rename to file_name + suffix."""
+    final = os.path.abspath(file_name + SUFFIX[file_format])
+    folder = os.path.dirname(final)
+    if not os.path.isdir(folder):
+        raise CPCError(f"folder of --file_name does not exist: {folder}")
+    tmp = os.path.join(folder, f".{os.path.basename(final)}.tmp-{os.getpid()}")
+    try:
+        try:
+            ms.export(cell, *[ms.Tensor(x) for x in inputs], file_name=tmp, file_format=file_format)
+        except (RuntimeError, ValueError, TypeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CPCError(f"{file_format} export failed: {first}") from None
+        written = glob.glob(glob.escape(tmp) + "*")
+        if len(written) != 1:
+            raise CPCError(f"export wrote {len(written)} files, expected one {SUFFIX[file_format]} file")
+        os.replace(written[0], final)
+    finally:
+        for leftover in glob.glob(glob.escape(tmp) + "*"):
+            os.remove(leftover)
+    return final
 
 
 def main(argv=None):
-    cfg = parse_config(argv, description="Export a CPC network", extra_args=_extra)
+    batch, argv = split_batch_size(argv)
+    cfg = parse_config(argv, description="Export a CPC network (--batch_size N: the exported graph's batch, "
+                                         "default 1)", extra_args=_extra)
     if not cfg.ckpt_path:
         raise ConfigError("config key 'ckpt_path' is required: the checkpoint to export")
-    if cfg.export_batch_size < 1:
-        raise ConfigError(f"--export_batch_size must be >= 1, got {cfg.export_batch_size}")
     params, meta = checkpoint.load(cfg.ckpt_path)
-    if cfg.net == "cpc" and meta is not None and meta.get("kind") == "encoder":
-        raise CPCError(f"checkpoint {cfg.ckpt_path} holds only the encoder; --net cpc needs a CPC checkpoint")
-    if cfg.net == "cpc" and cfg.file_format == "ONNX":
-        raise CPCError("ONNX export of --net cpc is not supported: MindSpore cannot export nn.GRU to ONNX")
+    deploy.check_kind(cfg.net, meta, cfg.ckpt_path)
     checkpoint.apply_hparams(cfg, meta, cfg.ckpt_path)
     target = init_device(cfg)
     if cfg.file_format == "AIR" and target != "Ascend":
         raise CPCError(f"AIR export needs an Ascend device (this run is on {target}); use MINDIR or ONNX")
-    net = build_cpc(model_hparams(cfg), fast_conv=False)
-    checkpoint.load_into(net.encoder if cfg.net == "encoder" else net,
-                         {k: v for k, v in params.items() if cfg.net == "cpc" or k.startswith("encoder.")},
-                         cfg.ckpt_path)
-    net.set_train(False)
-    channels, size, batch = 3 if cfg.color else 1, cfg.image_size, cfg.export_batch_size
-    if cfg.net == "encoder":
-        cell, inputs = net.encoder, [np.zeros((batch, channels, size, size), np.float32)]
-    else:
-        cell = net
-        inputs = [np.zeros((batch, cfg.terms, channels, size, size), np.float32),
-                  np.zeros((batch, cfg.predict_terms, channels, size, size), np.float32)]
-    final = os.path.abspath(cfg.file_name + SUFFIX[cfg.file_format])
-    tmp = os.path.join(os.path.dirname(final), f".{os.path.basename(cfg.file_name)}.tmp-{os.getpid()}")
-    try:
-        ms.export(cell, *[ms.Tensor(x) for x in inputs], file_name=tmp, file_format=cfg.file_format)
-        written = glob.glob(tmp + "*")
-        if len(written) != 1:
-            raise CPCError(f"export wrote {len(written)} files, expected one {SUFFIX[cfg.file_format]} file")
-        os.replace(written[0], final)
-    finally:
-        for leftover in glob.glob(tmp + "*"):
-            os.remove(leftover)
+    hparams = model_hparams(cfg)
+    cell = deploy.build_inference_net(cfg.net, hparams, params, meta, cfg.ckpt_path)
+    final = export_atomically(cell, deploy.example_inputs(cfg.net, hparams, batch), cfg.file_name, cfg.file_format)
     print(f"exported {cfg.net} ({cfg.file_format}, batch {batch}) to {final}")
 
 

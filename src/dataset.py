@@ -11,6 +11,11 @@ binarised and inverted over a random crop of a colour-shifted background texture
 
 Making whole batches (instead of single sequences) keeps generation vectorised and guarantees the
 half/half balance in every batch, also when GeneratorDataset shards the indices over devices.
+
+For the InfoNCE loss every sequence is positive (sorted), and each batch also carries, for every
+sequence b and future step k, `num_negatives` indices into the batch's B * predict_terms future
+images (other sequences at step k, or at any step with negatives_across_steps) and a mask that is 0
+where the negative shows the same digit as the positive (a collision the loss must not count).
 """
 from collections import namedtuple
 
@@ -21,11 +26,33 @@ from src.mnist import SPLITS, load_split
 TEXTURE_SIZE = 256
 TEXTURE_SEED = 7  # the background texture is part of the task definition, not of the run's seed
 INK_THRESHOLD = 0.5  # the original binarises the resized [0, 1] digit at 0.5
-COLUMNS = ("x", "y", "label")
+COLUMNS = {"binary": ("x", "y", "label"), "infonce": ("x", "y", "negatives", "valid")}
 
-Batch = namedtuple("Batch", "x y label digits")
+Batch = namedtuple("Batch", "x y label digits negatives valid", defaults=(None, None))
 Batch.__doc__ = """x: float32 [B, terms, C, H, W] context images; y: float32 [B, predict_terms, C, H, W]
-future images; label: float32 [B, 1], 1 = sorted (positive); digits: int64 [B, terms + predict_terms]."""
+future images; label: float32 [B, 1], 1 = sorted (positive); digits: int64 [B, terms + predict_terms];
+InfoNCE only: negatives int32 [B, predict_terms, M] indices into y flattened to [B * predict_terms],
+valid float32 [B, predict_terms, M], 0 where the negative shows the positive's digit."""
+
+
+def sample_negatives(rng, future_digits, num_negatives, across_steps):
+    """(negatives, valid) for InfoNCE: for each (b, k), `num_negatives` distinct indices into the
+    flattened future images [B * K] other than b * K + k itself, drawn from sequences b' != b at the
+    same step k (or from every other (b', k') with across_steps); valid = 0 where the negative shows
+    the same digit as the positive."""
+    size, steps = future_digits.shape
+    flat_digits = future_digits.reshape(-1)
+    if across_steps:
+        pool = size * steps - 1
+        pick = rng.random((size, steps, pool)).argsort(-1)[..., :num_negatives]
+        own = (np.arange(size)[:, None] * steps + np.arange(steps))[..., None]
+        negatives = pick + (pick >= own)                       # skip the positive itself
+    else:
+        pick = rng.random((size, steps, size - 1)).argsort(-1)[..., :num_negatives]
+        other = pick + (pick >= np.arange(size)[:, None, None])  # sequence b' != b
+        negatives = other * steps + np.arange(steps)[None, :, None]
+    valid = flat_digits[negatives] != future_digits[..., None]
+    return negatives.astype(np.int32), valid.astype(np.float32)
 
 
 def resize_matrix(src, dst):
@@ -88,9 +115,13 @@ class SequenceSource:
     """Random-access source of CPC batches: item i is batch (start + i) of this split and seed."""
 
     def __init__(self, images, labels, *, split, seed, num_batches, batch_size, terms, predict_terms,
-                 image_size, color, start=0):
+                 image_size, color, start=0, objective="binary", num_negatives=0, negatives_across_steps=False):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}")
+        if objective not in COLUMNS:
+            raise ValueError(f"objective must be one of {tuple(COLUMNS)}")
+        self.objective, self.columns = objective, COLUMNS[objective]
+        self.num_negatives, self.negatives_across_steps = num_negatives, negatives_across_steps
         order = np.argsort(labels, kind="stable")
         self.images = np.ascontiguousarray(images[order])
         self.counts = np.bincount(labels, minlength=10)
@@ -105,7 +136,7 @@ class SequenceSource:
 
     def __getitem__(self, index):
         batch = self.make_batch(self.start + int(index))
-        return batch.x, batch.y, batch.label
+        return tuple(getattr(batch, name) for name in self.columns)
 
     def sequence_digits(self, rng):
         """Digit classes [B, terms + predict_terms] and positive flags [B] of one batch."""
@@ -120,11 +151,18 @@ class SequenceSource:
         """The batch at absolute index `index` (independent of start, workers and shards)."""
         rng = np.random.default_rng([self.seed, self.split_id, index])
         digits, positive = self.sequence_digits(rng)
+        if self.objective == "infonce":  # every sequence sorted: the in-batch futures are the negatives
+            digits = (digits[:, :1] + np.arange(digits.shape[1])) % 10
+            positive = np.ones_like(positive)
         flat = digits.reshape(-1)
         pick = self.offsets[flat] + (rng.random(flat.size) * self.counts[flat]).astype(np.int64)
         pixels = self.render(self.images[pick], rng)
         pixels = pixels.reshape(self.batch_size, -1, *pixels.shape[1:])
         label = positive.astype(np.float32)[:, None]
+        if self.objective == "infonce":
+            negatives, valid = sample_negatives(rng, digits[:, self.terms:], self.num_negatives,
+                                                self.negatives_across_steps)
+            return Batch(pixels[:, :self.terms], pixels[:, self.terms:], label, digits, negatives, valid)
         return Batch(pixels[:, :self.terms], pixels[:, self.terms:], label, digits)
 
 
@@ -152,13 +190,15 @@ def build_source(cfg, split, num_batches, start=0, data=None):
     images, labels = data if data is not None else load_split(cfg.data_path, split)
     return SequenceSource(images, labels, split=split, seed=cfg.seed, num_batches=num_batches,
                           batch_size=cfg.batch_size, terms=cfg.terms, predict_terms=cfg.predict_terms,
-                          image_size=cfg.image_size, color=cfg.color, start=start)
+                          image_size=cfg.image_size, color=cfg.color, start=start, objective=cfg.loss,
+                          num_negatives=cfg.num_negatives, negatives_across_steps=cfg.negatives_across_steps)
 
 
 def create_dataset(source, num_parallel_workers=1, num_shards=None, shard_id=None):
-    """Wrap a SequenceSource in mindspore.dataset.GeneratorDataset (one row = one batch)."""
+    """Wrap a SequenceSource in mindspore.dataset.GeneratorDataset (one row = one batch; columns
+    x, y, label for the binary loss, x, y, negatives, valid for InfoNCE)."""
     import mindspore.dataset as ds
     workers = max(1, min(num_parallel_workers, len(source)))
-    return ds.GeneratorDataset(source, column_names=list(COLUMNS), shuffle=False,
+    return ds.GeneratorDataset(source, column_names=list(source.columns), shuffle=False,
                                num_parallel_workers=workers, python_multiprocessing=workers > 1,
                                num_shards=num_shards, shard_id=shard_id)

@@ -6,7 +6,7 @@ score of a future code is z_{t+k}^T W_k c_t. The published (binary) model averag
 all future steps into one logit per sequence: sorted (1) or not (0).
 """
 import numpy as np
-from mindspore import Tensor, nn, ops
+from mindspore import Parameter, Tensor, nn, ops
 
 from src.config import encoder_output_size
 from src.conv import Conv3x3S2, conv_geometry
@@ -17,6 +17,68 @@ BN_EPS, BN_MOMENTUM = 1e-3, 0.99   # Keras BatchNormalization defaults (MindSpor
 LEAKY_ALPHA = 0.3                  # Keras LeakyReLU default
 
 
+class FastLeakyReLU(nn.Cell):
+    """LeakyReLU with a hand-written backward: dx = dout where x > 0, alpha * dout elsewhere.
+
+    The same function as nn.LeakyReLU (max(x, alpha x)), but MindSpore differentiates that Maximum
+    on CPU with a chain of Equal/Less/Select kernels over the whole tensor; one Select is about
+    twice as fast on the encoder's largest activations. Used on CPU (fast_conv)."""
+
+    def __init__(self, alpha):
+        super().__init__()
+        self.alpha = alpha
+
+    def construct(self, x):
+        return ops.maximum(x, x * self.alpha)
+
+    def bprop(self, x, out, dout):
+        return (ops.select(x > 0, dout, dout * self.alpha),)
+
+
+class FastBatchNorm1d(nn.Cell):
+    """nn.BatchNorm1d written out in elementwise ops, with the same parameters and names (gamma,
+    beta, moving_mean, moving_variance) and the same semantics: batch statistics in training
+    (moving variance updated with the unbiased batch variance), moving statistics in inference.
+    On CPU, MindSpore's BatchNormGrad for 2-D input costs more than the rest of the encoder's dense
+    layers together; these ops on a [batch, 256] tensor cost next to nothing. Used on CPU."""
+
+    def __init__(self, num_features, eps, momentum):
+        super().__init__()
+        self.eps, self.momentum = eps, momentum
+        # the order of nn.BatchNorm1d's parameters
+        self.moving_mean = Parameter(Tensor(np.zeros(num_features, np.float32)), name="moving_mean",
+                                     requires_grad=False)
+        self.moving_variance = Parameter(Tensor(np.ones(num_features, np.float32)), name="moving_variance",
+                                         requires_grad=False)
+        self.gamma = Parameter(Tensor(np.ones(num_features, np.float32)), name="gamma")
+        self.beta = Parameter(Tensor(np.zeros(num_features, np.float32)), name="beta")
+
+    def construct(self, x):
+        if self.training:
+            mean = x.mean(0)
+            centred = x - mean
+            var = (centred * centred).mean(0)
+            count = x.shape[0]
+            keep = self.momentum
+            ops.assign(self.moving_mean, self.moving_mean * keep + ops.stop_gradient(mean) * (1 - keep))
+            ops.assign(self.moving_variance, self.moving_variance * keep
+                       + ops.stop_gradient(var) * (count / (count - 1) * (1 - keep)))
+            return centred * (ops.rsqrt(var + self.eps) * self.gamma) + self.beta
+        return (x - self.moving_mean) * (ops.rsqrt(self.moving_variance + self.eps) * self.gamma) + self.beta
+
+
+def batch_norm_1d(num_features, fast):
+    """The encoder's dense BatchNorm: FastBatchNorm1d on CPU, nn.BatchNorm1d elsewhere."""
+    if fast:
+        return FastBatchNorm1d(num_features, BN_EPS, BN_MOMENTUM)
+    return nn.BatchNorm1d(num_features, eps=BN_EPS, momentum=BN_MOMENTUM)
+
+
+def leaky_relu(fast):
+    """The encoder's activation: FastLeakyReLU on CPU, nn.LeakyReLU (a fused kernel) elsewhere."""
+    return FastLeakyReLU(LEAKY_ALPHA) if fast else nn.LeakyReLU(LEAKY_ALPHA)
+
+
 class ConvBlock(nn.Cell):
     """conv 3x3 stride 2 -> BatchNorm -> LeakyReLU."""
 
@@ -24,7 +86,7 @@ class ConvBlock(nn.Cell):
         super().__init__()
         self.conv = Conv3x3S2(in_channels, ENCODER_CHANNELS, in_size, padding, fast_conv, input_grad)
         self.bn = nn.BatchNorm2d(ENCODER_CHANNELS, eps=BN_EPS, momentum=BN_MOMENTUM)
-        self.act = nn.LeakyReLU(LEAKY_ALPHA)
+        self.act = leaky_relu(fast_conv)
         self.out_size = self.conv.out_size
 
     def construct(self, x):
@@ -77,8 +139,8 @@ class Encoder(nn.Cell):
         self.blocks = nn.SequentialCell(blocks)
         self.flatten = nn.Flatten()
         self.dense = nn.Dense(ENCODER_CHANNELS * size * size, ENCODER_HIDDEN, weight_init="XavierUniform")
-        self.bn = nn.BatchNorm1d(ENCODER_HIDDEN, eps=BN_EPS, momentum=BN_MOMENTUM)
-        self.act = nn.LeakyReLU(LEAKY_ALPHA)
+        self.bn = batch_norm_1d(ENCODER_HIDDEN, fast_conv)
+        self.act = leaky_relu(fast_conv)
         self.embedding = nn.Dense(ENCODER_HIDDEN, code_size, weight_init="XavierUniform")
 
     def construct(self, x):
@@ -101,8 +163,8 @@ class CPC(nn.Cell):
         # rows [k*code_size, (k+1)*code_size) of the weight are W_k (one linear map per future step)
         self.predictor = nn.Dense(hidden_size, predict_terms * code_size, weight_init="XavierUniform")
 
-    def scores(self, x, y):
-        """Per-step scores z_{t+k}^T W_k c_t / code_size, [B, predict_terms]."""
+    def predictions(self, x, y):
+        """(W_k c_t for every step [B, predict_terms, code_size], future codes z_{t+k}, same shape)."""
         batch = x.shape[0]
         # context and future images go through the encoder as one batch: one conv per layer, not two
         images = ops.concat((x.reshape((-1,) + x.shape[2:]), y.reshape((-1,) + y.shape[2:])), 0)
@@ -111,12 +173,22 @@ class CPC(nn.Cell):
         z_future = codes[batch * self.terms:].reshape(batch, self.predict_terms, self.code_size)
         _, hidden = self.gru(z_context)
         predicted = self.predictor(hidden[-1]).reshape(batch, self.predict_terms, self.code_size)
+        return predicted, z_future
+
+    def scores(self, x, y):
+        """Per-step scores z_{t+k}^T W_k c_t / code_size, [B, predict_terms]."""
+        predicted, z_future = self.predictions(x, y)
         return (predicted * z_future).mean(-1)
 
     def construct(self, x, y):
         return self.scores(x, y).mean(-1, keep_dims=True)
 
 
+ARCHITECTURE_KEYS = ("image_size", "color", "padding", "input_contrast", "terms", "predict_terms", "code_size",
+                     "hidden_size")
+
+
 def build_cpc(hparams, fast_conv):
-    """A CPC net from the hyper-parameter dict stored in checkpoints (config.model_hparams)."""
-    return CPC(fast_conv=fast_conv, **hparams)
+    """A CPC net from the hyper-parameter dict stored in checkpoints (config.model_hparams; keys
+    that do not shape the network, such as the loss, are ignored)."""
+    return CPC(fast_conv=fast_conv, **{k: hparams[k] for k in ARCHITECTURE_KEYS})

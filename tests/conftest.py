@@ -39,3 +39,17 @@ def tiny_run(tmp_path_factory):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     with open(out / "metrics.json", encoding="utf-8") as handle:
         return out, json.load(handle)
+
+
+@pytest.fixture(scope="session")
+def classify_run(tiny_run, tmp_path_factory):
+    """eval.py --task classify on tiny_run's checkpoint (10% and 100% labels): (run folder, output
+    folder, downstream_metrics.json, stdout)."""
+    run_dir, _ = tiny_run
+    out = tmp_path_factory.mktemp("classify")
+    proc = run_entry(["eval.py", "--task", "classify", "--config_path", TINY,
+                      "--ckpt_path", str(run_dir / "cpc_best.ckpt"), "--output_path", str(out),
+                      "--label_fractions", "0.1,1.0"])
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    with open(out / "downstream_metrics.json", encoding="utf-8") as handle:
+        return run_dir, out, json.load(handle), proc.stdout

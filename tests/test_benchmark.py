@@ -7,9 +7,9 @@ KEYS = {"step_ms_median", "step_ms_min", "samples_per_s", "data_sequences_per_s"
         "mindspore_version", "images_per_s", "fed_step_ms_median", "feed_overhead_pct"}
 
 
-def test_benchmark_prints_one_json_line():
-    proc = run_entry(["bash", "scripts/run_benchmark.sh", TINY, "CPU", "--steps", "3", "--warmup", "1"],
-                     env={"TORCH_REFERENCE": "/nonexistent"})
+def test_benchmark_prints_one_json_line(tmp_path):
+    proc = run_entry(["bash", "scripts/run_benchmark.sh", TINY, "CPU", "--steps", "3", "--warmup", "1",
+                      "--profile_path", str(tmp_path / "prof")], env={"TORCH_REFERENCE": "/nonexistent"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     assert len(lines) == 1
@@ -17,6 +17,7 @@ def test_benchmark_prints_one_json_line():
     assert KEYS <= set(result)
     assert result["device_target"] == "CPU" and result["steps"] == 3
     assert all(result[k] > 0 for k in ("step_ms_median", "samples_per_s", "data_sequences_per_s", "images_per_s"))
+    assert "operator types by time" in proc.stderr and "MatMul" in proc.stderr  # the profiler's table
 
 
 def test_benchmark_bad_arguments():

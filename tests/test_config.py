@@ -3,7 +3,7 @@ import pytest
 
 from src.config import SCHEMA, encoder_output_size, parse_config, read_yaml
 from src.errors import ConfigError
-from tests.conftest import REPO, TINY, error_lines, run_entry
+from tests.conftest import REPO, TINY
 
 CONFIGS = ["cpc_mnist64_color.yaml", "cpc_mnist28_gray.yaml", "cpc_tiny.yaml"]
 
@@ -71,13 +71,3 @@ def test_encoder_output_size():
     assert encoder_output_size(28, "same") == 2
     assert encoder_output_size(28, "valid") == 0
     assert encoder_output_size(31, "valid") == 1
-
-
-@pytest.mark.parametrize("entry", ["train.py", "eval.py"])
-def test_entry_points_fail_with_one_line(entry, tmp_path):
-    proc = run_entry([entry, "--config_path", TINY, "--terms", "0", "--output_path", str(tmp_path / "o")])
-    assert proc.returncode == 2
-    lines = error_lines(proc.stderr)
-    assert lines == ["error: config key 'terms' must be >= 1, got 0"], proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert not (tmp_path / "o").exists()  # nothing written

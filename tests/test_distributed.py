@@ -1,7 +1,6 @@
 """Data-parallel training: rank-table checks, the Ascend launch (stubbed), shards, and two real
 CPU workers through msrun compared with one process on the same global batch."""
 import json
-import os
 import stat
 
 import numpy as np

