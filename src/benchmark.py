@@ -27,7 +27,7 @@ from src.device import init_device
 from src.errors import ConfigError, run_main
 from src.mnist import load_split
 from src.model import build_cpc
-from src.trainer import build_train_cell, loss_value
+from src.trainer import build_train_cell
 
 
 def _extra(parser):
@@ -66,6 +66,12 @@ def profile_steps(step, path, steps=10, top=12):
         print(f"  {row['op_type']:<20} {float(row['total_compute_time']) / steps:8.1f} ms/step "
               f"{100 * float(row['total_compute_time']) / total:5.1f}%  x{row['execution_frequency(per-step)']}",
               file=sys.stderr)
+
+
+def loss_value(output):
+    """The loss of a train cell's output (a Tensor, or (loss, overflow, scale) under loss scaling);
+    reading it waits for the step to finish."""
+    return float((output[0] if isinstance(output, tuple) else output).asnumpy())
 
 
 def main(argv=None):

@@ -194,6 +194,45 @@ def build_source(cfg, split, num_batches, start=0, data=None):
                           num_negatives=cfg.num_negatives, negatives_across_steps=cfg.negatives_across_steps)
 
 
+def chunk_sampler(chunk, passes, rank=0, size=1):
+    """A sampler giving the training rows in chunks, one chunk per pass (a pass = one epoch of
+    mindspore.train.Model = one sink on a device): pass p yields the source rows of global batches
+    p * chunk ... (p + 1) * chunk - 1, for data parallelism batch b's row b * size + rank; there is
+    nothing after the last pass. GeneratorDataset calls a mindspore.dataset.Sampler once per pass, so
+    Model.train(passes, dataset, dataset_sink_mode=True, sink_size=chunk) reads the same batches in
+    the same order whether a device sinks them or (CPU) they are fed step by step."""
+    import mindspore.dataset as ds
+
+    class ChunkSampler(ds.Sampler):
+        def __init__(self):
+            self.done = 0
+            super().__init__()
+
+        def __iter__(self):
+            first, self.done = self.done * chunk, self.done + 1
+            if first >= passes * chunk:
+                return iter(())
+            return iter(range(first * size + rank, (first + chunk) * size, size))
+
+        def __len__(self):
+            return chunk
+
+    return ChunkSampler()
+
+
+def create_train_dataset(source, chunk, rank=0, size=1, num_parallel_workers=1):
+    """GeneratorDataset over `source` (rows = batches, rank-interleaved for data parallelism) that
+    yields `chunk` batches per pass; see chunk_sampler."""
+    import mindspore.dataset as ds
+    passes = len(source) // (chunk * size)
+    if passes < 1 or passes * chunk * size != len(source):
+        raise ValueError(f"{len(source)} rows are not whole passes of {chunk} batches x {size} ranks")
+    sampler = chunk_sampler(chunk, passes, rank, size)
+    workers = max(1, min(num_parallel_workers, chunk))
+    return ds.GeneratorDataset(source, column_names=list(source.columns), sampler=sampler,
+                               num_parallel_workers=workers, python_multiprocessing=workers > 1)
+
+
 def create_dataset(source, num_parallel_workers=1, num_shards=None, shard_id=None):
     """Wrap a SequenceSource in mindspore.dataset.GeneratorDataset (one row = one batch; columns
     x, y, label for the binary loss, x, y, negatives, valid for InfoNCE)."""

@@ -142,24 +142,20 @@ def shard_args(rank, size):
     return {} if size == 1 else {"num_shards": size, "shard_id": rank}
 
 
-def sync_buffers(net, size):
-    """Average the non-trainable parameters (BatchNorm moving mean/variance) across ranks, so every
-    rank validates and saves the same network. No-op for a single process."""
-    if size == 1:
-        return
-    from mindspore import nn, ops
+class BufferSync:
+    """Averages the non-trainable parameters (BatchNorm moving statistics) across ranks when called
+    (placeholder until the one-reducer form lands). No-op for a single process."""
 
-    class _AllReduce(nn.Cell):
-        def __init__(self):
-            super().__init__()
-            self.reduce = ops.AllReduce()
+    def __init__(self, net, size):
+        self.net, self.size = net, size
 
-        def construct(self, value):
-            return self.reduce(value)
-
-    reduce = _AllReduce()
-    for param in net.untrainable_params():
-        param.set_data(reduce(param.value()) / size)
+    def __call__(self):
+        if self.size == 1:
+            return
+        from mindspore import ops
+        reduce = ops.AllReduce()
+        for param in self.net.untrainable_params():
+            param.set_data(reduce(param.value()) / self.size)
 
 
 def _cli(argv=None):

@@ -10,13 +10,15 @@ showing the positive's digit are masked out. Loss = -log softmax of the positive
 candidates, averaged over sequences and steps; accuracy = top-1 (the positive scores highest).
 """
 import numpy as np
+from mindspore import dtype as mstype
 from mindspore import nn, ops
 
 MASKED_LOGIT = -1e9  # a masked negative: exp() underflows to exactly 0
 
 
 class CPCWithLoss(nn.Cell):
-    """(x, y, label) -> mean binary cross-entropy of the CPC net's logit against sorted/random."""
+    """(x, y, label) -> mean binary cross-entropy of the CPC net's logit against sorted/random.
+    net: the CPC net, or its mixed-precision form (the logit is cast to float32 before the loss)."""
 
     def __init__(self, net):
         super().__init__(auto_prefix=False)  # keep the net's parameter names unchanged
@@ -24,7 +26,18 @@ class CPCWithLoss(nn.Cell):
         self.loss = nn.BCEWithLogitsLoss()
 
     def construct(self, x, y, label):
-        return self.loss(self.net(x, y), label)
+        return self.loss(ops.cast(self.net(x, y), mstype.float32), label)
+
+
+class CPCPredictions(nn.Cell):
+    """(x, y) -> the CPC net's (W_k c_t, z_{t+k}) as a Cell call, so that mixed precision can wrap it."""
+
+    def __init__(self, net):
+        super().__init__(auto_prefix=False)
+        self.net = net
+
+    def construct(self, x, y):
+        return self.net.predictions(x, y)
 
 
 def infonce_logits(predicted, z_future, negatives, valid):
@@ -41,36 +54,43 @@ def infonce_logits(predicted, z_future, negatives, valid):
 
 
 class InfoNCELogits(nn.Cell):
-    """(x, y, negatives, valid) -> InfoNCE candidate logits [B, K, 1 + M] of the CPC net."""
+    """(x, y, negatives, valid) -> InfoNCE candidate logits [B, K, 1 + M], float32.
+    predictions: a Cell (x, y) -> (W_k c_t, z_{t+k}): CPCPredictions(net) or its mixed-precision form."""
 
-    def __init__(self, net):
+    def __init__(self, predictions):
         super().__init__(auto_prefix=False)
-        self.net = net
+        self.predictions = predictions
 
     def construct(self, x, y, negatives, valid):
-        predicted, z_future = self.net.predictions(x, y)
-        return infonce_logits(predicted, z_future, negatives, valid)
+        predicted, z_future = self.predictions(x, y)
+        return infonce_logits(ops.cast(predicted, mstype.float32), ops.cast(z_future, mstype.float32),
+                              negatives, valid)
 
 
 class InfoNCEWithLoss(nn.Cell):
     """(x, y, negatives, valid) -> mean InfoNCE loss (cross-entropy of the positive, column 0)."""
 
-    def __init__(self, net):
+    def __init__(self, predictions):
         super().__init__(auto_prefix=False)
-        self.logits = InfoNCELogits(net)
+        self.logits = InfoNCELogits(predictions)
 
     def construct(self, x, y, negatives, valid):
         logits = self.logits(x, y, negatives, valid)
         return (ops.logsumexp(logits, -1) - logits[:, :, 0]).mean()
 
 
-def build_loss_cell(net, loss):
-    """The loss Cell the train step wraps: CPCWithLoss (binary) or InfoNCEWithLoss."""
-    if loss == "binary":
-        return CPCWithLoss(net)
-    if loss == "infonce":
-        return InfoNCEWithLoss(net)
-    raise ValueError(f"unknown loss {loss!r} (binary | infonce)")
+def build_loss_cell(net, loss, amp_level="O0"):
+    """The loss Cell the train step wraps: CPCWithLoss (binary) or InfoNCEWithLoss, around the Cell
+    the loss calls (the net, or CPCPredictions(net)) after ms.amp.auto_mixed_precision at amp_level.
+    amp returns a new Cell (O2/O3: the network in float16 except BatchNorm, outputs cast back to
+    float32), so its result is what the loss wraps; the losses cast to float32 once more themselves."""
+    if loss not in ("binary", "infonce"):
+        raise ValueError(f"unknown loss {loss!r} (binary | infonce)")
+    scored = net if loss == "binary" else CPCPredictions(net)
+    if amp_level != "O0":
+        import mindspore as ms
+        scored = ms.amp.auto_mixed_precision(scored, amp_level)
+    return CPCWithLoss(scored) if loss == "binary" else InfoNCEWithLoss(scored)
 
 
 def binary_accuracy(logits, labels):

@@ -22,7 +22,8 @@ from src.errors import CheckpointError, CPCError
 log = logging.getLogger("cpc")
 
 ROLLING = re.compile(r"^cpc_e(\d+)_s(\d+)\.ckpt$")
-RUN_KEYS = ("seed", "batch_size", "steps_per_epoch", "num_negatives", "negatives_across_steps")
+RUN_KEYS = ("seed", "batch_size", "steps_per_epoch", "num_negatives", "negatives_across_steps", "amp_level")
+RUN_DEFAULTS = {"amp_level": "O0"}  # what checkpoints written before a key was checked were trained with
 STEP_LOSSES_KEPT = 100  # metrics.json keeps the first this many step losses (determinism checks)
 
 
@@ -39,8 +40,8 @@ def rolling(out):
 class RunState:
     """Where training stands: the next step to run and everything the epoch loop accumulates."""
 
-    def __init__(self, cfg, hparams, schedule):
-        self.cfg, self.hparams, self.schedule = cfg, hparams, schedule
+    def __init__(self, cfg, hparams, schedule, train_cell):
+        self.cfg, self.hparams, self.schedule, self.train_cell = cfg, hparams, schedule, train_cell
         self.epoch, self.step = 1, 0  # the epoch to run next and the steps of it already done
         self.epoch_losses, self.history, self.step_losses = [], [], []
         self.best_acc, self.last_path, self.resumed_from = -1.0, None, None
@@ -49,8 +50,9 @@ class RunState:
     def global_step(self):
         return (self.epoch - 1) * self.cfg.steps_per_epoch + self.step
 
-    def add_loss(self, loss):
-        self.step += 1
+    def add_loss(self, loss, steps=1):
+        """Record the mean loss of the next `steps` steps (1 when fed step by step, a sink's length)."""
+        self.step += steps
         self.epoch_losses.append(loss)
         if len(self.step_losses) < STEP_LOSSES_KEPT:
             self.step_losses.append(loss)
@@ -76,9 +78,10 @@ class RunState:
             os.remove(old)
 
     def restore(self, meta, path):
-        if meta.get("hparams") != self.hparams or meta.get("run") != {k: getattr(self.cfg, k) for k in RUN_KEYS}:
+        run_then = dict(RUN_DEFAULTS, **(meta.get("run") or {}))
+        if meta.get("hparams") != self.hparams or run_then != {k: getattr(self.cfg, k) for k in RUN_KEYS}:
             now = dict(self.hparams, **{k: getattr(self.cfg, k) for k in RUN_KEYS})
-            then = dict(meta.get("hparams") or {}, **(meta.get("run") or {}))
+            then = dict(meta.get("hparams") or {}, **run_then)
             diff = ", ".join(f"{k} {then.get(k)!r} != {v!r}" for k, v in now.items() if then.get(k) != v)
             raise CPCError(f"cannot resume from {path}: it was trained with other settings "
                            f"(checkpoint vs config: {diff}); use the same command, or another output_path")
@@ -93,7 +96,7 @@ def start(cfg, hparams, schedule, train_cell, optimizer):
     """The RunState to train from: the newest readable rolling checkpoint with --resume True
     (weights, Adam state and learning rate loaded into the train cell), else a fresh start (which
     removes the rolling checkpoints of an earlier run in the same output_path)."""
-    state = RunState(cfg, hparams, schedule)
+    state = RunState(cfg, hparams, schedule, train_cell)
     found = rolling(cfg.output_path)
     if not cfg.resume:
         for old in found:

@@ -15,6 +15,38 @@ from src.runlog import prepare_output
 LABEL_WIDTH = 150
 
 
+def plot_training_curves(history, chance, path):
+    """PNG of training loss and validation accuracy per epoch (with the chance line), written under
+    a temporary name and renamed. history: metrics.json's per-epoch records."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+    epochs = [r["epoch"] for r in history]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
+    left.plot(epochs, [r["loss"] for r in history], "o-", label="training loss")
+    left.plot(epochs, [r["val_loss"] for r in history], "s--", label="validation loss")
+    left.set_xlabel("epoch")
+    left.set_ylabel("loss")
+    left.legend()
+    right.plot(epochs, [r["val_accuracy"] for r in history], "o-", label="validation accuracy")
+    right.axhline(chance, color="grey", linestyle=":", label=f"chance ({chance:.2f})")
+    right.set_ylim(0, 1.02)
+    right.set_xlabel("epoch")
+    right.set_ylabel("contrastive accuracy")
+    right.legend(loc="lower right")
+    for axis in (left, right):
+        axis.set_xticks(epochs)
+    fig.tight_layout()
+    tmp = f"{path}.tmp-{os.getpid()}.png"
+    try:
+        fig.savefig(tmp, dpi=100)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def batch_grid(batch, rows, terms, gap=4):
     """An RGB uint8 image: each row shows a sequence's context, a gap, its future, and its label."""
     images = np.concatenate([batch.x, batch.y], axis=1)[:rows]          # [R, T+P, C, S, S]

@@ -7,7 +7,7 @@ from mindspore import Tensor, nn
 
 from src.dataset import build_source, sample_negatives
 from src.config import namespace
-from src.loss import InfoNCELogits, InfoNCEWithLoss, infonce_metrics
+from src.loss import CPCPredictions, InfoNCELogits, InfoNCEWithLoss, infonce_metrics
 
 
 class _Given(nn.Cell):
@@ -41,7 +41,7 @@ def _inputs(seed, batch=6, steps=3, dim=5, num_negatives=4):
 
 
 def _loss(predicted, z, negatives, valid):
-    cell = InfoNCEWithLoss(_Given())
+    cell = InfoNCEWithLoss(CPCPredictions(_Given()))
     return float(cell(*(Tensor(a) for a in (predicted, z, negatives, valid))).asnumpy())
 
 
@@ -50,7 +50,7 @@ def test_infonce_matches_numpy(ms_cpu, seed):
     predicted, z, negatives, valid = _inputs(seed)
     assert _loss(predicted, z, negatives, valid) == pytest.approx(_reference_loss(predicted, z, negatives, valid),
                                                                   rel=1e-5)
-    logits = InfoNCELogits(_Given())(*(Tensor(a) for a in (predicted, z, negatives, valid))).asnumpy()
+    logits = InfoNCELogits(CPCPredictions(_Given()))(*(Tensor(a) for a in (predicted, z, negatives, valid))).asnumpy()
     assert infonce_metrics(logits, valid)["loss"] == pytest.approx(_reference_loss(predicted, z, negatives, valid),
                                                                    rel=1e-5)
 
@@ -60,7 +60,7 @@ def test_perfect_predictor_has_near_zero_loss(ms_cpu):
     z = z / np.linalg.norm(z, axis=-1, keepdims=True)
     loss = _loss(50.0 * z, z, negatives, valid)
     assert 0 <= loss < 1e-3
-    logits = InfoNCELogits(_Given())(*(Tensor(a) for a in (50.0 * z, z, negatives, valid))).asnumpy()
+    logits = InfoNCELogits(CPCPredictions(_Given()))(*(Tensor(a) for a in (50.0 * z, z, negatives, valid))).asnumpy()
     assert infonce_metrics(logits, valid)["accuracy"] == 1.0
 
 
