@@ -115,15 +115,16 @@ def test_same_seed_same_losses_other_seed_other_losses(ms_cpu, tmp_path):
 def test_nan_loss_stops_naming_the_step_and_the_last_checkpoint(ms_cpu, tmp_path, monkeypatch, capsys,
                                                                  bad_step, kept):
     import train
-    from src import trainer
+    from src import callbacks
     from src.errors import run_main
-    real, calls = trainer.loss_value, []
+    real, calls = callbacks.take_loss, []
 
-    def poisoned(output):
+    def poisoned(loss_sum):
         calls.append(1)
-        return float("nan") if len(calls) == bad_step else real(output)
+        value = real(loss_sum)  # read (and clear) the device-side sum as training does
+        return float("nan") if len(calls) == bad_step else value
 
-    monkeypatch.setattr(trainer, "loss_value", poisoned)
+    monkeypatch.setattr(callbacks, "take_loss", poisoned)
     logging.getLogger("cpc").handlers.clear()
     with pytest.raises(SystemExit) as stop:
         run_main(train.main, ["--config_path", TINY, "--device_target", "CPU", "--epoch_size", "1",
@@ -138,3 +139,32 @@ def test_nan_loss_stops_naming_the_step_and_the_last_checkpoint(ms_cpu, tmp_path
     else:
         assert lines[0].endswith("no checkpoint was written before it")
         assert not list(tmp_path.glob("*.ckpt"))
+
+
+def test_resume_after_an_epochs_last_step_validates_it_and_trains_nothing_more(uninterrupted, tmp_path):
+    """cpc_e2_s40 is written after epoch 2's last step, before its validation: resuming from it
+    validates epoch 2 and ends, with the uninterrupted run's history (no extra epoch of steps)."""
+    for name in ("cpc_e2_s35.ckpt", "cpc_e2_s40.ckpt"):
+        (tmp_path / name).write_bytes((uninterrupted / name).read_bytes())
+    resumed = run_entry(["train.py"] + FLAGS + ["--output_path", str(tmp_path), "--resume", "True"])
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    assert "epoch 2's steps are done: validating it" in resumed.stdout
+    assert "epoch 2/2 step" not in resumed.stdout and "epoch 3/2" not in resumed.stdout  # no step trained
+    expected, got = _metrics(uninterrupted), _metrics(tmp_path)
+    assert got["step_losses"] == expected["step_losses"] and len(got["step_losses"]) == 40
+    assert [h["val_accuracy"] for h in got["history"]] == [h["val_accuracy"] for h in expected["history"]]
+    assert got["history"][1]["loss"] == expected["history"][1]["loss"]
+    whole, _ = _params(uninterrupted / "cpc_last.ckpt")
+    again, _ = _params(tmp_path / "cpc_last.ckpt")
+    for name in whole:
+        np.testing.assert_array_equal(whole[name], again[name], err_msg=name)
+
+
+def test_resume_off_a_sink_boundary_is_refused(uninterrupted, tmp_path):
+    """cpc_e2_s35 is epoch 2, step 15; with save_checkpoint_steps 10 the sink size is 10."""
+    (tmp_path / "cpc_e2_s35.ckpt").write_bytes((uninterrupted / "cpc_e2_s35.ckpt").read_bytes())
+    proc = run_entry(["train.py"] + FLAGS + ["--output_path", str(tmp_path), "--resume", "True",
+                                             "--save_checkpoint_steps", "10"])
+    lines = error_lines(proc.stderr)
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
+    assert "saved at step 15 of an epoch, which is not a multiple of the sink size 10" in lines[0]

@@ -30,8 +30,10 @@ def test_run_writes_config_metrics_and_checkpoints(tiny_run):
     out, metrics = tiny_run
     cfg = parse_config(["--config_path", TINY])
     for name in ("config.yaml", "train.log", "metrics.json", "cpc_last.ckpt", "cpc_best.ckpt",
-                 "encoder_best.ckpt"):
+                 "encoder_best.ckpt", "training_curves.png"):
         assert (out / name).is_file(), name
+    assert (out / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (metrics["dataset_sink_mode"], metrics["sink_size"], metrics["amp_level"]) == (False, 1, "O0")
     assert not [n for n in os.listdir(out) if "tmp" in n]  # no half-written file left behind
     assert metrics["steps"] == cfg.epoch_size * cfg.steps_per_epoch
     assert metrics["epochs"] == len(metrics["history"]) == cfg.epoch_size
