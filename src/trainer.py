@@ -17,7 +17,7 @@ from src import checkpoint, resume
 from src.config import model_hparams, save_config
 from src.conv import use_fast_conv
 from src.dataset import build_source, create_dataset
-from src.distributed import rank_and_size, shard_args, sync_buffers
+from src.distributed import BufferSync, rank_and_size, shard_args
 from src.errors import CPCError
 from src.loss import CHANCE_ACCURACY, InfoNCELogits, binary_accuracy, binary_cross_entropy, build_loss_cell, \
     infonce_metrics
@@ -141,6 +141,7 @@ def train(cfg, target, data=None):
         log.info("data parallel: rank %d of %d, global batch %d", rank, size, cfg.batch_size * size)
 
     scorer = make_scorer(net, cfg.loss)
+    sync_buffers = BufferSync(net, size)  # built once: one reducer Cell, compiled once
     trained, step_seconds, start = 0, 0.0, time.perf_counter()
     meta = {"kind": "cpc", "hparams": hparams}
     val = evaluate(net, val_source, scorer) if run.epoch > epochs else None  # resuming a finished run
@@ -168,7 +169,7 @@ def train(cfg, target, data=None):
         epoch_seconds = time.perf_counter() - epoch_start
         step_seconds += epoch_seconds
         trained += steps - first
-        sync_buffers(net, size)  # BatchNorm statistics saw only this rank's data
+        sync_buffers()  # BatchNorm statistics saw only this rank's data
         val = evaluate(net, val_source, scorer)
         lr_used = schedule.lr
         record = {"epoch": epoch, "loss": float(np.mean(losses)), "val_loss": val["loss"],

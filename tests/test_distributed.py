@@ -187,3 +187,104 @@ def test_two_cpu_workers_through_msrun(ms_cpu, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     single_loss = [h["loss"] for h in json.loads((single / "metrics.json").read_text())["history"]]
     np.testing.assert_allclose(single_loss, global_loss, rtol=0, atol=LOSS_TOLERANCE)
+
+
+class _FakeNet:
+    """Stands in for a network: untrainable_params() is all BufferSync reads."""
+
+    def __init__(self, params):
+        self.params = params
+
+    def untrainable_params(self):
+        return self.params
+
+
+def _buffers(ms, seed=0):
+    rng = np.random.default_rng(seed)
+    shapes = [(4,), (2, 3), (), (1, 5, 1)]
+    return [ms.Parameter(ms.Tensor(rng.standard_normal(shape).astype(np.float32)), name=f"buffer{i}",
+                         requires_grad=False) for i, shape in enumerate(shapes)]
+
+
+@pytest.mark.parametrize("size", [2, 4])
+def test_buffer_sync_round_trip_restores_shapes_and_values(ms_cpu, size):
+    from src.distributed import BufferSync
+    params = _buffers(ms_cpu)
+    before = [(p.shape, p.asnumpy().copy()) for p in params]
+    calls = []
+
+    def fake_reduce(flat):  # every rank holds the same values: the sum is size times them
+        calls.append(flat.shape)
+        return flat * size
+
+    sync = BufferSync(_FakeNet(params), size, reducer=fake_reduce)
+    sync()
+    sync()
+    assert calls == [(4 + 6 + 1 + 5,)] * 2  # one flat tensor, one reduce per call
+    for param, (shape, value) in zip(params, before):
+        assert param.shape == shape and param.dtype == ms_cpu.float32
+        np.testing.assert_array_equal(param.asnumpy(), value)
+
+
+def test_buffer_sync_averages_across_ranks(ms_cpu):
+    from src.distributed import BufferSync
+    mine, other = _buffers(ms_cpu, seed=1), _buffers(ms_cpu, seed=2)
+    other_flat = BufferSync(_FakeNet(other), 2, reducer=lambda t: t).flatten()
+    expected = [(a.asnumpy() + b.asnumpy()) / 2 for a, b in zip(mine, other)]
+    BufferSync(_FakeNet(mine), 2, reducer=lambda t: t + ms_cpu.Tensor(other_flat))()
+    for param, value in zip(mine, expected):
+        np.testing.assert_allclose(param.asnumpy(), value, rtol=0, atol=1e-7)
+
+
+def test_buffer_sync_builds_its_reducer_once(ms_cpu, monkeypatch):
+    """The reducer Cell (and its AllReduce) is built once and reused, compiled in graph mode on CPU
+    with a stand-in AllReduce that sums over two identical ranks (multiplies by 2)."""
+    from mindspore import nn, ops
+
+    import src.distributed as distributed
+
+    built = {"reducers": 0, "all_reduce": 0}
+
+    class _TimesTwo(nn.Cell):
+        def construct(self, value):
+            return value * 2
+
+    def fake_all_reduce(*args, **kwargs):
+        built["all_reduce"] += 1
+        return _TimesTwo()
+
+    real_build = distributed._build_reducer
+
+    def counting_build():
+        built["reducers"] += 1
+        return real_build()
+
+    monkeypatch.setattr(ops, "AllReduce", fake_all_reduce)
+    monkeypatch.setattr(distributed, "_build_reducer", counting_build)
+    net = nn.SequentialCell(nn.Dense(3, 4), nn.BatchNorm1d(4))
+    moving = [p for p in net.untrainable_params()]
+    assert len(moving) == 2  # moving_mean, moving_variance
+    moving[0].set_data(ms_cpu.Tensor(np.arange(4, dtype=np.float32)))
+    sync = distributed.BufferSync(net, 2)
+    for _ in range(3):  # three epoch ends
+        sync()
+    assert built == {"reducers": 1, "all_reduce": 1}
+    np.testing.assert_array_equal(moving[0].asnumpy(), np.arange(4, dtype=np.float32))
+    np.testing.assert_array_equal(moving[1].asnumpy(), np.ones(4, np.float32))
+
+
+def test_buffer_sync_single_process_is_a_no_op(monkeypatch):
+    import src.distributed as distributed
+
+    def forbidden():
+        raise AssertionError("a single process must not build a reducer")
+
+    monkeypatch.setattr(distributed, "_build_reducer", forbidden)
+
+    class _Net:
+        def untrainable_params(self):
+            raise AssertionError("a single process must not read the parameters")
+
+    sync = distributed.BufferSync(_Net(), 1)
+    sync()
+    assert sync.reducer is None and sync.params == []
