@@ -1,6 +1,7 @@
 """Data-parallel training: rank-table checks, the Ascend launch (stubbed), shards, and two real
 CPU workers through msrun compared with one process on the same global batch."""
 import json
+import os
 import stat
 
 import numpy as np
@@ -10,7 +11,7 @@ from src.config import namespace
 from src.dataset import build_source, create_dataset
 from src.distributed import RankTableError, launch_kind, parse_rank_table, shard_args
 from src.errors import CPCError
-from tests.conftest import TINY, error_lines, run_entry
+from tests.conftest import REPO, TINY, error_lines, run_entry
 
 SCRIPT = "scripts/run_distribute_train.sh"
 EXAMPLE_TABLE = "scripts/rank_table_8pcs.example.json"
@@ -100,31 +101,50 @@ def _stub(tmp_path):
     record = tmp_path / "records"
     record.mkdir()
     stub = tmp_path / "stub.sh"
-    stub.write_text(f'#!/bin/bash\n{{ env; echo "ARGS=$*"; }} > "{record}/rank_$RANK_ID.env"\n')
+    stub.write_text(f'#!/bin/bash\n{{ env; echo "CWD=$(pwd -P)"; echo "ARGS=$*"; }} > "{record}/rank_$RANK_ID.env"\n')
     stub.chmod(stub.stat().st_mode | stat.S_IXUSR)
     return str(stub), record
 
 
-def test_ascend_form_starts_one_process_per_device(tmp_path):
+def _stub_launch(tmp_path, table, env):
+    """Run the Ascend form with the stub; (run folder, {rank file name: recorded environment}, proc)."""
     stub, record = _stub(tmp_path)
-    table = _write(tmp_path, _table())
     runs = tmp_path / "runs"
-    proc = run_entry(["bash", SCRIPT, table, TINY], env={"RUNS_DIR": str(runs), "TRAIN_PYTHON": stub})
+    proc = run_entry(["bash", SCRIPT, _write(tmp_path, table), TINY],
+                     env=dict(env, RUNS_DIR=str(runs), TRAIN_PYTHON=stub))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (run_dir,) = runs.iterdir()
     envs = {}
     for path in record.iterdir():
         lines = path.read_text().splitlines()
         envs[path.name] = dict(line.split("=", 1) for line in lines if "=" in line)
+    return run_dir, envs, proc
+
+
+def test_ascend_form_starts_one_process_per_device(tmp_path):
+    table = str(tmp_path / "table.json")
+    run_dir, envs, proc = _stub_launch(tmp_path, _table(), {"HCCL_CONNECT_TIMEOUT": ""})
     assert sorted(envs) == sorted(f"rank_{r}.env" for r in range(8))
     for rank in range(8):
         env = envs[f"rank_{rank}.env"]
         assert env["DEVICE_ID"] == str(rank) and env["RANK_SIZE"] == "8"
         assert env["RANK_TABLE_FILE"] == table
         assert f"--device_id {rank}" in env["ARGS"] and "--device_target Ascend" in env["ARGS"]
+        # each rank runs in its own folder (kernel_meta/, rank_*/ and graph dumps land there),
+        # train.py by absolute path, with the default HCCL connect timeout
+        assert env["CWD"] == str((run_dir / f"device{rank}").resolve())
+        assert env["ARGS"].split()[0] == os.path.join(REPO, "train.py")
+        assert env["HCCL_CONNECT_TIMEOUT"] == "600"
         assert (run_dir / f"device{rank}" / "env.log").read_text().count(f"RANK_ID={rank}\n") == 1
         assert (run_dir / f"device{rank}" / "train.log").exists()
     assert f"{run_dir}/device7/train.log" in proc.stdout
+
+
+def test_ascend_form_keeps_a_users_hccl_timeout(tmp_path):
+    run_dir, envs, _ = _stub_launch(tmp_path, _table(devices=2), {"HCCL_CONNECT_TIMEOUT": "1800"})
+    assert sorted(envs) == ["rank_0.env", "rank_1.env"]
+    assert all(env["HCCL_CONNECT_TIMEOUT"] == "1800" for env in envs.values())
+    assert {env["CWD"] for env in envs.values()} == {str((run_dir / f"device{d}").resolve()) for d in range(2)}
 
 
 @pytest.mark.parametrize("args, message", [
