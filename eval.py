@@ -15,7 +15,7 @@ import os
 import time
 
 from src import checkpoint, downstream
-from src.config import model_hparams, parse_config
+from src.config import check_for_target, model_hparams, parse_config
 from src.conv import use_fast_conv
 from src.dataset import build_source
 from src.device import init_device
@@ -107,10 +107,11 @@ def main(argv=None):
         raise CheckpointError(f"checkpoint {cfg.ckpt_path} holds only the encoder; contrastive evaluation "
                               f"needs the full CPC checkpoint (cpc_best.ckpt)")
     test_data = load_split(cfg.data_path, "test")  # bad data fails before anything is written
+    target = init_device(cfg)
+    check_for_target(cfg, target, (meta or {}).get("hparams"))  # the checkpoint's GRU on this device
     prepare_output(cfg.output_path)
     setup_logging(cfg.output_path, "eval.log")
     checkpoint.apply_hparams(cfg, meta, cfg.ckpt_path)
-    target = init_device(cfg)
     net = build_cpc(model_hparams(cfg), use_fast_conv(target))
     checkpoint.load_into(net, params, cfg.ckpt_path)
     result = evaluate(net, build_source(cfg, "test", cfg.test_steps, data=test_data))

@@ -15,7 +15,7 @@ import os
 import mindspore as ms
 
 from src import checkpoint, deploy
-from src.config import ArgParser, model_hparams, parse_config
+from src.config import ArgParser, check_for_target, model_hparams, parse_config
 from src.device import init_device
 from src.errors import CPCError, ConfigError, run_main
 
@@ -77,6 +77,8 @@ def main(argv=None):
     target = init_device(cfg)
     if cfg.file_format == "AIR" and target != "Ascend":
         raise CPCError(f"AIR export needs an Ascend device (this run is on {target}); use MINDIR or ONNX")
+    if cfg.net == "cpc":  # build_cpc constructs nn.GRU for the target before the unrolled GRU replaces it
+        check_for_target(cfg, target)
     hparams = model_hparams(cfg)
     cell = deploy.build_inference_net(cfg.net, hparams, params, meta, cfg.ckpt_path)
     final = export_atomically(cell, deploy.example_inputs(cfg.net, hparams, batch), cfg.file_name, cfg.file_format)

@@ -7,7 +7,7 @@ cpc_best.ckpt (full CPC net + optimizer state + hyper-parameters) and encoder_be
 Launched by scripts/run_distribute_train.sh (msrun or a rank table) it trains data-parallel:
 rank 0 writes into OUT, rank k > 0 into OUT/rank_k.
 """
-from src.config import parse_config
+from src.config import check_for_target, parse_config
 from src.device import init_device
 from src.distributed import init_distributed, rank_output_path
 from src.errors import run_main
@@ -18,6 +18,7 @@ from src.trainer import load_training_data, train
 def main(argv=None):
     cfg = parse_config(argv, description="Train CPC (MindSpore) on sequences of MNIST digits")
     target = init_device(cfg)
+    check_for_target(cfg, target)  # e.g. the GRU size Ascend needs; nothing is written yet
     rank, _ = init_distributed()  # (0, 1) unless launched by msrun or a rank table
     cfg.output_path = rank_output_path(cfg.output_path, rank)
     data = load_training_data(cfg)  # bad data fails here, before anything is written

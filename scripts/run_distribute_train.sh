@@ -11,7 +11,10 @@
 # batch_size is per device: the global batch is batch_size x devices (README: learning rate scaling).
 # Everything lands in runs/train_dist_<config>_<time>/, printed at start: rank 0 writes checkpoints,
 # config.yaml and metrics.json there, rank k > 0 into its rank_k/ folder. Ascend: one folder
-# device<DEVICE_ID>/ per process with env.log and train.log. msrun: msrun_logs/worker_<k>.log.
+# device<DEVICE_ID>/ per process with env.log and train.log, which is also that process's working
+# directory (as in the model zoo: CANN and MindSpore write kernel_meta/, rank_*/ and graph dumps
+# into the working directory), so paths among the extra flags must be absolute; HCCL_CONNECT_TIMEOUT
+# (seconds the ranks wait for each other to connect) defaults to 600. msrun: msrun_logs/worker_<k>.log.
 # MASTER_PORT (msrun's scheduler port) defaults to a free port. TRAIN_PYTHON (default $PYTHON) is the
 # command that runs train.py on Ascend (the tests put a stub there that records its environment).
 set -o pipefail
@@ -31,6 +34,7 @@ prepare() {  # prepare CONFIG_PATH DATA_PATH: check them, set CONFIG_PATH, DATA_
     check_dir_or_empty "$DATA_PATH" "DATA_PATH"
     [ -n "$DATA_PATH" ] && DATA_PATH="$(abs_path "$DATA_PATH")"
     RUN_DIR="$(make_run_dir "train_dist_$(basename "$CONFIG_PATH" .yaml)")" || exit 2
+    RUN_DIR="$(abs_path "$RUN_DIR")"  # the Ascend ranks run in RUN_DIR/device<k>
 }
 
 if [ "$1" = "CPU" ] || [ "$1" = "GPU" ]; then
@@ -57,11 +61,12 @@ fi
 # Ascend: one process per device of this server, as listed in the rank table.
 RANK_TABLE_FILE="$(abs_path "$1")"
 [ -f "$RANK_TABLE_FILE" ] || usage_error "RANK_TABLE_FILE not found: $1 (the first argument is a rank table, CPU or GPU)"
-cd "$REPO_ROOT" || exit 2
-TABLE="$("$PYTHON" -m src.distributed check-rank-table "$RANK_TABLE_FILE" --server-index "${SERVER_INDEX:-0}")" || exit 2
+TABLE="$(cd "$REPO_ROOT" && "$PYTHON" -m src.distributed check-rank-table "$RANK_TABLE_FILE" \
+    --server-index "${SERVER_INDEX:-0}")" || exit 2
 RANK_SIZE="$(echo "$TABLE" | head -n 1)"
-prepare "$2" "$3"
+prepare "$2" "$3"  # CONFIG_PATH and DATA_PATH relative to the current folder, as in the msrun form
 export RANK_TABLE_FILE RANK_SIZE
+export HCCL_CONNECT_TIMEOUT="${HCCL_CONNECT_TIMEOUT:-600}"
 echo "run folder: $RUN_DIR (rank table $RANK_TABLE_FILE, RANK_SIZE $RANK_SIZE)"
 pids=()
 while read -r DEVICE_ID RANK_ID; do
@@ -69,8 +74,9 @@ while read -r DEVICE_ID RANK_ID; do
     mkdir -p "$dir" || die "cannot create $dir"
     (
         export DEVICE_ID RANK_ID
+        cd "$dir" || exit 2  # kernel_meta/, rank_*/ and graph dumps of this rank land here
         env > "$dir/env.log"
-        exec ${TRAIN_PYTHON:-$PYTHON} train.py --config_path "$CONFIG_PATH" --device_target Ascend --data_path "$DATA_PATH" \
+        exec ${TRAIN_PYTHON:-$PYTHON} "$REPO_ROOT/train.py" --config_path "$CONFIG_PATH" --device_target Ascend --data_path "$DATA_PATH" \
             --device_id "$DEVICE_ID" --output_path "$RUN_DIR" "${@:4}" > "$dir/train.log" 2>&1
     ) &
     pids+=($!)

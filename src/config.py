@@ -257,3 +257,21 @@ def namespace(**kwargs):
         raise ConfigError(f"unknown config key '{sorted(unknown)[0]}'")
     values.update(kwargs)
     return validate(SimpleNamespace(**values))
+
+
+ASCEND_GRU_MULTIPLE = 16  # mindspore/nn/layer/rnns.py (_RNNBase): GRU on Ascend needs hidden_size % 16 == 0
+
+
+def check_for_target(cfg, target, hparams=None):
+    """Refuse, before anything is written, a configuration the resolved device target cannot build.
+
+    nn.GRU on Ascend runs DynamicGRUV2 in float16 and raises at construction unless hidden_size is
+    a multiple of 16 (MindSpore 2.10, nn/layer/rnns.py); CPU and GPU take any size. hparams: a
+    checkpoint's model keys, which override the config's (eval.py, export.py)."""
+    hidden = (hparams or {}).get("hidden_size", cfg.hidden_size)
+    if target == "Ascend" and hidden % ASCEND_GRU_MULTIPLE:
+        below = hidden // ASCEND_GRU_MULTIPLE * ASCEND_GRU_MULTIPLE
+        near = " or ".join(str(n) for n in (below, below + ASCEND_GRU_MULTIPLE) if n > 0)
+        raise ConfigError(f"hidden_size {hidden} is not a multiple of {ASCEND_GRU_MULTIPLE}: nn.GRU on Ascend "
+                          f"computes in float16 (DynamicGRUV2) and accepts only multiples of "
+                          f"{ASCEND_GRU_MULTIPLE} (e.g. {near}); change hidden_size or use GPU/CPU")

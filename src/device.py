@@ -1,30 +1,99 @@
-"""Device and run-mode set-up: resolve device_target, set the context, seed everything."""
+"""Device and run-mode set-up: resolve device_target, set the context, seed everything.
+
+When a device cannot be used, say why: `import mindspore` tries to load the Ascend and GPU plugins
+and keeps their loader errors (MSContext.load_plugin_error(), which ms.hal.is_available only logs
+as a MindSpore warning, hidden by GLOG_v=3). The GPU plugin is chosen by the CUDA version found
+through CUDA_HOME or nvcc; the PyPI wheel's plugins are built for CUDA 11.x and cuDNN 8, so on a
+CUDA-12-only machine no GPU plugin loads and `auto` falls back to CPU.
+"""
+import logging
 import os
+import re
+import shutil
+import subprocess
 
 import mindspore as ms
 
 from src.errors import CPCError
 
+log = logging.getLogger("cpc")
+
+PLUGIN_LIBS = {"Ascend": ("libmindspore_ascend", "libmindspore_ops_ascend"), "GPU": ("libmindspore_gpu",)}
+# signs that the machine has the hardware, so a fallback to CPU is worth a warning rather than a note
+HARDWARE_SIGNS = {"Ascend": ("/dev/davinci0", "/usr/local/Ascend"), "GPU": ("/dev/nvidia0", "/proc/driver/nvidia")}
+
+
+def plugin_load_errors():
+    """MindSpore's record of the plugins it failed to load at import, one line each ('' if none)."""
+    try:
+        from mindspore._c_expression import MSContext  # what ms.hal.is_available reads
+        return MSContext.get_instance().load_plugin_error() or ""
+    except Exception:  # a private API: absent or changed, there is just no detail to give
+        return ""
+
+
+def _cuda_found():
+    """Where MindSpore would look for CUDA: CUDA_HOME, else nvcc on PATH (with its release)."""
+    home = os.environ.get("CUDA_HOME")
+    nvcc = os.path.join(home, "bin", "nvcc") if home else shutil.which("nvcc")
+    release = ""
+    if nvcc and os.path.exists(nvcc):
+        try:
+            out = subprocess.run([nvcc, "--version"], capture_output=True, text=True, timeout=10).stdout
+            match = re.search(r"release (\d+\.\d+)", out)
+            release = f", CUDA {match.group(1)}" if match else ""
+        except (OSError, subprocess.SubprocessError):
+            pass
+    if home:
+        return f"CUDA_HOME={home}{release}"
+    return f"nvcc {nvcc}{release}" if nvcc else None
+
+
+def unavailable_reason(target):
+    """None if MindSpore can use `target` here (CPU always can), else one line saying why not."""
+    if target == "CPU":
+        return None
+    try:
+        if ms.hal.is_available(target):
+            return None
+    except Exception as exc:  # an absent plugin may raise instead of answering False
+        return f"ms.hal.is_available raised {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+    failed = [line.strip() for line in plugin_load_errors().splitlines()
+              if any(lib in line for lib in PLUGIN_LIBS[target])]
+    if failed:
+        details = "; ".join(re.sub(r"^Load dynamic library: (\S+) failed\.\s*", r"\1: ", line) for line in failed)
+        return f"plugin not loadable: {details}"
+    if target == "GPU":
+        cuda = _cuda_found()
+        if cuda is None:
+            return ("no GPU plugin loaded: no CUDA found (CUDA_HOME unset, no nvcc on PATH); "
+                    "the wheel's GPU plugin needs CUDA 11.x and cuDNN 8")
+        return (f"no GPU plugin loaded for the CUDA found ({cuda}); "
+                f"the wheel's GPU plugin needs CUDA 11.x and cuDNN 8")
+    return "no Ascend plugin loaded (this MindSpore wheel or the CANN toolkit lacks it)"
+
 
 def device_available(target):
     """Whether MindSpore can use `target` here (CPU always can)."""
-    if target == "CPU":
-        return True
-    try:
-        return bool(ms.hal.is_available(target))
-    except Exception:  # an absent plugin may raise instead of answering False
-        return False
+    return unavailable_reason(target) is None
 
 
 def resolve_device_target(requested):
-    """'auto' -> Ascend, else GPU, else CPU; an explicit target must be present."""
+    """'auto' -> Ascend, else GPU, else CPU (logging why each was passed over); an explicit target
+    must be present, or CPCError says why it is not."""
     if requested == "auto":
+        reasons = {}
         for target in ("Ascend", "GPU"):
-            if device_available(target):
+            reasons[target] = unavailable_reason(target)
+            if reasons[target] is None:
                 return target
+        hardware = any(os.path.exists(sign) for t in reasons for sign in HARDWARE_SIGNS[t])
+        log.log(logging.WARNING if hardware else logging.INFO, "device_target auto: using CPU; %s",
+                "; ".join(f"{t}: {why}" for t, why in reasons.items()))
         return "CPU"
-    if not device_available(requested):
-        raise CPCError(f"device_target {requested} is not available on this machine "
+    reason = unavailable_reason(requested)
+    if reason is not None:
+        raise CPCError(f"device_target {requested} is not available on this machine: {reason} "
                        f"(use --device_target CPU or auto)")
     return requested
 

@@ -11,8 +11,8 @@ Two launchers, one code path:
 Every rank builds the network with the same seed, so all start from identical parameters;
 nn.TrainOneStepCell sees the DATA_PARALLEL context and AllReduce-averages the gradients
 (gradients_mean=True), so the trainable parameters stay identical. BatchNorm moving statistics are
-not gradients: each rank updates them from its own batches, so sync_buffers() averages them across
-ranks at every epoch end, before validation and checkpoints.
+not gradients: each rank updates them from its own batches, so BufferSync (built once per run)
+averages them across ranks at every epoch end, before validation and checkpoints.
 
     python -m src.distributed check-rank-table FILE [--server-index K]
 
@@ -23,6 +23,8 @@ import argparse
 import ipaddress
 import json
 import os
+
+import numpy as np
 
 from src.errors import CPCError, run_main
 
@@ -142,20 +144,65 @@ def shard_args(rank, size):
     return {} if size == 1 else {"num_shards": size, "shard_id": rank}
 
 
-class BufferSync:
-    """Averages the non-trainable parameters (BatchNorm moving statistics) across ranks when called
-    (placeholder until the one-reducer form lands). No-op for a single process."""
+def _build_reducer():
+    """A Cell summing one tensor over every rank (ops.AllReduce). Graph mode compiles it on its first
+    call and reuses the graph while the input's shape stays the same, so BufferSync builds it once."""
+    from mindspore import nn, ops
 
-    def __init__(self, net, size):
-        self.net, self.size = net, size
+    class _AllReduceSum(nn.Cell):
+        def __init__(self):
+            super().__init__()
+            self.reduce = ops.AllReduce()
+
+        def construct(self, value):
+            return self.reduce(value)
+
+    return _AllReduceSum()
+
+
+class BufferSync:
+    """Average the non-trainable parameters (BatchNorm moving mean/variance) across ranks, so every
+    rank validates and saves the same network. Build it once per run, call it at every epoch end:
+
+        sync = BufferSync(net, size)
+        ...
+        sync()
+
+    One AllReduce over one flat float32 tensor (the parameters concatenated), then split back into
+    the parameters' shapes and dtypes. For a single process (size 1) it is a no-op that imports no
+    communication module and builds no Cell."""
+
+    def __init__(self, net, size, reducer=None):
+        self.size = int(size)
+        self.params = list(net.untrainable_params()) if self.size > 1 else []
+        self.reducer = None
+        if self.params:
+            self.reducer = reducer if reducer is not None else _build_reducer()
+
+    def flatten(self):
+        """The parameters as one flat float32 array."""
+        return np.concatenate([p.asnumpy().astype(np.float32).ravel() for p in self.params])
+
+    def unflatten(self, flat):
+        """Write a flat array (flatten()'s layout) back into the parameters, in their own shapes and dtypes."""
+        import mindspore as ms
+        offset = 0
+        for param in self.params:
+            count = int(np.prod(param.shape, dtype=np.int64))
+            value = flat[offset:offset + count].reshape(param.shape)
+            param.set_data(ms.Tensor(value, param.dtype))
+            offset += count
+        if offset != flat.size:
+            raise ValueError(f"flat buffer holds {flat.size} values, the parameters {offset}")
 
     def __call__(self):
-        if self.size == 1:
+        if self.reducer is None:
             return
-        from mindspore import ops
-        reduce = ops.AllReduce()
-        for param in self.net.untrainable_params():
-            param.set_data(reduce(param.value()) / self.size)
+        import mindspore as ms
+        total = self.reducer(ms.Tensor(self.flatten())).asnumpy()
+        self.unflatten(total / np.float32(self.size))
+
+    sync = __call__
 
 
 def _cli(argv=None):

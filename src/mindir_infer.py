@@ -15,7 +15,7 @@ import numpy as np
 
 from src import infer_io
 from src.config import ArgParser
-from src.device import device_available
+from src.device import unavailable_reason
 from src.errors import CPCError, run_main
 from src.runlog import write_json
 
@@ -46,8 +46,9 @@ def main(argv=None):
     names = infer_io.batch_names(args.input_path)
     import mindspore as ms  # after the argument checks: importing MindSpore takes seconds
     from mindspore import nn
-    if not device_available(args.device_type):
-        raise CPCError(f"device_type {args.device_type} is not available on this machine (use CPU)")
+    reason = unavailable_reason(args.device_type)
+    if reason is not None:
+        raise CPCError(f"device_type {args.device_type} is not available on this machine: {reason} (use CPU)")
     ms.set_context(mode=ms.GRAPH_MODE)
     if args.device_type == "CPU":
         ms.set_device("CPU")

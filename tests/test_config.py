@@ -1,7 +1,7 @@
 """Configuration: YAML + flags, validation with one clear line naming the key."""
 import pytest
 
-from src.config import SCHEMA, encoder_output_size, parse_config, read_yaml
+from src.config import SCHEMA, encoder_output_size, namespace, parse_config, read_yaml
 from src.errors import ConfigError
 from tests.conftest import REPO, TINY
 
@@ -71,3 +71,31 @@ def test_encoder_output_size():
     assert encoder_output_size(28, "same") == 2
     assert encoder_output_size(28, "valid") == 0
     assert encoder_output_size(31, "valid") == 1
+
+
+def test_ascend_target_refuses_a_gru_size_not_multiple_of_16():
+    from src.config import check_for_target
+    cfg = namespace(hidden_size=100)
+    with pytest.raises(ConfigError) as info:
+        check_for_target(cfg, "Ascend")
+    message = str(info.value)
+    assert "\n" not in message and "hidden_size 100 is not a multiple of 16" in message
+    assert "96 or 112" in message
+    for target in ("CPU", "GPU"):  # only Ascend's float16 DynamicGRUV2 has the constraint
+        check_for_target(cfg, target)
+    check_for_target(namespace(hidden_size=256), "Ascend")
+    # a checkpoint's hyper-parameters (eval.py, export.py) override the config's
+    check_for_target(cfg, "Ascend", {"hidden_size": 128})
+    with pytest.raises(ConfigError, match="hidden_size 8 is not a multiple of 16.*e.g. 16\\)"):
+        check_for_target(namespace(hidden_size=256), "Ascend", {"hidden_size": 8})
+
+
+def test_ascend_gru_refusal_is_one_error_line(monkeypatch, capsys):
+    """Through run_main as train.py does: one 'error:' line and exit 2."""
+    from src.config import check_for_target
+    from src.errors import run_main
+    with pytest.raises(SystemExit) as info:
+        run_main(lambda argv: check_for_target(namespace(hidden_size=100), "Ascend"))
+    assert info.value.code == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("error: hidden_size 100 is not a multiple of 16")

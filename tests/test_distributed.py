@@ -1,6 +1,7 @@
 """Data-parallel training: rank-table checks, the Ascend launch (stubbed), shards, and two real
 CPU workers through msrun compared with one process on the same global batch."""
 import json
+import os
 import stat
 
 import numpy as np
@@ -10,7 +11,7 @@ from src.config import namespace
 from src.dataset import build_source, create_dataset
 from src.distributed import RankTableError, launch_kind, parse_rank_table, shard_args
 from src.errors import CPCError
-from tests.conftest import TINY, error_lines, run_entry
+from tests.conftest import REPO, TINY, error_lines, run_entry
 
 SCRIPT = "scripts/run_distribute_train.sh"
 EXAMPLE_TABLE = "scripts/rank_table_8pcs.example.json"
@@ -100,31 +101,50 @@ def _stub(tmp_path):
     record = tmp_path / "records"
     record.mkdir()
     stub = tmp_path / "stub.sh"
-    stub.write_text(f'#!/bin/bash\n{{ env; echo "ARGS=$*"; }} > "{record}/rank_$RANK_ID.env"\n')
+    stub.write_text(f'#!/bin/bash\n{{ env; echo "CWD=$(pwd -P)"; echo "ARGS=$*"; }} > "{record}/rank_$RANK_ID.env"\n')
     stub.chmod(stub.stat().st_mode | stat.S_IXUSR)
     return str(stub), record
 
 
-def test_ascend_form_starts_one_process_per_device(tmp_path):
+def _stub_launch(tmp_path, table, env):
+    """Run the Ascend form with the stub; (run folder, {rank file name: recorded environment}, proc)."""
     stub, record = _stub(tmp_path)
-    table = _write(tmp_path, _table())
     runs = tmp_path / "runs"
-    proc = run_entry(["bash", SCRIPT, table, TINY], env={"RUNS_DIR": str(runs), "TRAIN_PYTHON": stub})
+    proc = run_entry(["bash", SCRIPT, _write(tmp_path, table), TINY],
+                     env=dict(env, RUNS_DIR=str(runs), TRAIN_PYTHON=stub))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (run_dir,) = runs.iterdir()
     envs = {}
     for path in record.iterdir():
         lines = path.read_text().splitlines()
         envs[path.name] = dict(line.split("=", 1) for line in lines if "=" in line)
+    return run_dir, envs, proc
+
+
+def test_ascend_form_starts_one_process_per_device(tmp_path):
+    table = str(tmp_path / "table.json")
+    run_dir, envs, proc = _stub_launch(tmp_path, _table(), {"HCCL_CONNECT_TIMEOUT": ""})
     assert sorted(envs) == sorted(f"rank_{r}.env" for r in range(8))
     for rank in range(8):
         env = envs[f"rank_{rank}.env"]
         assert env["DEVICE_ID"] == str(rank) and env["RANK_SIZE"] == "8"
         assert env["RANK_TABLE_FILE"] == table
         assert f"--device_id {rank}" in env["ARGS"] and "--device_target Ascend" in env["ARGS"]
+        # each rank runs in its own folder (kernel_meta/, rank_*/ and graph dumps land there),
+        # train.py by absolute path, with the default HCCL connect timeout
+        assert env["CWD"] == str((run_dir / f"device{rank}").resolve())
+        assert env["ARGS"].split()[0] == os.path.join(REPO, "train.py")
+        assert env["HCCL_CONNECT_TIMEOUT"] == "600"
         assert (run_dir / f"device{rank}" / "env.log").read_text().count(f"RANK_ID={rank}\n") == 1
         assert (run_dir / f"device{rank}" / "train.log").exists()
     assert f"{run_dir}/device7/train.log" in proc.stdout
+
+
+def test_ascend_form_keeps_a_users_hccl_timeout(tmp_path):
+    run_dir, envs, _ = _stub_launch(tmp_path, _table(devices=2), {"HCCL_CONNECT_TIMEOUT": "1800"})
+    assert sorted(envs) == ["rank_0.env", "rank_1.env"]
+    assert all(env["HCCL_CONNECT_TIMEOUT"] == "1800" for env in envs.values())
+    assert {env["CWD"] for env in envs.values()} == {str((run_dir / f"device{d}").resolve()) for d in range(2)}
 
 
 @pytest.mark.parametrize("args, message", [
@@ -187,3 +207,104 @@ def test_two_cpu_workers_through_msrun(ms_cpu, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     single_loss = [h["loss"] for h in json.loads((single / "metrics.json").read_text())["history"]]
     np.testing.assert_allclose(single_loss, global_loss, rtol=0, atol=LOSS_TOLERANCE)
+
+
+class _FakeNet:
+    """Stands in for a network: untrainable_params() is all BufferSync reads."""
+
+    def __init__(self, params):
+        self.params = params
+
+    def untrainable_params(self):
+        return self.params
+
+
+def _buffers(ms, seed=0):
+    rng = np.random.default_rng(seed)
+    shapes = [(4,), (2, 3), (), (1, 5, 1)]
+    return [ms.Parameter(ms.Tensor(rng.standard_normal(shape).astype(np.float32)), name=f"buffer{i}",
+                         requires_grad=False) for i, shape in enumerate(shapes)]
+
+
+@pytest.mark.parametrize("size", [2, 4])
+def test_buffer_sync_round_trip_restores_shapes_and_values(ms_cpu, size):
+    from src.distributed import BufferSync
+    params = _buffers(ms_cpu)
+    before = [(p.shape, p.asnumpy().copy()) for p in params]
+    calls = []
+
+    def fake_reduce(flat):  # every rank holds the same values: the sum is size times them
+        calls.append(flat.shape)
+        return flat * size
+
+    sync = BufferSync(_FakeNet(params), size, reducer=fake_reduce)
+    sync()
+    sync()
+    assert calls == [(4 + 6 + 1 + 5,)] * 2  # one flat tensor, one reduce per call
+    for param, (shape, value) in zip(params, before):
+        assert param.shape == shape and param.dtype == ms_cpu.float32
+        np.testing.assert_array_equal(param.asnumpy(), value)
+
+
+def test_buffer_sync_averages_across_ranks(ms_cpu):
+    from src.distributed import BufferSync
+    mine, other = _buffers(ms_cpu, seed=1), _buffers(ms_cpu, seed=2)
+    other_flat = BufferSync(_FakeNet(other), 2, reducer=lambda t: t).flatten()
+    expected = [(a.asnumpy() + b.asnumpy()) / 2 for a, b in zip(mine, other)]
+    BufferSync(_FakeNet(mine), 2, reducer=lambda t: t + ms_cpu.Tensor(other_flat))()
+    for param, value in zip(mine, expected):
+        np.testing.assert_allclose(param.asnumpy(), value, rtol=0, atol=1e-7)
+
+
+def test_buffer_sync_builds_its_reducer_once(ms_cpu, monkeypatch):
+    """The reducer Cell (and its AllReduce) is built once and reused, compiled in graph mode on CPU
+    with a stand-in AllReduce that sums over two identical ranks (multiplies by 2)."""
+    from mindspore import nn, ops
+
+    import src.distributed as distributed
+
+    built = {"reducers": 0, "all_reduce": 0}
+
+    class _TimesTwo(nn.Cell):
+        def construct(self, value):
+            return value * 2
+
+    def fake_all_reduce(*args, **kwargs):
+        built["all_reduce"] += 1
+        return _TimesTwo()
+
+    real_build = distributed._build_reducer
+
+    def counting_build():
+        built["reducers"] += 1
+        return real_build()
+
+    monkeypatch.setattr(ops, "AllReduce", fake_all_reduce)
+    monkeypatch.setattr(distributed, "_build_reducer", counting_build)
+    net = nn.SequentialCell(nn.Dense(3, 4), nn.BatchNorm1d(4))
+    moving = [p for p in net.untrainable_params()]
+    assert len(moving) == 2  # moving_mean, moving_variance
+    moving[0].set_data(ms_cpu.Tensor(np.arange(4, dtype=np.float32)))
+    sync = distributed.BufferSync(net, 2)
+    for _ in range(3):  # three epoch ends
+        sync()
+    assert built == {"reducers": 1, "all_reduce": 1}
+    np.testing.assert_array_equal(moving[0].asnumpy(), np.arange(4, dtype=np.float32))
+    np.testing.assert_array_equal(moving[1].asnumpy(), np.ones(4, np.float32))
+
+
+def test_buffer_sync_single_process_is_a_no_op(monkeypatch):
+    import src.distributed as distributed
+
+    def forbidden():
+        raise AssertionError("a single process must not build a reducer")
+
+    monkeypatch.setattr(distributed, "_build_reducer", forbidden)
+
+    class _Net:
+        def untrainable_params(self):
+            raise AssertionError("a single process must not read the parameters")
+
+    sync = distributed.BufferSync(_Net(), 1)
+    sync()
+    assert sync.reducer is None and sync.params == []

@@ -1,0 +1,110 @@
+"""src/device.py: why `auto` passed over Ascend/GPU, and why an explicit target is refused (monkeypatched:
+no device is needed)."""
+import logging
+import stat
+
+import pytest
+
+import src.device as device
+from src.errors import CPCError
+
+GPU_ERROR = ("Load dynamic library: libmindspore_gpu.so.11.6 failed. libcudart.so.11.0: cannot open shared "
+             "object file: No such file or directory")
+ASCEND_ERROR = ("Load dynamic library: libmindspore_ascend.so.2 failed. libge_runner.so: cannot open shared "
+                "object file: No such file or directory")
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
+@pytest.fixture
+def cpc_log():
+    """The records of the 'cpc' logger (which does not propagate once a run has set up logging)."""
+    logger, handler = logging.getLogger("cpc"), _Records()
+    level = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    yield handler.records
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+@pytest.fixture
+def no_device(monkeypatch):
+    """Neither Ascend nor GPU usable; both plugins failed to load; no hardware signs."""
+    monkeypatch.setattr(device.ms.hal, "is_available", lambda target: target == "CPU")
+    monkeypatch.setattr(device, "plugin_load_errors", lambda: f"{ASCEND_ERROR}\n{GPU_ERROR}\n")
+    monkeypatch.setattr(device, "HARDWARE_SIGNS", {"Ascend": (), "GPU": ()})
+
+
+def test_auto_fallback_logs_one_line_with_each_reason(no_device, cpc_log):
+    assert device.resolve_device_target("auto") == "CPU"
+    assert len(cpc_log) == 1 and cpc_log[0].levelno == logging.INFO
+    line = cpc_log[0].getMessage()
+    assert "\n" not in line and line.startswith("device_target auto: using CPU")
+    assert ("GPU: plugin not loadable: libmindspore_gpu.so.11.6: libcudart.so.11.0: cannot open shared object "
+            "file") in line
+    assert "Ascend: plugin not loadable: libmindspore_ascend.so.2: libge_runner.so" in line
+    assert "libcudart" not in line.split("GPU:")[0]  # each target names only its own plugin's error
+
+
+def test_auto_fallback_is_a_warning_where_the_hardware_is_present(no_device, cpc_log, monkeypatch, tmp_path):
+    node = tmp_path / "nvidia0"
+    node.write_text("")
+    monkeypatch.setattr(device, "HARDWARE_SIGNS", {"Ascend": (), "GPU": (str(node),)})
+    assert device.resolve_device_target("auto") == "CPU"
+    assert [r.levelno for r in cpc_log] == [logging.WARNING]
+
+
+def test_auto_takes_an_available_device_silently(monkeypatch, cpc_log):
+    monkeypatch.setattr(device.ms.hal, "is_available", lambda target: target == "GPU")
+    assert device.resolve_device_target("auto") == "GPU"
+    assert cpc_log == []
+
+
+def test_explicit_target_refused_with_the_reason(no_device):
+    with pytest.raises(CPCError) as info:
+        device.resolve_device_target("GPU")
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith("device_target GPU is not available on this machine: plugin not loadable: "
+                              "libmindspore_gpu.so.11.6: libcudart.so.11.0")
+    assert message.endswith("(use --device_target CPU or auto)")
+
+
+def test_gpu_reason_without_cuda(monkeypatch):
+    monkeypatch.setattr(device.ms.hal, "is_available", lambda target: False)
+    monkeypatch.setattr(device, "plugin_load_errors", lambda: ASCEND_ERROR)  # no GPU plugin was even tried
+    monkeypatch.delenv("CUDA_HOME", raising=False)
+    monkeypatch.setattr(device.shutil, "which", lambda name: None)
+    reason = device.unavailable_reason("GPU")
+    assert "no CUDA found (CUDA_HOME unset, no nvcc on PATH)" in reason
+    assert "CUDA 11.x and cuDNN 8" in reason
+
+
+def test_gpu_reason_names_the_cuda_found(monkeypatch, tmp_path):
+    """A CUDA-12-only machine: CUDA_HOME points at CUDA 12.4, no plugin is built for it."""
+    nvcc = tmp_path / "bin" / "nvcc"
+    nvcc.parent.mkdir()
+    nvcc.write_text("#!/bin/sh\necho 'Cuda compilation tools, release 12.4, V12.4.131'\n")
+    nvcc.chmod(nvcc.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setattr(device.ms.hal, "is_available", lambda target: False)
+    monkeypatch.setattr(device, "plugin_load_errors", lambda: "")
+    monkeypatch.setenv("CUDA_HOME", str(tmp_path))
+    reason = device.unavailable_reason("GPU")
+    assert f"CUDA_HOME={tmp_path}, CUDA 12.4" in reason and "CUDA 11.x and cuDNN 8" in reason
+
+
+def test_is_available_raising_is_a_reason(monkeypatch):
+    def broken(target):
+        raise RuntimeError("plugin table corrupt\nsecond line")
+
+    monkeypatch.setattr(device.ms.hal, "is_available", broken)
+    assert device.unavailable_reason("Ascend") == "ms.hal.is_available raised RuntimeError: plugin table corrupt"
+    assert device.unavailable_reason("CPU") is None and not device.device_available("Ascend")
