@@ -1,4 +1,4 @@
-"""Data-parallel training: launch detection, communication set-up, shards, BatchNorm-stat sync,
+"""Data-parallel training: launch detection, communication set-up, BatchNorm-stat sync,
 and the HCCL rank-table check used by scripts/run_distribute_train.sh.
 
 Two launchers, one code path:
@@ -137,11 +137,6 @@ def rank_and_size():
 def rank_output_path(output_path, rank):
     """Rank 0 writes into output_path itself; rank k > 0 into output_path/rank_k (never the same file)."""
     return output_path if rank == 0 else os.path.join(output_path, f"rank_{rank}")
-
-
-def shard_args(rank, size):
-    """GeneratorDataset keyword arguments giving this rank every size-th batch (offset rank)."""
-    return {} if size == 1 else {"num_shards": size, "shard_id": rank}
 
 
 def _build_reducer():

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from src.config import namespace
-from src.dataset import build_source, create_dataset
-from src.distributed import RankTableError, launch_kind, parse_rank_table, shard_args
+from src.dataset import build_source, create_train_dataset
+from src.distributed import RankTableError, launch_kind, parse_rank_table
 from src.errors import CPCError
 from tests.conftest import REPO, TINY, error_lines, run_entry
 
@@ -86,9 +86,9 @@ def test_shards_are_disjoint_and_equal(tmp_path):
     size, steps = 2, 6
     source = build_source(cfg, "train", steps * size)
     seen = []
-    for rank in range(size):
-        rows = [x for x, _, _ in create_dataset(source, **shard_args(rank, size)).create_tuple_iterator(
-            output_numpy=True)]
+    for rank in range(size):  # the training dataset: passes of 3 steps, as Model.train reads them
+        iterator = create_train_dataset(source, 3, rank, size).create_tuple_iterator(num_epochs=2, output_numpy=True)
+        rows = [x for _ in range(2) for x, _, _ in iterator]
         assert len(rows) == steps  # every rank takes the same number of steps
         for k, x in enumerate(rows):  # rank r gets batches r, r + size, ...
             np.testing.assert_array_equal(x, source.make_batch(rank + k * size).x)
