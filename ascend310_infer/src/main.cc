@@ -178,10 +178,6 @@ int main(int argc, char **argv) {
               << std::endl;
     return kUserError;
   }
-  if (!MakeDirs(options.result_path) || access(options.result_path.c_str(), W_OK | X_OK) != 0) {
-    std::cerr << "error: cannot create or write the result folder " << options.result_path << std::endl;
-    return kUserError;
-  }
 
   mindspore::Model model;
   mindspore::Status status = model.Build(options.mindir_path, mindspore::kMindIR, MakeContext(options));
@@ -193,6 +189,11 @@ int main(int argc, char **argv) {
   std::vector<mindspore::MSTensor> inputs = model.GetInputs();
   if (!CheckInputs(inputs, &error) || !CheckInputFiles(options.input_path, names, inputs, &error)) {
     std::cerr << "error: " << error << std::endl;
+    return kUserError;
+  }
+  // created only once the inputs are known good: a refused run leaves no folder behind
+  if (!MakeDirs(options.result_path) || access(options.result_path.c_str(), W_OK | X_OK) != 0) {
+    std::cerr << "error: cannot create or write the result folder " << options.result_path << std::endl;
     return kUserError;
   }
   std::vector<double> latencies_ms;
