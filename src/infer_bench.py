@@ -14,7 +14,9 @@ and onnxruntime's outputs from the Python runner's. Without --ckpt_path the clas
 config is built with its initial parameters (latency does not depend on the weights' values).
 Writes DIR/infer_bench.json and prints a Markdown table.
 """
+import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -111,8 +113,7 @@ def onnx_median_ms(onnx_path, pre, names, shape):
 
 
 def bench_batch(ckpt, batch, folder, images):
-    """{runner: ms per image}, {runner: max |output - Python runner's|} at one batch size."""
-    import json
+    """{runner: ms per image}, {runner: max |output - Python runner's|}, batches at one batch size."""
     stem = os.path.join(folder, f"classifier_b{batch}")
     for fmt in ("MINDIR", "ONNX"):
         run([sys.executable, "export.py", "--ckpt_path", ckpt, "--net", "classifier", "--file_format", fmt,
@@ -120,6 +121,7 @@ def bench_batch(ckpt, batch, folder, images):
     lite = stem + "_lite.mindir"
     run([os.path.join(OUT, "convert"), "--onnx_path", stem + ".onnx", "--output_path", lite], "convert")
     pre = os.path.join(folder, f"pre_b{batch}")
+    shutil.rmtree(pre, ignore_errors=True)  # a rerun into the same --output_path starts afresh
     names, shape = write_inputs(pre, lite, images)
     medians, outputs = {}, {}
     for runner, cmd in (("lite_cpp", [os.path.join(OUT, "main"), "--mindir_path", lite, "--device_type", "CPU"]),

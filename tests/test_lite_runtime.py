@@ -185,3 +185,18 @@ def test_convert_refuses_bad_inputs(lite_home, tmp_path):
     errors = [line for line in error_lines(proc.stderr) if line.startswith("error:")]  # Lite logs as [ERROR]
     assert len(errors) == 1 and errors[0].startswith(f"error: cannot convert {tmp_path / 'bad.onnx'}: "), errors
     assert sorted(os.listdir(tmp_path)) == ["bad.onnx"]  # nothing half-written
+
+
+def test_infer_bench_measures_three_runners_that_agree(lite_home, tmp_path):
+    proc = run_entry(["-m", "src.infer_bench", "--config_path", "config/cpc_tiny.yaml", "--batch_sizes", "2",
+                      "--images", "6", "--output_path", str(tmp_path)], env={"MS_LITE_HOME": lite_home})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    with open(tmp_path / "infer_bench.json", encoding="utf-8") as handle:
+        (row,) = json.load(handle)["rows"]
+    assert row["batch_size"] == 2 and row["batches"] == 3
+    assert set(row["ms_per_image"]) == {"lite_cpp", "mindspore_python", "onnxruntime"}
+    assert all(v > 0 for v in row["ms_per_image"].values())
+    assert max(row["max_abs_diff_vs_mindspore"].values()) < 1e-4
+    assert "| 2 | " in proc.stdout  # the table row
+    bad = run_entry(["-m", "src.infer_bench", "--batch_sizes", "0"])
+    assert bad.returncode == 2 and error_lines(bad.stderr) == ["error: --batch_sizes must be >= 1, got [0]"]
