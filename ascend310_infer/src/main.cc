@@ -217,11 +217,11 @@ int main(int argc, char **argv) {
     latencies_ms.push_back(std::chrono::duration<double, std::milli>(end - start).count());
     for (size_t k = 0; k < outputs.size(); ++k) {
       const std::string path = JoinPath(options.result_path, ResultName(name, k));
-      const void *data = outputs[k].Data().get();
+      const std::shared_ptr<const void> data = outputs[k].Data();  // held while it is written
       if (data == nullptr) {
         return fail("the runtime gave no data for output " + std::to_string(k) + " of " + name);
       }
-      if (!WriteFileAtomically(path, data, outputs[k].DataSize())) {
+      if (!WriteFileAtomically(path, data.get(), outputs[k].DataSize())) {
         return fail("cannot write " + path);
       }
       written.push_back(path);
