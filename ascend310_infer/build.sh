@@ -1,20 +1,29 @@
 #!/bin/bash
-# Build ascend310_infer/out/main against MindSpore Lite.
+# Build ascend310_infer/out/main (and out/convert where the Lite converter library is there).
 #   MS_LITE_HOME=/path/to/mindspore-lite-VERSION-linux-ARCH bash ascend310_infer/build.sh
+#   MS_LITE_HOME=$(bash scripts/fetch_lite.sh) bash ascend310_infer/build.sh     (Lite 2.0 CPU wheel)
+# MS_LITE_HOME: an unpacked MindSpore Lite package (runtime/include, runtime/lib) or the unpacked
+# mindspore-lite wheel (mindspore_lite/include, mindspore_lite/lib); see CMakeLists.txt.
 set -o pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")" || exit 2
 if [ -z "$MS_LITE_HOME" ]; then
-    echo "error: MS_LITE_HOME is not set: point it at an unpacked MindSpore Lite package" >&2
+    echo "error: MS_LITE_HOME is not set: point it at an unpacked MindSpore Lite package" \
+         "(or run: export MS_LITE_HOME=\$(bash scripts/fetch_lite.sh))" >&2
     exit 2
 fi
-if [ ! -f "$MS_LITE_HOME/runtime/include/api/model.h" ]; then
-    echo "error: MS_LITE_HOME=$MS_LITE_HOME is not a MindSpore Lite package (no runtime/include/api/model.h)" >&2
+if [ ! -f "$MS_LITE_HOME/runtime/include/api/model.h" ] && [ ! -f "$MS_LITE_HOME/mindspore_lite/include/api/model.h" ]; then
+    echo "error: MS_LITE_HOME=$MS_LITE_HOME is not a MindSpore Lite package (no runtime/include/api/model.h" \
+         "nor mindspore_lite/include/api/model.h)" >&2
     exit 2
 fi
-for tool in cmake make; do
+for tool in cmake make g++; do
     command -v "$tool" >/dev/null || { echo "error: $tool is not installed" >&2; exit 2; }
 done
+# a build folder configured for another MS_LITE_HOME is started afresh
+if [ -f out/CMakeCache.txt ] && ! grep -qx "MS_LITE_HOME:UNINITIALIZED=$MS_LITE_HOME" out/CMakeCache.txt; then
+    rm -rf out
+fi
 mkdir -p out && cd out || exit 2
-cmake .. -DMS_LITE_HOME="$MS_LITE_HOME" || { echo "error: cmake failed" >&2; exit 1; }
+cmake .. -DMS_LITE_HOME="$MS_LITE_HOME" >cmake.log 2>&1 || { cat cmake.log >&2; echo "error: cmake failed" >&2; exit 1; }
 make -j"$(nproc 2>/dev/null || echo 2)" || { echo "error: make failed (see the compiler messages above)" >&2; exit 1; }
 echo "built $(pwd)/main"

@@ -6,9 +6,17 @@
 # DEVICE_TYPE: Ascend (default) | GPU | CPU
 # DEVICE_ID:   default 0
 # Steps: preprocess.py -> build ascend310_infer (needs MS_LITE_HOME = an unpacked MindSpore Lite
-# package, cmake, make, g++) -> infer -> postprocess.py; stops with a message at the first failing
-# step. INFER_RUNNER=python runs src/mindir_infer.py (MindSpore's own runtime, same files) instead of
-# building the C++ program: the check of the whole chain on a machine without MindSpore Lite.
+# package or the Lite wheel of scripts/fetch_lite.sh, cmake, make, g++) -> infer -> postprocess.py;
+# stops with a message at the first failing step. INFER_RUNNER selects the runner:
+#   cpp (default)  the C++ program on the MINDIR as given: a Lite of the exporting MindSpore's version
+#                  (the Ascend 310 path).
+#   cpp_onnx       for an older Lite (the 2.0 CPU wheel reads MindIR <= v1, MindSpore 2.10 writes v3):
+#                  MINDIR_PATH is then a checkpoint (EXPORT_NET classifier (default) or cpc);
+#                  export.py writes ONNX (batch EXPORT_BATCH_SIZE, default 32), ascend310_infer/out/convert
+#                  turns it into a MINDIR this Lite reads, then preprocess -> C++ program -> postprocess.
+#                  e.g. MS_LITE_HOME=$(bash scripts/fetch_lite.sh) INFER_RUNNER=cpp_onnx \
+#                       bash scripts/run_infer_310.sh EVAL/classifier.ckpt "" CPU
+#   python         src/mindir_infer.py (MindSpore's own runtime, same files), no C++ build.
 # Everything lands in runs/infer_<time>/ (preprocess_Result/, result_Files/, infer_metrics.json, logs).
 set -o pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -21,6 +29,8 @@ DATA_PATH="${2:-}"
 DEVICE_TYPE="${3:-Ascend}"
 DEVICE_ID="${4:-0}"
 RUNNER="${INFER_RUNNER:-cpp}"
+EXPORT_NET="${EXPORT_NET:-classifier}"
+EXPORT_BATCH_SIZE="${EXPORT_BATCH_SIZE:-32}"
 check_file "$MINDIR_PATH" "MINDIR_PATH"
 check_dir_or_empty "$DATA_PATH" "DATA_PATH"
 case "$DEVICE_TYPE" in
@@ -30,16 +40,20 @@ esac
 [[ "$DEVICE_ID" =~ ^[0-9]+$ ]] || { echo "usage: $USAGE" >&2; die "DEVICE_ID must be a number, got '$DEVICE_ID'"; }
 [ -n "$DATA_PATH" ] && DATA_PATH="$(abs_path "$DATA_PATH")"
 case "$RUNNER" in
-    cpp)  # everything the build step needs, checked before any work is done
+    cpp|cpp_onnx)  # everything the build step needs, checked before any work is done
         [ -n "$MS_LITE_HOME" ] || die "MS_LITE_HOME is not set: point it at an unpacked MindSpore Lite package" \
-            "(or run INFER_RUNNER=python bash scripts/run_infer_310.sh ... to use MindSpore's runtime here)"
-        [ -f "$MS_LITE_HOME/runtime/include/api/model.h" ] \
-            || die "MS_LITE_HOME=$MS_LITE_HOME is not a MindSpore Lite package (no runtime/include/api/model.h)"
+            "(MS_LITE_HOME=\$(bash scripts/fetch_lite.sh) fetches the Lite 2.0 CPU wheel; or run" \
+            "INFER_RUNNER=python bash scripts/run_infer_310.sh ... to use MindSpore's runtime here)"
+        [ -f "$MS_LITE_HOME/runtime/include/api/model.h" ] || [ -f "$MS_LITE_HOME/mindspore_lite/include/api/model.h" ] \
+            || die "MS_LITE_HOME=$MS_LITE_HOME is not a MindSpore Lite package (no runtime/include/api/model.h" \
+                   "nor mindspore_lite/include/api/model.h)"
+        case "$EXPORT_NET" in classifier|cpc) ;; *) die "EXPORT_NET must be classifier or cpc, got '$EXPORT_NET'" ;; esac
+        [[ "$EXPORT_BATCH_SIZE" =~ ^[1-9][0-9]*$ ]] || die "EXPORT_BATCH_SIZE must be a positive number, got '$EXPORT_BATCH_SIZE'"
         for tool in cmake make g++; do
             command -v "$tool" >/dev/null || die "$tool is not installed (needed to build ascend310_infer)"
         done ;;
     python) ;;
-    *) die "INFER_RUNNER must be cpp (default) or python, got '$RUNNER'" ;;
+    *) die "INFER_RUNNER must be cpp (default), cpp_onnx or python, got '$RUNNER'" ;;
 esac
 
 RUN_DIR="$(make_run_dir infer)" || exit 2
@@ -59,12 +73,20 @@ step() {  # step NAME COMMAND...: run, log to RUN_DIR/NAME.log, stop the script 
                            exit $status; }
 }
 
+if [ "$RUNNER" = cpp_onnx ]; then
+    step export "$PYTHON" export.py --ckpt_path "$MINDIR_PATH" --net "$EXPORT_NET" --file_format ONNX \
+        --batch_size "$EXPORT_BATCH_SIZE" --file_name "$RUN_DIR/model"
+    step build bash ascend310_infer/build.sh
+    [ -x ascend310_infer/out/convert ] || die "no ascend310_infer/out/convert: MS_LITE_HOME=$MS_LITE_HOME has no" \
+        "converter library (libmindspore_converter.so)"
+    step convert ascend310_infer/out/convert --onnx_path "$RUN_DIR/model.onnx" --output_path "$RUN_DIR/model_lite.mindir"
+    MINDIR_PATH="$RUN_DIR/model_lite.mindir"
+fi
 step preprocess "$PYTHON" preprocess.py --mindir_path "$MINDIR_PATH" --data_path "$DATA_PATH" \
     --output_path "$PRE" "${@:5}"
-if [ "$RUNNER" = cpp ]; then
-    step build bash ascend310_infer/build.sh
-    LITE_LIBS="$MS_LITE_HOME/runtime/lib:$MS_LITE_HOME/runtime/third_party/dnnl:$MS_LITE_HOME/tools/converter/lib"
-    export LD_LIBRARY_PATH="$LITE_LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+if [ "$RUNNER" != python ]; then
+    [ "$RUNNER" = cpp_onnx ] || step build bash ascend310_infer/build.sh
+    # the program carries an rpath to the Lite libraries: no LD_LIBRARY_PATH needed
     step infer ascend310_infer/out/main --mindir_path "$MINDIR_PATH" --input_path "$PRE" --result_path "$RESULT" \
         --device_type "$DEVICE_TYPE" --device_id "$DEVICE_ID"
 else

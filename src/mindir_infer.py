@@ -36,7 +36,8 @@ def summarise(latencies_ms, runner, device_type):
     """The latency.json record (the C++ program writes the same keys)."""
     values = np.asarray(latencies_ms)
     return {"runner": runner, "device_type": device_type, "batches": int(values.size),
-            "mean_ms": round(float(values.mean()), 4), "min_ms": round(float(values.min()), 4),
+            "mean_ms": round(float(values.mean()), 4), "median_ms": round(float(np.median(values)), 4),
+            "min_ms": round(float(values.min()), 4),
             "max_ms": round(float(values.max()), 4)}
 
 

@@ -53,3 +53,19 @@ def classify_run(tiny_run, tmp_path_factory):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     with open(out / "downstream_metrics.json", encoding="utf-8") as handle:
         return run_dir, out, json.load(handle), proc.stdout
+
+
+@pytest.fixture(scope="session")
+def classifier(ms_cpu, classify_run):
+    """(checkpoint path, Cell, eval.py's accuracy): classifier.ckpt of eval.py --task classify
+    (tiny_run's frozen encoder + the MLP head trained on all labels), rebuilt as a Cell."""
+    _, out, metrics, _ = classify_run
+    path = str(out / "classifier.ckpt")
+    from src import checkpoint  # MindSpore is imported by the fixtures that need it, not by conftest
+    from src.classifier import build_classifier
+    params, meta = checkpoint.load(path)
+    net = build_classifier(meta["hparams"], meta["head"], fast_conv=True)
+    checkpoint.load_into(net, params, path)
+    net.set_train(False)
+    accuracy = next(r["accuracy"] for r in metrics["results"] if r["method"] == "cpc_mlp" and r["label_fraction"] == 1.0)
+    return path, net, accuracy

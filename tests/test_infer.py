@@ -11,8 +11,7 @@ import pytest
 import export
 import postprocess
 import preprocess
-from src import checkpoint, infer_io
-from src.classifier import build_classifier
+from src import infer_io
 from src.dataset import render_digits
 from src.errors import CPCError, DataError
 from src.mnist import load_split
@@ -20,20 +19,6 @@ from tests.conftest import REPO, TINY, error_lines, run_entry
 
 BATCH = 96  # 1,000 test digits: 10 full batches and one padded one
 MS_INCLUDE = os.path.join(os.path.dirname(REPO), "shared", "ms-include")
-
-
-@pytest.fixture(scope="module")
-def classifier(ms_cpu, classify_run):
-    """(checkpoint path, Cell, eval.py's accuracy): classifier.ckpt of eval.py --task classify
-    (tiny_run's frozen encoder + the MLP head trained on all labels), rebuilt as a Cell."""
-    _, out, metrics, _ = classify_run
-    path = str(out / "classifier.ckpt")
-    params, meta = checkpoint.load(path)
-    net = build_classifier(meta["hparams"], meta["head"], fast_conv=True)
-    checkpoint.load_into(net, params, path)
-    net.set_train(False)
-    accuracy = next(r["accuracy"] for r in metrics["results"] if r["method"] == "cpc_mlp" and r["label_fraction"] == 1.0)
-    return path, net, accuracy
 
 
 @pytest.fixture(scope="module")
@@ -69,11 +54,11 @@ def test_chain_accuracy_equals_the_cell_and_eval(classifier, mindir, tmp_path):
     np.testing.assert_allclose(got[:len(labels)], logits, atol=1e-5)
 
 
-def test_preprocess_refuses_a_cpc_mindir_and_a_used_folder_and_the_chain_stops(ms_cpu, tiny_run, mindir, tmp_path):
-    out, _ = tiny_run
+def test_preprocess_refuses_a_bad_mindir_and_a_used_folder_and_the_chain_stops(ms_cpu, mindir, tmp_path):
     name = str(tmp_path / "cpc")
-    export.main(["--config_path", TINY, "--ckpt_path", str(out / "cpc_best.ckpt"), "--net", "cpc", "--file_name", name])
-    with pytest.raises(CPCError, match=r"prepares digits for one \[B, C, S, S\] image input"):
+    with open(name + ".mindir", "wb") as handle:
+        handle.write(b"\xff" * 64)  # no MINDIR: preprocess.py cannot read its inputs
+    with pytest.raises(CPCError, match="is not a MINDIR file"):
         preprocess.main(["--mindir_path", name + ".mindir", "--output_path", str(tmp_path / "pre")])
     proc = run_entry(["bash", "scripts/run_infer_310.sh", name + ".mindir", "", "CPU"],
                      env={"INFER_RUNNER": "python", "RUNS_DIR": str(tmp_path / "runs")})

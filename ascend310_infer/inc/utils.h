@@ -36,8 +36,11 @@ bool ListBinFiles(const std::string &dir, std::vector<std::string> *names);
 // "digits_00000.bin", 0 -> "digits_00000_0.bin"
 std::string ResultName(const std::string &input_name, size_t output_index);
 
-// Creates dir (one level) unless it exists as a folder.
-bool MakeDir(const std::string &dir);
+// Creates dir and any missing parents (as os.makedirs(dir, exist_ok=True)); false if it is not a folder then.
+bool MakeDirs(const std::string &dir);
+
+// Size in bytes of a regular file; -1 if it is missing or not a regular file.
+long long FileSize(const std::string &path);
 
 bool ReadFile(const std::string &path, std::vector<char> *data);
 

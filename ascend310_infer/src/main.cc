@@ -9,9 +9,15 @@
  * does no preprocessing: the inputs are already the model's float32 tensors (src/infer_io.py).
  * Outputs: result_path/<name>_<k>.bin for output k of input batch <name>.bin, and
  * result_path/latency.json (the same keys as src/mindir_infer.py writes).
+ * Every input file is checked (present, of the model input's size) before the first predict, and
+ * a run that fails removes the result files it wrote: an error leaves no partial results behind.
+ * Exit 0 ok, 2 bad arguments or inputs (one "error:" line), 1 the runtime failed.
  */
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <iostream>
 #include <memory>
@@ -58,24 +64,81 @@ std::string ShapeText(const std::vector<int64_t> &shape) {
   return text.str();
 }
 
-// Fills every model input with its file of batch `name`; false (and a message) on a missing or mis-sized file.
-bool LoadInputs(const std::string &input_path, const std::string &name, std::vector<mindspore::MSTensor> *inputs) {
+// A clear message unless every model input is a float32 tensor of a fixed shape (what preprocess.py writes).
+bool CheckInputs(const std::vector<mindspore::MSTensor> &inputs, std::string *error) {
+  if (inputs.empty()) {
+    *error = "the model has no inputs";
+    return false;
+  }
+  for (size_t k = 0; k < inputs.size(); ++k) {
+    const std::vector<int64_t> shape = inputs[k].Shape();
+    if (inputs[k].DataType() != mindspore::DataType::kNumberTypeFloat32) {
+      *error = "model input " + std::to_string(k) + " (" + inputs[k].Name() + ") is not float32 (data type " +
+               std::to_string(static_cast<int>(inputs[k].DataType())) + "); preprocess.py writes float32 inputs";
+      return false;
+    }
+    if (shape.empty() || std::any_of(shape.begin(), shape.end(), [](int64_t d) { return d <= 0; })) {
+      *error = "model input " + std::to_string(k) + " (" + inputs[k].Name() + ") has the dynamic shape " +
+               ShapeText(shape) + "; export the model with a fixed --batch_size";
+      return false;
+    }
+  }
+  return true;
+}
+
+// Every input file of every batch is there and holds exactly its model input's bytes.
+bool CheckInputFiles(const std::string &input_path, const std::vector<std::string> &names,
+                     const std::vector<mindspore::MSTensor> &inputs, std::string *error) {
+  for (size_t k = 0; k < inputs.size(); ++k) {
+    for (const std::string &name : names) {
+      const std::string path = JoinPath(InputDir(input_path, k), name);
+      long long size = FileSize(path);
+      if (size < 0) {
+        *error = "cannot read input file " + path + (k > 0 ? " (the model has " + std::to_string(inputs.size()) +
+                                                              " inputs)" : std::string());
+        return false;
+      }
+      if (static_cast<size_t>(size) != inputs[k].DataSize()) {
+        *error = path + " holds " + std::to_string(size) + " bytes; model input " + std::to_string(k) + " " +
+                 ShapeText(inputs[k].Shape()) + " needs " + std::to_string(inputs[k].DataSize());
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
+// Fills every model input with its file of batch `name`; false (and a message) if a file cannot be read.
+bool LoadInputs(const std::string &input_path, const std::string &name, std::vector<mindspore::MSTensor> *inputs,
+                std::string *error) {
   for (size_t k = 0; k < inputs->size(); ++k) {
     mindspore::MSTensor &tensor = (*inputs)[k];
     const std::string path = JoinPath(InputDir(input_path, k), name);
     std::vector<char> data;
-    if (!ReadFile(path, &data)) {
-      std::cerr << "error: cannot read input file " << path << std::endl;
+    if (!ReadFile(path, &data) || data.size() != tensor.DataSize()) {
+      *error = "cannot read input file " + path + " (" + std::to_string(tensor.DataSize()) + " bytes)";
       return false;
     }
-    if (data.size() != tensor.DataSize()) {
-      std::cerr << "error: " << path << " holds " << data.size() << " bytes; model input " << k << " "
-                << ShapeText(tensor.Shape()) << " needs " << tensor.DataSize() << std::endl;
+    void *buffer = tensor.MutableData();
+    if (buffer == nullptr) {
+      *error = "the runtime gave no buffer for model input " + std::to_string(k);
       return false;
     }
-    std::memcpy(tensor.MutableData(), data.data(), data.size());
+    std::memcpy(buffer, data.data(), data.size());
   }
   return true;
+}
+
+void RemoveFiles(const std::vector<std::string> &paths) {
+  for (const std::string &path : paths) {
+    std::remove(path.c_str());
+  }
+}
+
+double Median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  const size_t n = values.size();
+  return n % 2 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
 }
 
 bool WriteLatency(const Options &options, const std::vector<double> &latencies_ms) {
@@ -84,6 +147,7 @@ bool WriteLatency(const Options &options, const std::vector<double> &latencies_m
   json << "{\n  \"runner\": \"mindspore_lite\",\n  \"device_type\": \"" << options.device_type << "\",\n"
        << "  \"batches\": " << latencies_ms.size() << ",\n"
        << "  \"mean_ms\": " << total / latencies_ms.size() << ",\n"
+       << "  \"median_ms\": " << Median(latencies_ms) << ",\n"
        << "  \"min_ms\": " << *std::min_element(latencies_ms.begin(), latencies_ms.end()) << ",\n"
        << "  \"max_ms\": " << *std::max_element(latencies_ms.begin(), latencies_ms.end()) << "\n}\n";
   const std::string text = json.str();
@@ -104,14 +168,14 @@ int main(int argc, char **argv) {
     std::cout << kUsage;
     return 0;
   }
+  if (FileSize(options.mindir_path) <= 0) {
+    std::cerr << "error: model file not found or empty: " << options.mindir_path << std::endl;
+    return kUserError;
+  }
   std::vector<std::string> names;
   if (!ListBinFiles(InputDir(options.input_path, 0), &names) || names.empty()) {
     std::cerr << "error: no .bin input files in " << InputDir(options.input_path, 0) << " (run preprocess.py first)"
               << std::endl;
-    return kUserError;
-  }
-  if (!MakeDir(options.result_path)) {
-    std::cerr << "error: cannot create result folder " << options.result_path << std::endl;
     return kUserError;
   }
 
@@ -123,31 +187,48 @@ int main(int argc, char **argv) {
     return kRunError;
   }
   std::vector<mindspore::MSTensor> inputs = model.GetInputs();
+  if (!CheckInputs(inputs, &error) || !CheckInputFiles(options.input_path, names, inputs, &error)) {
+    std::cerr << "error: " << error << std::endl;
+    return kUserError;
+  }
+  // created only once the inputs are known good: a refused run leaves no folder behind
+  if (!MakeDirs(options.result_path) || access(options.result_path.c_str(), W_OK | X_OK) != 0) {
+    std::cerr << "error: cannot create or write the result folder " << options.result_path << std::endl;
+    return kUserError;
+  }
   std::vector<double> latencies_ms;
+  std::vector<std::string> written;
+  const auto fail = [&written](const std::string &message) {
+    RemoveFiles(written);
+    std::cerr << "error: " << message << std::endl;
+    return kRunError;
+  };
   for (const std::string &name : names) {
-    if (!LoadInputs(options.input_path, name, &inputs)) {
-      return kUserError;
+    if (!LoadInputs(options.input_path, name, &inputs, &error)) {
+      return fail(error);
     }
     std::vector<mindspore::MSTensor> outputs;
     const auto start = std::chrono::steady_clock::now();
     status = model.Predict(inputs, &outputs);
     const auto end = std::chrono::steady_clock::now();
     if (status != mindspore::kSuccess) {
-      std::cerr << "error: predict failed on " << name << ": " << status.ToString() << std::endl;
-      return kRunError;
+      return fail("predict failed on " + name + ": " + status.ToString());
     }
     latencies_ms.push_back(std::chrono::duration<double, std::milli>(end - start).count());
     for (size_t k = 0; k < outputs.size(); ++k) {
       const std::string path = JoinPath(options.result_path, ResultName(name, k));
-      if (!WriteFileAtomically(path, outputs[k].MutableData(), outputs[k].DataSize())) {
-        std::cerr << "error: cannot write " << path << std::endl;
-        return kRunError;
+      const std::shared_ptr<const void> data = outputs[k].Data();  // held while it is written
+      if (data == nullptr) {
+        return fail("the runtime gave no data for output " + std::to_string(k) + " of " + name);
       }
+      if (!WriteFileAtomically(path, data.get(), outputs[k].DataSize())) {
+        return fail("cannot write " + path);
+      }
+      written.push_back(path);
     }
   }
   if (!WriteLatency(options, latencies_ms)) {
-    std::cerr << "error: cannot write " << JoinPath(options.result_path, "latency.json") << std::endl;
-    return kRunError;
+    return fail("cannot write " + JoinPath(options.result_path, "latency.json"));
   }
   std::cout << names.size() << " batches -> " << options.result_path << "; predict "
             << std::accumulate(latencies_ms.begin(), latencies_ms.end(), 0.0) / latencies_ms.size()

@@ -125,12 +125,31 @@ std::string ResultName(const std::string &input_name, size_t output_index) {
   return stem + "_" + std::to_string(output_index) + ".bin";
 }
 
-bool MakeDir(const std::string &dir) {
+bool MakeDirs(const std::string &dir) {
   struct stat info;
+  if (dir.empty()) {
+    return false;
+  }
   if (stat(dir.c_str(), &info) == 0) {
     return S_ISDIR(info.st_mode);
   }
-  return mkdir(dir.c_str(), 0755) == 0 || errno == EEXIST;
+  const size_t end = dir.find_last_not_of('/');  // "a/b/" -> parent "a"
+  const size_t slash = end == std::string::npos ? std::string::npos : dir.find_last_of('/', end);
+  if (slash != std::string::npos && slash > 0 && !MakeDirs(dir.substr(0, slash))) {
+    return false;
+  }
+  if (mkdir(dir.c_str(), 0755) == 0) {
+    return true;
+  }
+  return errno == EEXIST && stat(dir.c_str(), &info) == 0 && S_ISDIR(info.st_mode);
+}
+
+long long FileSize(const std::string &path) {
+  struct stat info;
+  if (stat(path.c_str(), &info) != 0 || !S_ISREG(info.st_mode)) {
+    return -1;
+  }
+  return static_cast<long long>(info.st_size);
 }
 
 bool ReadFile(const std::string &path, std::vector<char> *data) {
