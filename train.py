@@ -18,7 +18,7 @@ from src.trainer import load_training_data, train
 def main(argv=None):
     cfg = parse_config(argv, description="Train CPC (MindSpore) on sequences of MNIST digits")
     target = init_device(cfg)
-    check_for_target(cfg, target)  # e.g. the GRU size Ascend needs; nothing is written yet
+    check_for_target(cfg, target, training=True)  # GRU size on Ascend, amp level; nothing is written yet
     rank, _ = init_distributed()  # (0, 1) unless launched by msrun or a rank table
     cfg.output_path = rank_output_path(cfg.output_path, rank)
     data = load_training_data(cfg)  # bad data fails here, before anything is written

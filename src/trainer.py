@@ -17,7 +17,7 @@ from mindspore.train import Model
 
 from src import checkpoint, resume
 from src.callbacks import EpochClock, EpochEnd, LossSum, StepMonitor
-from src.config import model_hparams, save_config
+from src.config import check_for_target, model_hparams, save_config
 from src.conv import use_fast_conv
 from src.dataset import build_source, create_dataset, create_train_dataset
 from src.distributed import BufferSync, rank_and_size
@@ -54,14 +54,10 @@ class PlateauLR:
 def build_train_cell(net, cfg, target):
     """(train cell, optimizer): Adam + TrainOneStepCell around the loss of the (mixed-precision) net;
     under amp_level O2/O3 the loss-scale form with dynamic loss scaling."""
+    check_for_target(cfg, target, training=True)
     optimizer = nn.Adam(net.trainable_params(), learning_rate=cfg.learning_rate)
     if cfg.amp_level == "O0":
         return nn.TrainOneStepCell(build_loss_cell(net, cfg.loss), optimizer), optimizer
-    if target == "CPU":
-        raise CPCError(f"amp_level {cfg.amp_level} needs Ascend or GPU; use amp_level O0 on CPU")
-    if cfg.amp_level not in ("O2", "O3"):
-        raise CPCError(f"amp_level {cfg.amp_level} is not supported: MindSpore's O1 rewrites the network's "
-                       f"source into ./rewritten_network; use O2 (float16, BatchNorm in float32) or O3")
     scale = nn.DynamicLossScaleUpdateCell(loss_scale_value=2 ** 16, scale_factor=2, scale_window=1000)
     loss_cell = build_loss_cell(net, cfg.loss, cfg.amp_level)
     return nn.TrainOneStepWithLossScaleCell(loss_cell, optimizer, scale_sense=scale), optimizer

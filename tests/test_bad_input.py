@@ -131,6 +131,9 @@ ROWS = [
      r"cannot read checkpoint .*good\.ckpt", False),
     ("missing checkpoint", "eval.py", lambda t: ["--ckpt_path", str(t / "none.ckpt")],
      r"checkpoint not found: .*none\.ckpt", False),
+    ("mixed precision on CPU", "train.py", lambda t: ["--amp_level", "O2"],
+     r"amp_level O2 needs Ascend or GPU; use amp_level O0 on CPU", False),
+    ("amp_level O1", "train.py", lambda t: ["--amp_level", "O1"], r"amp_level O1 is not supported", False),
     ("unwritable output folder", "train.py", _not_a_folder, r"output_path .*file/out cannot be written", True),
 ]
 
