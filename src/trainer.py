@@ -15,7 +15,7 @@ import numpy as np
 from mindspore import nn
 from mindspore.train import Model
 
-from src import checkpoint, resume
+from src import resume
 from src.callbacks import EpochClock, EpochEnd, LossSum, StepMonitor
 from src.config import check_for_target, model_hparams, save_config
 from src.conv import use_fast_conv
