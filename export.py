@@ -15,6 +15,7 @@ import os
 import mindspore as ms
 
 from src import checkpoint, deploy
+from src.atomic import WriteError
 from src.config import ArgParser, check_for_target, model_hparams, parse_config
 from src.device import init_device
 from src.errors import CPCError, ConfigError, run_main
@@ -59,6 +60,8 @@ def export_atomically(cell, inputs, file_name, file_format):
         if len(written) != 1:
             raise CPCError(f"export wrote {len(written)} files, expected one {SUFFIX[file_format]} file")
         os.replace(written[0], final)
+    except OSError as exc:
+        raise WriteError(f"cannot write {final}: {exc.strerror or exc}") from None
     finally:
         for leftover in glob.glob(glob.escape(tmp) + "*"):
             os.remove(leftover)

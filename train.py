@@ -11,7 +11,7 @@ from src.config import check_for_target, parse_config
 from src.device import init_device
 from src.distributed import init_distributed, rank_output_path
 from src.errors import run_main
-from src.runlog import prepare_output, setup_logging
+from src.runlog import lock_output, prepare_output, setup_logging
 from src.trainer import load_training_data, train
 
 
@@ -23,8 +23,9 @@ def main(argv=None):
     cfg.output_path = rank_output_path(cfg.output_path, rank)
     data = load_training_data(cfg)  # bad data fails here, before anything is written
     prepare_output(cfg.output_path)
-    setup_logging(cfg.output_path, "train.log")
-    train(cfg, target, data)
+    with lock_output(cfg.output_path):  # a second run into the same folder is refused
+        setup_logging(cfg.output_path, "train.log")
+        train(cfg, target, data)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ the same number on every device.
 - EpochEnd (after the last step of an epoch): BatchNorm statistics averaged across ranks,
   validation, the history record, cpc_last/cpc_best/encoder_best, the plateau schedule, a rolling
   checkpoint.
+- StopOnSignal (SIGTERM/SIGINT): a resumable checkpoint at the next pass end, then a clean stop.
 
 Hand-written rather than MindSpore's own, each for one reason: LossMonitor/TimeMonitor print
 the last step's loss, not the mean, in their own format; ModelCheckpoint cannot put the run state
@@ -20,6 +21,10 @@ resume must restore.
 import logging
 import math
 import os
+import shlex
+import signal
+import sys
+import threading
 import time
 
 import mindspore as ms
@@ -157,3 +162,68 @@ class EpochEnd(Callback):
                      cfg.lr_patience, lr_used, new_lr)
         run.end_epoch()
         run.save(run.train_cell)
+
+
+class StopRequested(CPCError):
+    """Training stopped on a signal; exit code 128 + the signal number, as a shell reports it."""
+
+    def __init__(self, message, signum):
+        super().__init__(message)
+        self.exit_code = 128 + int(signum)
+
+
+class StopOnSignal(Callback):
+    """SIGTERM (a scheduler's preemption) or SIGINT during training: at the end of the current Model
+    pass (a sink on a device; at most sink_size - 1 more steps on CPU, so the step is one a resume
+    can start from) write the rolling checkpoint of the current step, log the path and the resume
+    command, and stop with StopRequested. A second signal ends the process at once.
+    MindSpore's runtime turns a SIGINT that arrives while a graph runs into SIGTERM (its own C++
+    handler, installed at each graph run), so Ctrl-C is mostly reported as SIGTERM; both stop alike.
+    With data parallelism every rank asks at each pass end whether any rank was signalled
+    (any_rank), so all stop at the same step and each saves its own state.
+
+    MindSpore's OnRequestExit is not used: it accepts only SIGTERM, writes a plain Net.ckpt without
+    the run state exact resume needs (and not atomically), and ends training with exit code 0.
+    Use as a context manager around Model.train: it installs the handlers and restores the old ones."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self, run, any_rank):
+        super().__init__()
+        self.run, self.any_rank = run, any_rank
+        self.signum, self.previous = None, {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():  # handlers live in the main thread only
+            self.previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        self.previous = {}
+
+    def _handle(self, signum, frame):
+        name = signal.Signals(signum).name
+        if self.signum is not None:
+            sys.stderr.write(f"error: {name} again: stopped at once; the last checkpoint is "
+                             f"{self.run.last_path or 'none'}\n")
+            sys.stderr.flush()
+            os._exit(128 + signum)
+        self.signum = signum
+        log.info("%s received: saving a checkpoint at the end of this pass, then stopping "
+                 "(send it again to stop at once)", name)
+
+    def on_train_epoch_end(self, run_context):
+        if not self.any_rank(self.signum is not None):
+            return
+        run = self.run
+        path = run.current_path()
+        if run.last_path != path:
+            path = run.save(run.train_cell)
+        command = " ".join(shlex.quote(a) for a in ["python"] + sys.argv) + " --resume True"
+        name = signal.Signals(self.signum).name if self.signum else "another rank's stop request"
+        log.info("stopped by %s at epoch %d step %d: checkpoint %s; to continue: %s", name, run.epoch, run.step,
+                 path, command)
+        raise StopRequested(f"stopped by {name} at epoch {run.epoch} step {run.step}; resume from {path} with "
+                            f"the same command and --resume True", self.signum or signal.SIGTERM)

@@ -12,6 +12,7 @@ import os
 
 import mindspore as ms
 
+from src.atomic import WriteError, atomic_write
 from src.config import MODEL_KEYS
 from src.errors import CheckpointError
 
@@ -21,16 +22,15 @@ META_KEY = "cpc_meta"
 
 
 def save(obj, path, meta):
-    """Save a Cell (or list of {'name','data'} dicts) with `meta` to `path`, atomically."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp-{os.getpid()}.ckpt")
-    try:
-        ms.save_checkpoint(obj, tmp, append_dict={META_KEY: json.dumps(meta, sort_keys=True)})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    """Save a Cell (or list of {'name','data'} dicts) with `meta` to `path`, atomically; WriteError
+    (one line, the temporary file removed, an older `path` intact) when it cannot be written."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with atomic_write(path, "checkpoint", suffix=".ckpt") as tmp:
+        try:
+            ms.save_checkpoint(obj, tmp, append_dict={META_KEY: json.dumps(meta, sort_keys=True)})
+        except RuntimeError as exc:  # MindSpore's own writer reports a failed write so
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise WriteError(f"cannot write checkpoint {path}: {first}") from None
 
 
 def load(path):

@@ -181,6 +181,8 @@ def read_yaml(path):
     try:
         with open(path, encoding="utf-8") as handle:
             data = yaml.safe_load(handle)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot parse config file {path}: {str(exc).splitlines()[0]}") from None
     if data is None:
@@ -234,10 +236,9 @@ def config_dict(cfg):
 
 def save_config(cfg, path):
     """Write the resolved configuration as YAML (temporary name, then rename)."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as handle:
+    from src.atomic import atomic_write
+    with atomic_write(path, "config") as tmp, open(tmp, "w", encoding="utf-8") as handle:
         yaml.safe_dump(config_dict(cfg), handle, sort_keys=False)
-    os.replace(tmp, path)
 
 
 MODEL_KEYS = ("image_size", "color", "padding", "input_contrast", "terms", "predict_terms", "code_size",

@@ -155,6 +155,21 @@ def _build_reducer():
     return _AllReduceSum()
 
 
+class AnyRank:
+    """Whether a flag is set on any rank (one AllReduce of one number; its Cell built once). A single
+    process answers its own flag without communication."""
+
+    def __init__(self, size, reducer=None):
+        self.size = int(size)
+        self.reducer = (reducer or _build_reducer()) if self.size > 1 else None
+
+    def __call__(self, flag):
+        if self.reducer is None:
+            return bool(flag)
+        import mindspore as ms
+        return float(self.reducer(ms.Tensor(np.array([float(bool(flag))], np.float32))).asnumpy()[0]) > 0
+
+
 class BufferSync:
     """Average the non-trainable parameters (BatchNorm moving mean/variance) across ranks, so every
     rank validates and saves the same network. Build it once per run, call it at every epoch end:

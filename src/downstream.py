@@ -21,6 +21,7 @@ from mindspore import Tensor, nn
 from src.classifier import Classifier, DigitHead, build_classifier
 from src.dataset import render_digits
 from src.model import Encoder
+from src.visualize import save_figure
 
 log = logging.getLogger("cpc")
 
@@ -176,8 +177,7 @@ def plot_accuracy(results, path):
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_codes(test_codes, labels, path):
@@ -194,5 +194,4 @@ def plot_codes(test_codes, labels, path):
         ax.set_xticks([])
         ax.set_yticks([])
     fig.colorbar(scatter, ax=axes[0].tolist(), ticks=range(10), label="digit")
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)

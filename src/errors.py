@@ -22,12 +22,17 @@ EXIT_USER_ERROR = 2
 
 
 def run_main(main, argv=None):
-    """Run an entry point's main(); turn a CPCError into one line on stderr and exit code 2."""
+    """Run an entry point's main(); turn a CPCError into one line on stderr and its exit code (2
+    unless the error says otherwise, e.g. a stop request)."""
     try:
         main(argv)
     except CPCError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        sys.exit(EXIT_USER_ERROR)
+        sys.exit(getattr(exc, "exit_code", EXIT_USER_ERROR))
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         sys.exit(130)
+    except OSError as exc:  # a file operation no CPCError anticipated: still one line, no traceback
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
+        sys.exit(1)

@@ -16,6 +16,7 @@ import os
 
 import numpy as np
 
+from src.atomic import atomic_write
 from src.errors import CPCError, DataError
 
 LABELS = "labels.npy"
@@ -72,9 +73,8 @@ def mindir_inputs(path):
 
 def write_bin(path, array):
     """Write an array's raw bytes (float32 C order as given) under a temporary name, then rename."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    np.ascontiguousarray(array).tofile(tmp)
-    os.replace(tmp, path)
+    with atomic_write(path, "result file") as tmp:
+        np.ascontiguousarray(array).tofile(tmp)
 
 
 def read_bin(path, shape=None, dtype=np.float32):

@@ -68,14 +68,19 @@ class RunState:
                 "best_val_accuracy": self.best_acc, "history": self.history,
                 "epoch_losses": self.epoch_losses, "step_losses": self.step_losses}
 
+    def current_path(self):
+        """The rolling checkpoint name of the current state."""
+        return os.path.join(self.cfg.output_path, f"cpc_e{self.epoch}_s{self.global_step}.ckpt")
+
     def save(self, train_cell):
-        """Write a rolling checkpoint of the current state; drop the oldest beyond keep_checkpoint_max."""
-        out = self.cfg.output_path
-        path = os.path.join(out, f"cpc_e{self.epoch}_s{self.global_step}.ckpt")
+        """Write a rolling checkpoint of the current state; drop the oldest beyond keep_checkpoint_max.
+        Returns its path."""
+        path = self.current_path()
         checkpoint.save(train_cell, path, self.meta())
         self.last_path = path
-        for old in rolling(out)[:-self.cfg.keep_checkpoint_max]:
+        for old in rolling(self.cfg.output_path)[:-self.cfg.keep_checkpoint_max]:
             os.remove(old)
+        return path
 
     def restore(self, meta, path):
         run_then = dict(RUN_DEFAULTS, **(meta.get("run") or {}))

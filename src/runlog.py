@@ -4,7 +4,9 @@ import logging
 import os
 import sys
 import tempfile
+from contextlib import contextmanager
 
+from src.atomic import atomic_write
 from src.errors import CPCError
 
 
@@ -19,12 +21,42 @@ def prepare_output(path):
     return path
 
 
+LOCK_NAME = ".train.lock"
+
+
+@contextmanager
+def lock_output(path):
+    """Hold an exclusive lock on output_path while the block runs, so a second training run into
+    the same folder stops with one line. flock(2) locks die with their process, so a run killed
+    with kill -9 leaves nothing stuck."""
+    import fcntl
+    lock_path = os.path.join(path, LOCK_NAME)
+    try:
+        handle = open(lock_path, "a+", encoding="utf-8")
+    except OSError as exc:
+        raise CPCError(f"output_path {path} cannot be locked: {exc.strerror or exc}") from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        owner = handle.read().strip() or "unknown"
+        handle.close()
+        raise CPCError(f"output_path {path} is in use by another training run ({owner}); wait for it to end, "
+                       f"or choose another output_path") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}")
+    handle.flush()
+    try:
+        yield
+    finally:
+        handle.close()  # releases the lock
+
+
 def write_json(path, data):
     """Write `data` as indented JSON under a temporary name, then rename (never half written)."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as handle:
+    with atomic_write(path, "JSON file") as tmp, open(tmp, "w", encoding="utf-8") as handle:
         json.dump(data, handle, indent=2)
-    os.replace(tmp, path)
 
 
 def setup_logging(output_path, filename):

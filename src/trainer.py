@@ -16,11 +16,11 @@ from mindspore import nn
 from mindspore.train import Model
 
 from src import resume
-from src.callbacks import EpochClock, EpochEnd, LossSum, StepMonitor
+from src.callbacks import EpochClock, EpochEnd, LossSum, StepMonitor, StopOnSignal
 from src.config import check_for_target, model_hparams, save_config
 from src.conv import use_fast_conv
 from src.dataset import build_source, create_dataset, create_train_dataset
-from src.distributed import BufferSync, rank_and_size
+from src.distributed import AnyRank, BufferSync, rank_and_size
 from src.errors import CPCError
 from src.loss import CHANCE_ACCURACY, CPCPredictions, InfoNCELogits, binary_accuracy, binary_cross_entropy, \
     build_loss_cell, infonce_metrics
@@ -128,23 +128,24 @@ def train(cfg, target, data=None):
     epoch_end = EpochEnd(cfg, run, net, optimizer, schedule, lambda: evaluate(net, val_source, scorer),
                          BufferSync(net, size), clock)
     start = time.perf_counter()
-    if run.step == steps:  # resumed from a checkpoint written after an epoch's last step, before validation
-        log.info("epoch %d's steps are done: validating it", run.epoch)
-        epoch_end.finish()
-    remaining = steps * epochs - run.global_step
-    sinks = target in ("Ascend", "GPU") and cfg.mode == "graph"
-    log.info("training %s CPC on %s (%s mode, %s): %d epochs x %d steps, batch %d, %d train / %d val digits",
-             cfg.loss, target, cfg.mode, f"data sinking, {chunk} steps per sink" if sinks else "per-step feeding",
-             epochs, steps, cfg.batch_size, len(train_data[0]), len(val_source.images))
-    if size > 1:
-        log.info("data parallel: rank %d of %d, global batch %d", rank, size, cfg.batch_size * size)
-    if remaining > 0:
-        source = build_source(cfg, "train", remaining * size, start=run.global_step * size, data=train_data)
-        dataset = create_train_dataset(source, chunk, rank, size, cfg.num_parallel_workers)
-        loss_sum = LossSum(train_cell)
-        callbacks = [StepMonitor(cfg, run, loss_sum, clock), epoch_end]
-        Model(loss_sum).train(remaining // chunk, dataset, callbacks=callbacks, dataset_sink_mode=True,
-                              sink_size=chunk)
+    with StopOnSignal(run, AnyRank(size)) as stop:  # from here SIGTERM/SIGINT save, then stop
+        if run.step == steps:  # resumed from a checkpoint written after an epoch's last step, before validation
+            log.info("epoch %d's steps are done: validating it", run.epoch)
+            epoch_end.finish()
+        remaining = steps * epochs - run.global_step
+        sinks = target in ("Ascend", "GPU") and cfg.mode == "graph"
+        log.info("training %s CPC on %s (%s mode, %s): %d epochs x %d steps, batch %d, %d train / %d val digits",
+                 cfg.loss, target, cfg.mode, f"data sinking, {chunk} steps per sink" if sinks else "per-step feeding",
+                 epochs, steps, cfg.batch_size, len(train_data[0]), len(val_source.images))
+        if size > 1:
+            log.info("data parallel: rank %d of %d, global batch %d", rank, size, cfg.batch_size * size)
+        if remaining > 0:
+            source = build_source(cfg, "train", remaining * size, start=run.global_step * size, data=train_data)
+            dataset = create_train_dataset(source, chunk, rank, size, cfg.num_parallel_workers)
+            loss_sum = LossSum(train_cell)
+            callbacks = [StepMonitor(cfg, run, loss_sum, clock), epoch_end, stop]
+            Model(loss_sum).train(remaining // chunk, dataset, callbacks=callbacks, dataset_sink_mode=True,
+                                  sink_size=chunk)
     val = epoch_end.last_val or evaluate(net, val_source, scorer)  # resuming a finished run: validate only
     trained, seconds = epoch_end.trained_steps, epoch_end.step_seconds
     history = run.history

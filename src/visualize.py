@@ -7,12 +7,23 @@ import os
 import numpy as np
 from PIL import Image, ImageDraw
 
+from src.atomic import atomic_write
 from src.config import parse_config
 from src.dataset import build_source
 from src.errors import ConfigError, run_main
 from src.runlog import prepare_output
 
 LABEL_WIDTH = 150
+
+
+def save_figure(fig, path, dpi=100):
+    """Save a matplotlib figure as PNG atomically (see src.atomic), then close it."""
+    from matplotlib import pyplot as plt
+    try:
+        with atomic_write(path, "plot", suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=dpi)
+    finally:
+        plt.close(fig)
 
 
 def plot_training_curves(history, chance, path):
@@ -37,14 +48,7 @@ def plot_training_curves(history, chance, path):
     for axis in (left, right):
         axis.set_xticks(epochs)
     fig.tight_layout()
-    tmp = f"{path}.tmp-{os.getpid()}.png"
-    try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    save_figure(fig, path)
 
 
 def batch_grid(batch, rows, terms, gap=4):
@@ -82,7 +86,8 @@ def main(argv=None):
     prepare_output(cfg.output_path)
     batch = build_source(cfg, cfg.split, cfg.index + 1).make_batch(cfg.index)
     path = os.path.join(cfg.output_path, f"batch_{cfg.split}_{cfg.index}.png")
-    batch_grid(batch, cfg.rows, cfg.terms).save(path)
+    with atomic_write(path, "image", suffix=".png") as tmp:
+        batch_grid(batch, cfg.rows, cfg.terms).save(tmp)
     print(f"wrote {path}")
 
 

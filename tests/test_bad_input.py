@@ -46,6 +46,12 @@ def _yaml(tmp, text):
     return ["--config_path", str(path)]
 
 
+def _binary_yaml(tmp):
+    path = tmp / "binary.yaml"
+    path.write_bytes(b"seed: 1\n\xff\xfe\x00\x9c\x81binary\x00")
+    return ["--config_path", str(path)]
+
+
 def _bare_checkpoint(tmp):
     """A checkpoint without hyper-parameters of a net with code_size 16 (tiny config says 32)."""
     net = build_cpc(model_hparams(namespace(image_size=28, color=False, padding="same", terms=2,
@@ -97,6 +103,8 @@ ROWS = [
      r"MNIST train files disagree: 10020 images but 7 labels", False),
     ("unknown config key", "train.py", lambda t: _yaml(t, "batchsize: 32\n"),
      r"unknown config key 'batchsize' in .*bad\.yaml", True),
+    ("binary config file", "train.py", lambda t: _binary_yaml(t), r"config file .*binary\.yaml is not UTF-8 text",
+     False),
     ("unknown flag", "train.py", lambda t: ["--termz", "3"], r"unrecognized arguments: --termz 3", False),
     ("wrong type", "train.py", lambda t: _yaml(t, "epoch_size: two\n"),
      r"config key 'epoch_size' must be of type int, got 'two'", False),

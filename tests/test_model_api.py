@@ -141,3 +141,38 @@ def test_amp_level_is_part_of_the_resume_check():
     for meta_run in (dict(written, amp_level="O0"), written):  # an older checkpoint has no amp_level: O0
         with pytest.raises(CPCError, match="amp_level 'O0' != 'O2'"):
             run.restore({"hparams": hparams, "run": meta_run}, "cpc_e1_s5.ckpt")
+
+
+def test_any_rank_asks_every_rank_once_built():
+    from src.distributed import AnyRank
+    built = []
+
+    class Sum:  # stands in for the AllReduce Cell: two ranks, the other one signalled
+        def __init__(self):
+            built.append(self)
+
+        def __call__(self, value):
+            return value + ms.Tensor(np.array([1.0], np.float32))
+
+    assert AnyRank(1)(True) and not AnyRank(1)(False)
+    agree = AnyRank(2, reducer=Sum())
+    assert agree(False) and agree(True) and len(built) == 1
+
+
+def test_a_stop_request_of_another_rank_saves_here_too(tmp_path):
+    """Data parallel: a rank that got no signal stops at the same pass end, with its own checkpoint."""
+    import signal
+    from src.callbacks import StopOnSignal, StopRequested
+    cfg = parse_config(["--config_path", TINY, "--output_path", str(tmp_path)])
+    run = RunState(cfg, model_hparams(cfg), PlateauLR(1e-3, 0.5, 2, 1e-4), train_cell=None)
+    run.step = 40
+    saved = []
+    run.save = lambda cell: saved.append(run.current_path()) or saved[-1]
+    with StopOnSignal(run, any_rank=lambda flag: True) as stop:
+        with pytest.raises(StopRequested) as err:
+            stop.on_train_epoch_end(None)
+    assert saved == [str(tmp_path / "cpc_e1_s40.ckpt")] and err.value.exit_code == 128 + signal.SIGTERM
+    assert "stopped by another rank's stop request at epoch 1 step 40" in str(err.value)
+    with StopOnSignal(run, any_rank=lambda flag: flag) as stop:
+        stop.on_train_epoch_end(None)  # no signal anywhere: training goes on
+    assert len(saved) == 1

@@ -168,3 +168,82 @@ def test_resume_off_a_sink_boundary_is_refused(uninterrupted, tmp_path):
     lines = error_lines(proc.stderr)
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
     assert "saved at step 15 of an epoch, which is not a multiple of the sink size 10" in lines[0]
+
+
+def _start(tmp_path, *extra):
+    args = [sys.executable, "train.py"] + FLAGS + ["--output_path", str(tmp_path), *extra]
+    return subprocess.Popen(args, cwd=REPO, env=dict(os.environ, GLOG_v="3"), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(path, proc, seconds=300):
+    deadline = time.monotonic() + seconds
+    while not path.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert path.exists(), "the run did not get that far"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_stop_signal_saves_then_resume_equals_uninterrupted(uninterrupted, tmp_path, sig):
+    """A scheduler's SIGTERM (or Ctrl-C's SIGINT) mid-epoch 2: a rolling checkpoint at the end of the
+    current pass (sink size 5 here), one line with the resume command, exit 128 + signal; resuming
+    ends bit-identical to the uninterrupted run."""
+    proc = _start(tmp_path)
+    _wait_for(tmp_path / "cpc_e2_s25.ckpt", proc)
+    os.kill(proc.pid, sig)
+    stdout, stderr = proc.communicate(timeout=300)
+    lines = error_lines(stderr)
+    # MindSpore's runtime turns a SIGINT that arrives while a graph runs into SIGTERM (most of a step)
+    seen = {signal.SIGINT: (signal.SIGINT, signal.SIGTERM), signal.SIGTERM: (signal.SIGTERM,)}[sig]
+    assert proc.returncode in [128 + s for s in seen] and len(lines) == 1, stderr[-2000:]
+    name = signal.Signals(proc.returncode - 128).name
+    assert lines[0].startswith(f"error: stopped by {name} at epoch 2 step ") and "--resume True" in lines[0]
+    step = int(lines[0].split(" step ")[1].split(";")[0])
+    saved = tmp_path / f"cpc_e2_s{20 + step}.ckpt"
+    assert step % 5 == 0 and 5 <= step <= 20 and saved.is_file(), lines[0]
+    assert f"checkpoint {saved}; to continue: python train.py " in stdout and stdout.rstrip().endswith("--resume True")
+    assert not (tmp_path / "metrics.json").exists() and not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
+
+    resumed = run_entry(["train.py"] + FLAGS + ["--output_path", str(tmp_path), "--resume", "True"])
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    assert f"resuming from {saved}" in resumed.stdout
+    whole, _ = _params(uninterrupted / "cpc_last.ckpt")
+    again, _ = _params(tmp_path / "cpc_last.ckpt")
+    for name in whole:
+        np.testing.assert_array_equal(whole[name], again[name], err_msg=name)
+    assert _metrics(tmp_path)["step_losses"] == _metrics(uninterrupted)["step_losses"]
+
+
+def test_second_signal_stops_at_once(tmp_path):
+    """Passes of 200 steps (seconds on CPU): the second SIGTERM comes long before the pass ends."""
+    proc = _start(tmp_path, "--steps_per_epoch", "200", "--log_interval", "200", "--save_checkpoint_steps", "0")
+    log = tmp_path / "train.log"
+    _wait_for(log, proc)
+    while "training binary CPC" not in log.read_text() and proc.poll() is None:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGTERM)
+    time.sleep(0.5)  # two signals sent back to back would arrive as one
+    os.kill(proc.pid, signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=300)
+    lines = error_lines(stderr)
+    assert proc.returncode == 128 + signal.SIGTERM and len(lines) == 1, stderr[-2000:]
+    assert lines[0].startswith("error: SIGTERM again: stopped at once; the last checkpoint is ")
+
+
+def test_second_run_into_a_busy_folder_is_refused_and_a_killed_run_leaves_no_lock(tmp_path):
+    long = ["--steps_per_epoch", "200"]  # still training when the second run gets to its lock
+    first = _start(tmp_path, *long)
+    _wait_for(tmp_path / "cpc_e1_s5.ckpt", first)
+    config_before = (tmp_path / "config.yaml").read_bytes()
+    second = run_entry(["train.py"] + FLAGS + long + ["--output_path", str(tmp_path), "--seed", "7"])
+    assert first.poll() is None, "the first run ended before the second one started"
+    lines = error_lines(second.stderr)
+    assert second.returncode == 2 and len(lines) == 1, second.stderr[-2000:]
+    assert lines[0] == (f"error: output_path {tmp_path} is in use by another training run (pid {first.pid}); "
+                        f"wait for it to end, or choose another output_path")
+    assert (tmp_path / "config.yaml").read_bytes() == config_before  # the second run wrote nothing
+    first.kill()  # kill -9: its lock goes with it
+    first.communicate()
+    third = run_entry(["train.py"] + FLAGS + long + ["--output_path", str(tmp_path), "--resume", "True",
+                                                     "--epoch_size", "1"])
+    assert third.returncode == 0 and "resuming from" in third.stdout, third.stderr[-2000:]

@@ -1,5 +1,7 @@
 """Training learns, writes what it promises; checkpoint -> eval round trip; checkpoint errors."""
+import errno
 import json
+import logging
 import math
 import os
 
@@ -8,9 +10,11 @@ import numpy as np
 import pytest
 
 from src import checkpoint
+from src.atomic import WriteError
 from src.config import model_hparams, namespace, parse_config
 from src.dataset import build_source
 from src.model import build_cpc
+from src.runlog import write_json
 from src.trainer import PlateauLR, evaluate, train
 from tests.conftest import TINY, error_lines, run_entry
 
@@ -97,17 +101,72 @@ def test_eval_rejects_bad_checkpoints(ms_cpu, tiny_run, tmp_path):
         assert "Traceback" not in proc.stderr
 
 
-def test_interrupted_save_leaves_nothing(ms_cpu, tmp_path, monkeypatch):
-    net = build_cpc(model_hparams(namespace(image_size=28, color=False, padding="same")), True)
+def _disk_full(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    def broken(obj, path, **kwargs):
-        open(path, "wb").write(b"partial")
-        raise OSError("disk full")
+
+@pytest.mark.parametrize("error", [OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)),
+                                   RuntimeError("Failed to save the checkpoint file")])
+def test_a_full_disk_keeps_the_last_good_checkpoint(ms_cpu, tmp_path, monkeypatch, error):
+    """A write that fails half way: one line, no temporary file, the earlier file intact and loadable."""
+    net = build_cpc(model_hparams(namespace(image_size=28, color=False, padding="same")), True)
+    path = tmp_path / "cpc.ckpt"
+    checkpoint.save(net, str(path), {"kind": "cpc", "epoch": 1})
+    good = path.read_bytes()
+    real = ms.save_checkpoint
+
+    def broken(obj, tmp, **kwargs):
+        real(obj, tmp, **kwargs)
+        with open(tmp, "r+b") as handle:
+            handle.truncate(1000)  # what a full disk leaves
+        raise error
 
     monkeypatch.setattr(ms, "save_checkpoint", broken)
-    with pytest.raises(OSError):
-        checkpoint.save(net, str(tmp_path / "cpc.ckpt"), {"kind": "cpc"})
-    assert os.listdir(tmp_path) == []
+    with pytest.raises(WriteError) as err:
+        checkpoint.save(net, str(path), {"kind": "cpc", "epoch": 2})
+    assert str(err.value).startswith(f"cannot write checkpoint {path}: ") and "\n" not in str(err.value)
+    assert os.listdir(tmp_path) == ["cpc.ckpt"] and path.read_bytes() == good
+    assert checkpoint.load(str(path))[1]["epoch"] == 1
+
+
+def test_a_full_disk_keeps_the_last_good_json(tmp_path, monkeypatch):
+    path = tmp_path / "metrics.json"
+    write_json(str(path), {"epochs": 1})
+    monkeypatch.setattr(json, "dump", _disk_full)
+    with pytest.raises(WriteError, match="cannot write JSON file .*metrics.json: No space left on device"):
+        write_json(str(path), {"epochs": 2})
+    assert os.listdir(tmp_path) == ["metrics.json"] and json.loads(path.read_text()) == {"epochs": 1}
+
+
+def test_training_on_a_full_disk_stops_with_one_line_and_resumes(ms_cpu, tmp_path, monkeypatch, capsys):
+    """The disk fills while the third rolling checkpoint is written: exit 2, one line naming the
+    file and the cause, no temporary file; the earlier checkpoints load and --resume continues."""
+    import train
+    from src.errors import run_main
+    flags = ["--config_path", TINY, "--device_target", "CPU", "--epoch_size", "1", "--steps_per_epoch", "20",
+             "--save_checkpoint_steps", "5", "--val_steps", "1", "--output_path", str(tmp_path)]
+    real, calls = ms.save_checkpoint, []
+
+    def fills_up(obj, tmp, **kwargs):
+        calls.append(tmp)
+        real(obj, tmp, **kwargs)
+        if len(calls) == 3:
+            _disk_full()
+
+    monkeypatch.setattr(ms, "save_checkpoint", fills_up)
+    logging.getLogger("cpc").handlers.clear()
+    with pytest.raises(SystemExit) as stop:
+        run_main(train.main, flags)
+    logging.getLogger("cpc").handlers.clear()
+    lines = error_lines(capsys.readouterr().err)
+    assert stop.value.code == 2 and lines == [
+        f"error: cannot write checkpoint {tmp_path / 'cpc_e1_s15.ckpt'}: No space left on device"]
+    assert sorted(p.name for p in tmp_path.glob("*.ckpt")) == ["cpc_e1_s10.ckpt", "cpc_e1_s5.ckpt"]
+    assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
+    monkeypatch.setattr(ms, "save_checkpoint", real)
+    proc = run_entry(["train.py"] + flags + ["--resume", "True"])
+    assert proc.returncode == 0 and "resuming from " + str(tmp_path / "cpc_e1_s10.ckpt") in proc.stdout, \
+        proc.stderr[-2000:]
 
 
 def test_plateau_schedule_matches_keras():
