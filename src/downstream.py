@@ -20,7 +20,7 @@ from mindspore import Tensor, nn
 
 from src.classifier import Classifier, DigitHead, build_classifier
 from src.dataset import render_digits
-from src.model import Encoder
+from src.model import build_encoder
 
 log = logging.getLogger("cpc")
 
@@ -98,8 +98,7 @@ def run_downstream(cpc_encoder, hparams, data, cfg, target, methods=METHODS, fra
     Classifier} for the frozen methods. codes: {"cpc": test codes, "random": test codes}."""
     fast = target == "CPU"
     ms.set_seed(cfg.seed)
-    random_encoder = Encoder(hparams["image_size"], 3 if hparams["color"] else 1, hparams["code_size"],
-                             hparams["padding"], fast, hparams["input_contrast"])
+    random_encoder = build_encoder(hparams, fast)
     encoders = {"cpc": cpc_encoder, "random": random_encoder}
     codes, test_codes = {}, {}
     for name in ("cpc", "random"):
