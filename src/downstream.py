@@ -20,6 +20,7 @@ from mindspore import Tensor, nn
 
 from src.classifier import Classifier, DigitHead, build_classifier
 from src.dataset import render_digits
+from src.errors import CPCError
 from src.model import build_encoder
 
 log = logging.getLogger("cpc")
@@ -75,8 +76,9 @@ def fit(net, inputs, labels, steps, batch_size, learning_rate, seed):
         idx = np.sort(order[pos:pos + batch])
         pos += batch
         losses.append(float(step(Tensor(inputs[idx]), Tensor(labels[idx])).asnumpy()))
-    if not np.isfinite(losses[-1]):
-        raise FloatingPointError(f"classifier loss became {losses[-1]}")
+    if not np.isfinite(losses[-1]):  # a user-facing error (eval.py: one line), e.g. on huge codes
+        raise CPCError(f"a downstream classifier diverged (loss {losses[-1]} after {steps} steps, largest "
+                       f"|input| {float(np.abs(inputs).max()):.3g}); try a smaller --head_learning_rate")
     return float(np.mean(losses[-max(1, steps // 10):]))
 
 

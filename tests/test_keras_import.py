@@ -329,3 +329,14 @@ def test_old_checkpoints_without_encoder_keys_build_the_default_encoder(ms_cpu):
     with pytest.raises(ConfigError, match="too small for 4"):
         namespace(image_size=28, padding="valid")
     assert namespace(image_size=28, padding="valid", encoder_layers=3).encoder_layers == 3
+
+
+def test_diverging_head_is_a_user_error(ms_cpu):
+    """The released encoder.h5's codes reach ~3e3 (its BatchNorm statistics were never updated, see
+    README): a head that diverges on them stops eval.py with one error line, not a traceback."""
+    from src.classifier import DigitHead
+    from src.downstream import fit
+    from src.errors import CPCError
+    codes = np.full((8, 4), 1e30, np.float32) * np.arange(1, 9, dtype=np.float32)[:, None]
+    with pytest.raises(CPCError, match="diverged"):
+        fit(DigitHead(4, "linear"), codes, np.arange(8) % 10, 3, 8, 1e-3, 0)
