@@ -21,7 +21,7 @@ from src.dataset import build_source
 from src.device import init_device
 from src.errors import CheckpointError, ConfigError, run_main
 from src.mnist import load_split
-from src.model import Encoder, build_cpc
+from src.model import build_cpc, build_encoder
 from src.runlog import prepare_output, setup_logging, write_json
 from src.trainer import evaluate
 
@@ -62,8 +62,7 @@ def classify(cfg, params, meta):
     checkpoint.apply_hparams(cfg, meta, cfg.ckpt_path)
     target = init_device(cfg)
     hparams = model_hparams(cfg)
-    encoder = Encoder(cfg.image_size, 3 if cfg.color else 1, cfg.code_size, cfg.padding, use_fast_conv(target),
-                      cfg.input_contrast)
+    encoder = build_encoder(hparams, use_fast_conv(target))
     checkpoint.load_into(encoder, {k[len("encoder."):]: v for k, v in params.items() if k.startswith("encoder.")},
                          cfg.ckpt_path)
     start = time.perf_counter()

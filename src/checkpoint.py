@@ -13,7 +13,7 @@ import os
 import mindspore as ms
 
 from src.atomic import WriteError, atomic_write
-from src.config import MODEL_KEYS
+from src.config import ENCODER_DEFAULTS, MODEL_KEYS
 from src.errors import CheckpointError
 
 log = logging.getLogger("cpc")
@@ -72,8 +72,9 @@ def apply_hparams(cfg, meta, path):
     if meta is None or "hparams" not in meta:
         log.info("checkpoint %s carries no hyper-parameters: building the net from the config", path)
         return
+    # a checkpoint written before the encoder's shape keys existed holds the default encoder
+    stored = dict(ENCODER_DEFAULTS, **meta["hparams"])
     for key in MODEL_KEYS:
-        if key in meta["hparams"] and meta["hparams"][key] != getattr(cfg, key):
-            log.info("%s = %r taken from the checkpoint (config says %r)", key, meta["hparams"][key],
-                     getattr(cfg, key))
-            setattr(cfg, key, meta["hparams"][key])
+        if key in stored and stored[key] != getattr(cfg, key):
+            log.info("%s = %r taken from the checkpoint (config says %r)", key, stored[key], getattr(cfg, key))
+            setattr(cfg, key, stored[key])

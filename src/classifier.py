@@ -7,7 +7,7 @@ parameter names are `encoder.*` (the same names as in a CPC checkpoint) and `hea
 """
 from mindspore import nn
 
-from src.model import BN_EPS, BN_MOMENTUM, LEAKY_ALPHA, Encoder
+from src.model import BN_EPS, BN_MOMENTUM, LEAKY_ALPHA, build_encoder
 
 NUM_CLASSES = 10
 HEAD_HIDDEN = 128
@@ -48,6 +48,5 @@ class Classifier(nn.Cell):
 
 def build_classifier(hparams, head="mlp", fast_conv=True):
     """A Classifier whose encoder is built from the CPC hyper-parameters stored in checkpoints."""
-    encoder = Encoder(hparams["image_size"], 3 if hparams["color"] else 1, hparams["code_size"],
-                      hparams["padding"], fast_conv, hparams["input_contrast"])
+    encoder = build_encoder(hparams, fast_conv)
     return Classifier(encoder, DigitHead(hparams["code_size"], head))

@@ -56,6 +56,12 @@ SCHEMA = {
     "hidden_size": Key(int, 256, "GRU hidden size (size of the context c_t)", minimum=1),
     "padding": Key(str, "valid", "encoder conv padding: valid (as the original) or same",
                    choices=("valid", "same")),
+    "encoder_layers": Key(int, 4, "encoder depth: 3x3 stride-2 conv blocks (4 as the 64x64 original; 3 as its "
+                                  "older 28x28 variant, see convert_keras.py)", minimum=1, maximum=8),
+    "encoder_channels": Key(int, 64, "filters of every encoder conv (64; 32 in the original's 28x28 variant)",
+                            minimum=1),
+    "encoder_hidden": Key(int, 256, "units of the encoder's dense layer before the code (256; 128 in the 28x28 "
+                                    "variant)", minimum=1),
     "input_contrast": Key(bool, False, "encoder starts with |x - background| (parameter-free; makes the "
                                        "colour task learnable, see README); false = the original encoder"),
     # --- loss ---
@@ -128,10 +134,10 @@ def _coerce(name, value):
         raise ConfigError(f"config key '{name}' must be of type {key.typ.__name__}, got {value!r}") from None
 
 
-def encoder_output_size(image_size, padding):
-    """Spatial side after the encoder's four 3x3 stride-2 convolutions (0 = image too small)."""
+def encoder_output_size(image_size, padding, layers=4):
+    """Spatial side after the encoder's `layers` 3x3 stride-2 convolutions (0 = image too small)."""
     n = image_size
-    for _ in range(4):
+    for _ in range(layers):
         n = (n - 3) // 2 + 1 if padding == "valid" else (n + 1) // 2
         if n < 1:
             return 0
@@ -168,9 +174,10 @@ def validate(cfg):
             raise ConfigError(f"config key 'num_negatives' must be <= {pool} (the other "
                               f"{'future images' if cfg.negatives_across_steps else 'sequences'} of a batch "
                               f"of {cfg.batch_size}), got {cfg.num_negatives}")
-    if encoder_output_size(cfg.image_size, cfg.padding) < 1:
-        raise ConfigError(f"config key 'image_size' = {cfg.image_size} is too small for four 3x3 stride-2 "
-                          f"'{cfg.padding}' convolutions (use >= 31, or padding: same)")
+    if encoder_output_size(cfg.image_size, cfg.padding, cfg.encoder_layers) < 1:
+        raise ConfigError(f"config key 'image_size' = {cfg.image_size} is too small for {cfg.encoder_layers} "
+                          f"3x3 stride-2 '{cfg.padding}' convolutions (use a larger image, fewer encoder_layers "
+                          f"or padding: same)")
     return cfg
 
 
@@ -242,7 +249,9 @@ def save_config(cfg, path):
 
 
 MODEL_KEYS = ("image_size", "color", "padding", "input_contrast", "terms", "predict_terms", "code_size",
-              "hidden_size", "loss")
+              "hidden_size", "loss", "encoder_layers", "encoder_channels", "encoder_hidden")
+# the encoder's shape keys: a checkpoint written before they existed was trained with these values
+ENCODER_DEFAULTS = {name: SCHEMA[name].default for name in ("encoder_layers", "encoder_channels", "encoder_hidden")}
 
 
 def model_hparams(cfg):

@@ -18,7 +18,7 @@ from src import checkpoint
 from src.classifier import HEADS, build_classifier
 from src.errors import CheckpointError
 from src.gru import UnrolledGRU
-from src.model import Encoder, build_cpc
+from src.model import build_cpc, build_encoder
 
 NETS = ("classifier", "encoder", "cpc")
 # the checkpoint kinds (metadata 'kind') each net can be built from
@@ -62,8 +62,7 @@ def build_inference_net(net_name, hparams, params, meta, path):
         net = build_classifier(hparams, head, fast_conv=False)
         checkpoint.load_into(net, params, path)
     elif net_name == "encoder":
-        net = Encoder(hparams["image_size"], image_shape(hparams)[0], hparams["code_size"], hparams["padding"],
-                      fast_conv=False, input_contrast=hparams["input_contrast"])
+        net = build_encoder(hparams, fast_conv=False)
         checkpoint.load_into(net, {k[len(ENCODER_PREFIX):]: v for k, v in params.items()
                                    if k.startswith(ENCODER_PREFIX)}, path)
     else:

@@ -20,7 +20,8 @@ from mindspore import Tensor, nn
 
 from src.classifier import Classifier, DigitHead, build_classifier
 from src.dataset import render_digits
-from src.model import Encoder
+from src.errors import CPCError
+from src.model import build_encoder
 from src.visualize import save_figure
 
 log = logging.getLogger("cpc")
@@ -76,8 +77,9 @@ def fit(net, inputs, labels, steps, batch_size, learning_rate, seed):
         idx = np.sort(order[pos:pos + batch])
         pos += batch
         losses.append(float(step(Tensor(inputs[idx]), Tensor(labels[idx])).asnumpy()))
-    if not np.isfinite(losses[-1]):
-        raise FloatingPointError(f"classifier loss became {losses[-1]}")
+    if not np.isfinite(losses[-1]):  # a user-facing error (eval.py: one line), e.g. on huge codes
+        raise CPCError(f"a downstream classifier diverged (loss {losses[-1]} after {steps} steps, largest "
+                       f"|input| {float(np.abs(inputs).max()):.3g}); try a smaller --head_learning_rate")
     return float(np.mean(losses[-max(1, steps // 10):]))
 
 
@@ -99,8 +101,7 @@ def run_downstream(cpc_encoder, hparams, data, cfg, target, methods=METHODS, fra
     Classifier} for the frozen methods. codes: {"cpc": test codes, "random": test codes}."""
     fast = target == "CPU"
     ms.set_seed(cfg.seed)
-    random_encoder = Encoder(hparams["image_size"], 3 if hparams["color"] else 1, hparams["code_size"],
-                             hparams["padding"], fast, hparams["input_contrast"])
+    random_encoder = build_encoder(hparams, fast)
     encoders = {"cpc": cpc_encoder, "random": random_encoder}
     codes, test_codes = {}, {}
     for name in ("cpc", "random"):

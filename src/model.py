@@ -8,11 +8,12 @@ all future steps into one logit per sequence: sorted (1) or not (0).
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 
-from src.config import encoder_output_size
+from src.config import ENCODER_DEFAULTS, encoder_output_size
 from src.conv import Conv3x3S2, conv_geometry
 
-ENCODER_CHANNELS = 64
-ENCODER_HIDDEN = 256
+ENCODER_CHANNELS = ENCODER_DEFAULTS["encoder_channels"]  # the defaults; model keys encoder_channels/_hidden/_layers
+ENCODER_HIDDEN = ENCODER_DEFAULTS["encoder_hidden"]
+ENCODER_LAYERS = ENCODER_DEFAULTS["encoder_layers"]
 BN_EPS, BN_MOMENTUM = 1e-3, 0.99   # Keras BatchNormalization defaults (MindSpore momentum convention)
 LEAKY_ALPHA = 0.3                  # Keras LeakyReLU default
 
@@ -82,10 +83,10 @@ def leaky_relu(fast):
 class ConvBlock(nn.Cell):
     """conv 3x3 stride 2 -> BatchNorm -> LeakyReLU."""
 
-    def __init__(self, in_channels, in_size, padding, fast_conv, input_grad=True):
+    def __init__(self, in_channels, in_size, padding, fast_conv, input_grad=True, out_channels=ENCODER_CHANNELS):
         super().__init__()
-        self.conv = Conv3x3S2(in_channels, ENCODER_CHANNELS, in_size, padding, fast_conv, input_grad)
-        self.bn = nn.BatchNorm2d(ENCODER_CHANNELS, eps=BN_EPS, momentum=BN_MOMENTUM)
+        self.conv = Conv3x3S2(in_channels, out_channels, in_size, padding, fast_conv, input_grad)
+        self.bn = nn.BatchNorm2d(out_channels, eps=BN_EPS, momentum=BN_MOMENTUM)
         self.act = leaky_relu(fast_conv)
         self.out_size = self.conv.out_size
 
@@ -123,25 +124,30 @@ class InputContrast(nn.Cell):
 
 
 class Encoder(nn.Cell):
-    """Images [N, C, S, S] in [-1, 1] -> codes [N, code_size]."""
+    """Images [N, C, S, S] in [-1, 1] -> codes [N, code_size].
 
-    def __init__(self, image_size, channels, code_size, padding="valid", fast_conv=True, input_contrast=False):
+    layers x (conv 3x3/2 with `width` filters -> BatchNorm -> LeakyReLU) -> flatten (C, H, W order)
+    -> Dense `hidden` -> BatchNorm -> LeakyReLU -> Dense code_size. Defaults: the original's 64x64
+    encoder (4 blocks of 64, Dense 256); its 28x28 variant is layers=3, width=32, hidden=128."""
+
+    def __init__(self, image_size, channels, code_size, padding="valid", fast_conv=True, input_contrast=False,
+                 layers=ENCODER_LAYERS, width=ENCODER_CHANNELS, hidden=ENCODER_HIDDEN):
         super().__init__()
-        if encoder_output_size(image_size, padding) < 1:
+        if encoder_output_size(image_size, padding, layers) < 1:
             raise ValueError(f"image_size {image_size} is too small for the encoder with {padding} padding")
         self.contrast = InputContrast(image_size) if input_contrast else None
         blocks, size = [], image_size
-        for i in range(4):
+        for i in range(layers):
             # the first layer's input is the image itself: its gradient is never needed
-            blocks.append(ConvBlock(channels if i == 0 else ENCODER_CHANNELS, size, padding, fast_conv,
-                                    input_grad=i > 0))
+            blocks.append(ConvBlock(channels if i == 0 else width, size, padding, fast_conv,
+                                    input_grad=i > 0, out_channels=width))
             size = conv_geometry(size, padding)[0]
         self.blocks = nn.SequentialCell(blocks)
         self.flatten = nn.Flatten()
-        self.dense = nn.Dense(ENCODER_CHANNELS * size * size, ENCODER_HIDDEN, weight_init="XavierUniform")
-        self.bn = batch_norm_1d(ENCODER_HIDDEN, fast_conv)
+        self.dense = nn.Dense(width * size * size, hidden, weight_init="XavierUniform")
+        self.bn = batch_norm_1d(hidden, fast_conv)
         self.act = leaky_relu(fast_conv)
-        self.embedding = nn.Dense(ENCODER_HIDDEN, code_size, weight_init="XavierUniform")
+        self.embedding = nn.Dense(hidden, code_size, weight_init="XavierUniform")
 
     def construct(self, x):
         if self.contrast is not None:
@@ -155,10 +161,12 @@ class CPC(nn.Cell):
     -> one logit per sequence [B, 1] (mean over steps and code of z_{t+k} * W_k c_t)."""
 
     def __init__(self, image_size, color, padding, terms, predict_terms, code_size, hidden_size,
-                 input_contrast=False, fast_conv=True):
+                 input_contrast=False, fast_conv=True, encoder_layers=ENCODER_LAYERS,
+                 encoder_channels=ENCODER_CHANNELS, encoder_hidden=ENCODER_HIDDEN):
         super().__init__()
         self.terms, self.predict_terms, self.code_size = terms, predict_terms, code_size
-        self.encoder = Encoder(image_size, 3 if color else 1, code_size, padding, fast_conv, input_contrast)
+        self.encoder = Encoder(image_size, 3 if color else 1, code_size, padding, fast_conv, input_contrast,
+                               encoder_layers, encoder_channels, encoder_hidden)
         self.gru = nn.GRU(code_size, hidden_size, batch_first=True)
         # rows [k*code_size, (k+1)*code_size) of the weight are W_k (one linear map per future step)
         self.predictor = nn.Dense(hidden_size, predict_terms * code_size, weight_init="XavierUniform")
@@ -188,7 +196,21 @@ ARCHITECTURE_KEYS = ("image_size", "color", "padding", "input_contrast", "terms"
                      "hidden_size")
 
 
+def encoder_shape(hparams):
+    """The encoder's (layers, width, hidden) from checkpoint hyper-parameters; a checkpoint written
+    before these keys existed holds the default encoder."""
+    return tuple(hparams.get(k, ENCODER_DEFAULTS[k]) for k in ("encoder_layers", "encoder_channels", "encoder_hidden"))
+
+
+def build_encoder(hparams, fast_conv):
+    """An Encoder from the hyper-parameter dict stored in checkpoints (config.model_hparams)."""
+    return Encoder(hparams["image_size"], 3 if hparams["color"] else 1, hparams["code_size"], hparams["padding"],
+                   fast_conv, hparams["input_contrast"], *encoder_shape(hparams))
+
+
 def build_cpc(hparams, fast_conv):
     """A CPC net from the hyper-parameter dict stored in checkpoints (config.model_hparams; keys
     that do not shape the network, such as the loss, are ignored)."""
-    return CPC(fast_conv=fast_conv, **{k: hparams[k] for k in ARCHITECTURE_KEYS})
+    layers, width, hidden = encoder_shape(hparams)
+    return CPC(fast_conv=fast_conv, encoder_layers=layers, encoder_channels=width, encoder_hidden=hidden,
+               **{k: hparams[k] for k in ARCHITECTURE_KEYS})

@@ -17,6 +17,7 @@ import re
 import mindspore as ms
 
 from src import checkpoint
+from src.config import ENCODER_DEFAULTS
 from src.errors import CheckpointError, CPCError
 
 log = logging.getLogger("cpc")
@@ -84,9 +85,11 @@ class RunState:
 
     def restore(self, meta, path):
         run_then = dict(RUN_DEFAULTS, **(meta.get("run") or {}))
-        if meta.get("hparams") != self.hparams or run_then != {k: getattr(self.cfg, k) for k in RUN_KEYS}:
+        # checkpoints written before the encoder's shape keys existed hold the default encoder
+        hparams_then = dict(ENCODER_DEFAULTS, **(meta.get("hparams") or {}))
+        if hparams_then != self.hparams or run_then != {k: getattr(self.cfg, k) for k in RUN_KEYS}:
             now = dict(self.hparams, **{k: getattr(self.cfg, k) for k in RUN_KEYS})
-            then = dict(meta.get("hparams") or {}, **run_then)
+            then = dict(hparams_then, **run_then)
             diff = ", ".join(f"{k} {then.get(k)!r} != {v!r}" for k, v in now.items() if then.get(k) != v)
             raise CPCError(f"cannot resume from {path}: it was trained with other settings "
                            f"(checkpoint vs config: {diff}); use the same command, or another output_path")

@@ -176,3 +176,20 @@ def test_a_stop_request_of_another_rank_saves_here_too(tmp_path):
     with StopOnSignal(run, any_rank=lambda flag: flag) as stop:
         stop.on_train_epoch_end(None)  # no signal anywhere: training goes on
     assert len(saved) == 1
+
+
+def test_resume_takes_checkpoints_written_before_the_encoder_shape_keys(tmp_path):
+    """A rolling checkpoint of an earlier version has no encoder_layers/channels/hidden (the default
+    encoder) and no amp_level (O0): it resumes; a different encoder width still does not."""
+    cfg = parse_config(["--config_path", TINY, "--output_path", str(tmp_path)])
+    hparams = model_hparams(cfg)
+    run = RunState(cfg, hparams, PlateauLR(1e-3, 0.5, 2, 1e-4), train_cell=None)
+    old = {k: v for k, v in hparams.items() if not k.startswith("encoder_")}
+    written = {k: getattr(cfg, k) for k in ("seed", "batch_size", "steps_per_epoch", "num_negatives",
+                                             "negatives_across_steps")}
+    meta = {"hparams": old, "run": written, "epoch": 2, "step": 5, "schedule": {"lr": 1e-3, "best": 0.5, "wait": 0},
+            "best_val_accuracy": 0.6, "history": [], "epoch_losses": [0.5] * 5, "step_losses": [0.5] * 105}
+    run.restore(meta, "cpc_e2_s105.ckpt")
+    assert (run.epoch, run.step) == (2, 5)
+    with pytest.raises(CPCError, match="encoder_channels 32 != 64"):
+        run.restore(dict(meta, hparams=dict(old, encoder_channels=32)), "cpc_e2_s105.ckpt")
