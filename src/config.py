@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import yaml
 
 from src.errors import ConfigError
+from src.geometry import encoder_output_size
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIG = os.path.join(REPO_ROOT, "config", "cpc_mnist64_color.yaml")
@@ -132,16 +133,6 @@ def _coerce(name, value):
         return str(value)
     except (TypeError, ValueError):
         raise ConfigError(f"config key '{name}' must be of type {key.typ.__name__}, got {value!r}") from None
-
-
-def encoder_output_size(image_size, padding, layers=4):
-    """Spatial side after the encoder's `layers` 3x3 stride-2 convolutions (0 = image too small)."""
-    n = image_size
-    for _ in range(layers):
-        n = (n - 3) // 2 + 1 if padding == "valid" else (n + 1) // 2
-        if n < 1:
-            return 0
-    return n
 
 
 def validate(cfg):

@@ -14,20 +14,12 @@ import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import XavierUniform, initializer
 
-KERNEL, STRIDE = 3, 2
+from src.geometry import KERNEL, STRIDE, conv_geometry
 
 
 def use_fast_conv(device_target):
     """The gather formulation pays only where the device has no fast convolution kernel."""
     return device_target == "CPU"
-
-
-def conv_geometry(size, padding):
-    """(output size, padding before) of a 3x3 stride-2 convolution along one axis."""
-    if padding == "valid":
-        return (size - KERNEL) // STRIDE + 1, 0
-    out = (size + STRIDE - 1) // STRIDE
-    return out, max((out - 1) * STRIDE + KERNEL - size, 0) // 2
 
 
 def gather_tables(size, padding):

@@ -32,7 +32,8 @@ import numpy as np
 
 from src import checkpoint
 from src.classifier import HEAD_HIDDEN, NUM_CLASSES
-from src.config import SCHEMA, encoder_output_size, namespace
+from src.config import SCHEMA, namespace
+from src.geometry import encoder_output_size
 from src.errors import ConfigError, CPCError
 from src.model import BN_EPS, LEAKY_ALPHA
 

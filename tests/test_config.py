@@ -1,7 +1,8 @@
 """Configuration: YAML + flags, validation with one clear line naming the key."""
 import pytest
 
-from src.config import SCHEMA, encoder_output_size, namespace, parse_config, read_yaml
+from src.config import SCHEMA, namespace, parse_config, read_yaml
+from src.geometry import encoder_output_size
 from src.errors import ConfigError
 from tests.conftest import REPO, TINY
 

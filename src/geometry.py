@@ -1,0 +1,22 @@
+"""The encoder's geometry: output sizes of its 3x3 stride-2 convolutions (pure Python, no MindSpore,
+so the configuration check and the Keras importer use the same formula as the network)."""
+
+KERNEL, STRIDE = 3, 2
+
+
+def conv_geometry(size, padding):
+    """(output size, padding before) of a 3x3 stride-2 convolution along one axis."""
+    if padding == "valid":
+        return (size - KERNEL) // STRIDE + 1, 0
+    out = (size + STRIDE - 1) // STRIDE
+    return out, max((out - 1) * STRIDE + KERNEL - size, 0) // 2
+
+
+def encoder_output_size(image_size, padding, layers=4):
+    """Spatial side after the encoder's `layers` 3x3 stride-2 convolutions (0 = image too small)."""
+    n = image_size
+    for _ in range(layers):
+        n = conv_geometry(n, padding)[0]
+        if n < 1:
+            return 0
+    return n
