@@ -95,9 +95,6 @@ SCHEMA = {
     "head_learning_rate": Key(float, 1e-3, "Adam learning rate of the downstream classifiers"),
 }
 
-CONFIG_KEYS = ("config_path",) + tuple(SCHEMA)
-
-
 def str2bool(value):
     """Parse a boolean from the command line or YAML ('true'/'false', '1'/'0', 'yes'/'no')."""
     if isinstance(value, bool):
@@ -239,10 +236,12 @@ def save_config(cfg, path):
         yaml.safe_dump(config_dict(cfg), handle, sort_keys=False)
 
 
+# the encoder's depth and widths; MODEL_KEYS: every key that shapes the network or its input images
+ENCODER_SHAPE_KEYS = ("encoder_layers", "encoder_channels", "encoder_hidden")
 MODEL_KEYS = ("image_size", "color", "padding", "input_contrast", "terms", "predict_terms", "code_size",
-              "hidden_size", "loss", "encoder_layers", "encoder_channels", "encoder_hidden")
+              "hidden_size", "loss") + ENCODER_SHAPE_KEYS
 # the encoder's shape keys: a checkpoint written before they existed was trained with these values
-ENCODER_DEFAULTS = {name: SCHEMA[name].default for name in ("encoder_layers", "encoder_channels", "encoder_hidden")}
+ENCODER_DEFAULTS = {name: SCHEMA[name].default for name in ENCODER_SHAPE_KEYS}
 
 
 def model_hparams(cfg):

@@ -8,8 +8,9 @@ all future steps into one logit per sequence: sorted (1) or not (0).
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 
-from src.config import ENCODER_DEFAULTS, encoder_output_size
-from src.conv import Conv3x3S2, conv_geometry
+from src.config import ENCODER_DEFAULTS, ENCODER_SHAPE_KEYS
+from src.conv import Conv3x3S2
+from src.geometry import conv_geometry, encoder_output_size
 
 ENCODER_CHANNELS = ENCODER_DEFAULTS["encoder_channels"]  # the defaults; model keys encoder_channels/_hidden/_layers
 ENCODER_HIDDEN = ENCODER_DEFAULTS["encoder_hidden"]
@@ -158,15 +159,13 @@ class Encoder(nn.Cell):
 
 class CPC(nn.Cell):
     """Context images x [B, terms, C, S, S] and future images y [B, predict_terms, C, S, S]
-    -> one logit per sequence [B, 1] (mean over steps and code of z_{t+k} * W_k c_t)."""
+    -> one logit per sequence [B, 1] (mean over steps and code of z_{t+k} * W_k c_t).
+    encoder: images -> codes [N, code_size] (build_encoder); build_cpc builds the whole net."""
 
-    def __init__(self, image_size, color, padding, terms, predict_terms, code_size, hidden_size,
-                 input_contrast=False, fast_conv=True, encoder_layers=ENCODER_LAYERS,
-                 encoder_channels=ENCODER_CHANNELS, encoder_hidden=ENCODER_HIDDEN):
+    def __init__(self, encoder, terms, predict_terms, code_size, hidden_size):
         super().__init__()
         self.terms, self.predict_terms, self.code_size = terms, predict_terms, code_size
-        self.encoder = Encoder(image_size, 3 if color else 1, code_size, padding, fast_conv, input_contrast,
-                               encoder_layers, encoder_channels, encoder_hidden)
+        self.encoder = encoder
         self.gru = nn.GRU(code_size, hidden_size, batch_first=True)
         # rows [k*code_size, (k+1)*code_size) of the weight are W_k (one linear map per future step)
         self.predictor = nn.Dense(hidden_size, predict_terms * code_size, weight_init="XavierUniform")
@@ -192,14 +191,10 @@ class CPC(nn.Cell):
         return self.scores(x, y).mean(-1, keep_dims=True)
 
 
-ARCHITECTURE_KEYS = ("image_size", "color", "padding", "input_contrast", "terms", "predict_terms", "code_size",
-                     "hidden_size")
-
-
 def encoder_shape(hparams):
     """The encoder's (layers, width, hidden) from checkpoint hyper-parameters; a checkpoint written
     before these keys existed holds the default encoder."""
-    return tuple(hparams.get(k, ENCODER_DEFAULTS[k]) for k in ("encoder_layers", "encoder_channels", "encoder_hidden"))
+    return tuple(hparams.get(k, ENCODER_DEFAULTS[k]) for k in ENCODER_SHAPE_KEYS)
 
 
 def build_encoder(hparams, fast_conv):
@@ -211,6 +206,5 @@ def build_encoder(hparams, fast_conv):
 def build_cpc(hparams, fast_conv):
     """A CPC net from the hyper-parameter dict stored in checkpoints (config.model_hparams; keys
     that do not shape the network, such as the loss, are ignored)."""
-    layers, width, hidden = encoder_shape(hparams)
-    return CPC(fast_conv=fast_conv, encoder_layers=layers, encoder_channels=width, encoder_hidden=hidden,
-               **{k: hparams[k] for k in ARCHITECTURE_KEYS})
+    return CPC(build_encoder(hparams, fast_conv), hparams["terms"], hparams["predict_terms"], hparams["code_size"],
+               hparams["hidden_size"])
