@@ -18,7 +18,7 @@ from src import checkpoint, deploy
 from src.atomic import WriteError
 from src.config import ArgParser, check_for_target, model_hparams, parse_config
 from src.device import init_device
-from src.errors import CPCError, ConfigError, run_main
+from src.errors import CPCError, ConfigError, first_line, run_main
 
 SUFFIX = {"MINDIR": ".mindir", "AIR": ".air", "ONNX": ".onnx"}
 
@@ -54,7 +54,7 @@ def export_atomically(cell, inputs, file_name, file_format):
         try:
             ms.export(cell, *[ms.Tensor(x) for x in inputs], file_name=tmp, file_format=file_format)
         except (RuntimeError, ValueError, TypeError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise CPCError(f"{file_format} export failed: {first}") from None
         written = glob.glob(glob.escape(tmp) + "*")
         if len(written) != 1:

@@ -14,7 +14,7 @@ import mindspore as ms
 
 from src.atomic import WriteError, atomic_write
 from src.config import ENCODER_DEFAULTS, MODEL_KEYS
-from src.errors import CheckpointError
+from src.errors import CheckpointError, first_line
 
 log = logging.getLogger("cpc")
 
@@ -29,7 +29,7 @@ def save(obj, path, meta):
         try:
             ms.save_checkpoint(obj, tmp, append_dict={META_KEY: json.dumps(meta, sort_keys=True)})
         except RuntimeError as exc:  # MindSpore's own writer reports a failed write so
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise WriteError(f"cannot write checkpoint {path}: {first}") from None
 
 
@@ -40,7 +40,7 @@ def load(path):
     try:
         params = ms.load_checkpoint(path)
     except Exception as exc:  # MindSpore raises ValueError/RuntimeError/... for corrupt files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise CheckpointError(f"cannot read checkpoint {path}: {first}") from None
     meta = params.pop(META_KEY, None)
     try:

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import yaml
 
-from src.errors import ConfigError
+from src.errors import ConfigError, first_line
 from src.geometry import encoder_output_size
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -179,7 +179,7 @@ def read_yaml(path):
     except UnicodeDecodeError as exc:
         raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot parse config file {path}: {str(exc).splitlines()[0]}") from None
+        raise ConfigError(f"cannot parse config file {path}: {first_line(exc)}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

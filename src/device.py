@@ -14,7 +14,7 @@ import subprocess
 
 import mindspore as ms
 
-from src.errors import CPCError
+from src.errors import CPCError, first_line
 
 log = logging.getLogger("cpc")
 
@@ -57,7 +57,7 @@ def unavailable_reason(target):
         if ms.hal.is_available(target):
             return None
     except Exception as exc:  # an absent plugin may raise instead of answering False
-        return f"ms.hal.is_available raised {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        return f"ms.hal.is_available raised {type(exc).__name__}: {first_line(exc, '')}"
     failed = [line.strip() for line in plugin_load_errors().splitlines()
               if any(lib in line for lib in PLUGIN_LIBS[target])]
     if failed:

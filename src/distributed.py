@@ -26,7 +26,7 @@ import os
 
 import numpy as np
 
-from src.errors import CPCError, run_main
+from src.errors import CPCError, first_line, run_main
 
 MSRUN_ROLES = ("MS_WORKER", "MS_SCHED")  # msrun runs the script as its scheduler too: init() serves there
 
@@ -118,7 +118,7 @@ def init_distributed():
     try:
         init()
     except (RuntimeError, ValueError) as exc:
-        raise CPCError(f"cannot initialise distributed communication: {str(exc).splitlines()[0]}") from None
+        raise CPCError(f"cannot initialise distributed communication: {first_line(exc)}") from None
     rank, size = get_rank(), get_group_size()
     ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True,
                                  device_num=size)

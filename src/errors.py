@@ -21,6 +21,15 @@ class CheckpointError(CPCError):
 EXIT_USER_ERROR = 2
 
 
+def first_line(exc, fallback=None):
+    """The first line of an exception's message, to put into a one-line error; `fallback` (default:
+    the exception's type name) when the message is empty."""
+    text = str(exc).strip()
+    if text:
+        return text.splitlines()[0]
+    return type(exc).__name__ if fallback is None else fallback
+
+
 def run_main(main, argv=None):
     """Run an entry point's main(); turn a CPCError into one line on stderr and its exit code (2
     unless the error says otherwise, e.g. a stop request)."""

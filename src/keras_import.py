@@ -33,8 +33,8 @@ import numpy as np
 from src import checkpoint
 from src.classifier import HEAD_HIDDEN, NUM_CLASSES
 from src.config import SCHEMA, namespace
+from src.errors import ConfigError, CPCError, first_line
 from src.geometry import encoder_output_size
-from src.errors import ConfigError, CPCError
 from src.model import BN_EPS, LEAKY_ALPHA
 
 KINDS = ("encoder", "classifier")
@@ -86,7 +86,7 @@ def read_h5(path):
     except KerasImportError:
         raise
     except (OSError, KeyError, ValueError, TypeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise KerasImportError(f"cannot read Keras file {path}: {first}") from None
     return config, weights, version
 

@@ -16,7 +16,7 @@ import numpy as np
 from src import infer_io
 from src.config import ArgParser
 from src.device import unavailable_reason
-from src.errors import CPCError, run_main
+from src.errors import CPCError, first_line, run_main
 from src.runlog import write_json
 
 DEVICE_TYPES = ("Ascend", "GPU", "CPU")
@@ -58,7 +58,7 @@ def main(argv=None):
     try:
         graph = nn.GraphCell(ms.load(args.mindir_path))
     except (RuntimeError, ValueError) as exc:
-        raise CPCError(f"cannot load {args.mindir_path}: {str(exc).strip().splitlines()[0]}") from None
+        raise CPCError(f"cannot load {args.mindir_path}: {first_line(exc)}") from None
     os.makedirs(args.result_path, exist_ok=True)
     latencies = []
     for name in names:

@@ -100,3 +100,10 @@ def test_ascend_gru_refusal_is_one_error_line(monkeypatch, capsys):
     assert info.value.code == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith("error: hidden_size 100 is not a multiple of 16")
+
+
+def test_first_line_of_an_exception():
+    from src.errors import first_line
+    assert first_line(ValueError("  bad value\nsecond line\n")) == "bad value"
+    assert first_line(KeyError()) == "KeyError"
+    assert first_line(RuntimeError(""), fallback="") == ""
