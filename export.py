@@ -29,8 +29,10 @@ def _extra(parser):
                              "cpc: context and future images -> logit")
     parser.add_argument("--file_format", default="MINDIR", choices=list(SUFFIX))
     parser.add_argument("--file_name", default="cpc", help="output file name without suffix")
-    # --batch_size is taken out of the command line before parsing (split_batch_size); say so in --help
-    parser._option_string_actions["--batch_size"].help = "batch baked into the exported graph (default: 1)"
+
+
+# --batch_size is taken out of the command line before parsing (split_batch_size); say so in --help
+KEY_HELP = {"batch_size": "batch baked into the exported graph (default: 1)"}
 
 
 def split_batch_size(argv):
@@ -71,7 +73,7 @@ def export_atomically(cell, inputs, file_name, file_format):
 def main(argv=None):
     batch, argv = split_batch_size(argv)
     cfg = parse_config(argv, description="Export a CPC network (--batch_size N: the exported graph's batch, "
-                                         "default 1)", extra_args=_extra)
+                                         "default 1)", extra_args=_extra, key_help=KEY_HELP)
     if not cfg.ckpt_path:
         raise ConfigError("config key 'ckpt_path' is required: the checkpoint to export")
     params, meta = checkpoint.load(cfg.ckpt_path)

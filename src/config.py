@@ -201,10 +201,11 @@ def _flag_type(name):
     return lambda text: _coerce(name, text)
 
 
-def parse_config(argv=None, description="CPC (MindSpore)", extra_args=None):
+def parse_config(argv=None, description="CPC (MindSpore)", extra_args=None, key_help=None):
     """Parse `--config_path` + overrides; returns a validated namespace of every SCHEMA key.
 
     extra_args: optional callable(parser) adding entry-point-only flags (e.g. eval's --task).
+    key_help: optional {key: text} replacing a key's --help text (e.g. export's --batch_size).
     """
     pre = ArgParser(add_help=False)
     pre.add_argument("--config_path", default=DEFAULT_CONFIG)
@@ -216,7 +217,7 @@ def parse_config(argv=None, description="CPC (MindSpore)", extra_args=None):
     parser.add_argument("--config_path", default=DEFAULT_CONFIG, help="YAML file of the experiment")
     for name, key in SCHEMA.items():
         parser.add_argument(f"--{name}", type=_flag_type(name), default=values[name],
-                            help=f"{key.doc} (default: {values[name]!r})")
+                            help=(key_help or {}).get(name, f"{key.doc} (default: {values[name]!r})"))
     if extra_args is not None:
         extra_args(parser)
     cfg = parser.parse_args(argv)

@@ -107,3 +107,11 @@ def test_first_line_of_an_exception():
     assert first_line(ValueError("  bad value\nsecond line\n")) == "bad value"
     assert first_line(KeyError()) == "KeyError"
     assert first_line(RuntimeError(""), fallback="") == ""
+
+
+def test_key_help_replaces_a_keys_help_text(capsys):
+    with pytest.raises(SystemExit):
+        parse_config(["--help"], key_help={"batch_size": "batch baked into the graph"})
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--batch_size BATCH_SIZE batch baked into the graph" in text
+    assert "sequences per step" not in text
