@@ -5,20 +5,9 @@
 # MS_LITE_HOME: an unpacked MindSpore Lite package (runtime/include, runtime/lib) or the unpacked
 # mindspore-lite wheel (mindspore_lite/include, mindspore_lite/lib); see CMakeLists.txt.
 set -o pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"
 cd "$(dirname "${BASH_SOURCE[0]}")" || exit 2
-if [ -z "$MS_LITE_HOME" ]; then
-    echo "error: MS_LITE_HOME is not set: point it at an unpacked MindSpore Lite package" \
-         "(or run: export MS_LITE_HOME=\$(bash scripts/fetch_lite.sh))" >&2
-    exit 2
-fi
-if [ ! -f "$MS_LITE_HOME/runtime/include/api/model.h" ] && [ ! -f "$MS_LITE_HOME/mindspore_lite/include/api/model.h" ]; then
-    echo "error: MS_LITE_HOME=$MS_LITE_HOME is not a MindSpore Lite package (no runtime/include/api/model.h" \
-         "nor mindspore_lite/include/api/model.h)" >&2
-    exit 2
-fi
-for tool in cmake make g++; do
-    command -v "$tool" >/dev/null || { echo "error: $tool is not installed" >&2; exit 2; }
-done
+check_lite_home "(or run: export MS_LITE_HOME=\$(bash scripts/fetch_lite.sh))"
 # a build folder configured for another MS_LITE_HOME is started afresh
 if [ -f out/CMakeCache.txt ] && ! grep -qx "MS_LITE_HOME:UNINITIALIZED=$MS_LITE_HOME" out/CMakeCache.txt; then
     rm -rf out

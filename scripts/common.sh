@@ -38,3 +38,61 @@ make_run_dir() {  # make_run_dir NAME: create and print runs/NAME_<timestamp>
     mkdir -p "$dir" || die "cannot create run folder $dir"
     echo "$dir"
 }
+
+# The usage line of the calling script is USAGE (set it before using the helpers below).
+usage_die() {  # usage_die MESSAGE: the usage line, then die MESSAGE
+    echo "usage: $USAGE" >&2
+    die "$*"
+}
+
+handle_help() {  # handle_help "$1": print the usage line and exit 0 on -h/--help
+    case "$1" in -h|--help) echo "usage: $USAGE"; exit 0 ;; esac
+}
+
+require_arg() {  # require_arg VALUE NAME: usage and error unless VALUE is given
+    [ -n "$1" ] || usage_die "$2 is required"
+}
+
+file_arg() {  # file_arg VALUE NAME: a required file argument, checked; print it absolute
+    require_arg "$1" "$2"
+    local path
+    path="$(abs_path "$1")"
+    check_file "$path" "$2"
+    echo "$path"
+}
+
+check_device_id() {  # check_device_id VALUE
+    [[ "$1" =~ ^[0-9]+$ ]] || usage_die "DEVICE_ID must be a number, got '$1'"
+}
+
+config_path_arg() {  # config_path_arg VALUE: check the config file (default: the published one); print it absolute
+    local path
+    path="$(abs_path "${1:-$REPO_ROOT/config/cpc_mnist64_color.yaml}")"
+    check_file "$path" "CONFIG_PATH"
+    echo "$path"
+}
+
+data_path_arg() {  # data_path_arg VALUE: check an optional data folder; print it absolute ("" stays "")
+    check_dir_or_empty "$1" "DATA_PATH"
+    [ -z "$1" ] || abs_path "$1"
+}
+
+check_lite_home() {  # check_lite_home HINT...: MS_LITE_HOME is a MindSpore Lite package and the build tools exist
+    [ -n "$MS_LITE_HOME" ] || die "MS_LITE_HOME is not set: point it at an unpacked MindSpore Lite package $*"
+    [ -f "$MS_LITE_HOME/runtime/include/api/model.h" ] || [ -f "$MS_LITE_HOME/mindspore_lite/include/api/model.h" ] \
+        || die "MS_LITE_HOME=$MS_LITE_HOME is not a MindSpore Lite package (no runtime/include/api/model.h" \
+               "nor mindspore_lite/include/api/model.h)"
+    local tool
+    for tool in cmake make g++; do
+        command -v "$tool" >/dev/null || die "$tool is not installed (needed to build ascend310_infer)"
+    done
+}
+
+logged_exit() {  # logged_exit LOG COMMAND...: run, copy its output to LOG, report the run folder, exit with its status
+    local log="$1"
+    shift
+    "$@" 2>&1 | tee "$log"
+    local status=$?
+    echo "run folder: $RUN_DIR (exit $status)"
+    exit $status
+}

@@ -8,7 +8,7 @@
 # same image size, batch and terms, measured in the same run.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 USAGE="bash scripts/run_benchmark.sh [CONFIG_PATH] [DEVICE_TARGET] [benchmark flags...]"
-case "$1" in -h|--help) echo "usage: $USAGE"; exit 0 ;; esac
+handle_help "$1"
 CONFIG_PATH="$(abs_path "${1:-$REPO_ROOT/config/cpc_mnist64_color.yaml}")"
 DEVICE_TARGET="${2:-auto}"
 check_file "$CONFIG_PATH" "CONFIG_PATH"

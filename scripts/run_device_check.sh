@@ -8,9 +8,7 @@
 # Prints a small table and, last, one line: PASS or "FAIL: reason" (exit 0 / 1; bad input: exit 2).
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 USAGE="bash scripts/run_device_check.sh [DEVICE_TARGET] [src.device_check flags...]"
-case "${1:-}" in
-    -h|--help) echo "usage: $USAGE"; exit 0 ;;
-esac
+handle_help "${1:-}"
 DEVICE_TARGET="${1:-auto}"
 check_device_target "$DEVICE_TARGET" "$USAGE"
 RUN_DIR="$(make_run_dir "device_check_$DEVICE_TARGET")" || exit 2

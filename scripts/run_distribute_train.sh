@@ -21,18 +21,12 @@ set -o pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 USAGE="bash scripts/run_distribute_train.sh RANK_TABLE_FILE [CONFIG_PATH] [DATA_PATH] [flags...]
    or: bash scripts/run_distribute_train.sh CPU|GPU [WORKER_NUM] [CONFIG_PATH] [DATA_PATH] [flags...]"
-usage_error() { echo "usage: $USAGE" >&2; die "$*"; }
-case "$1" in
-    -h|--help) echo "usage: $USAGE"; exit 0 ;;
-    "") usage_error "give RANK_TABLE_FILE (Ascend) or CPU|GPU as the first argument" ;;
-esac
+handle_help "$1"
+[ -n "$1" ] || usage_die "give RANK_TABLE_FILE (Ascend) or CPU|GPU as the first argument"
 
 prepare() {  # prepare CONFIG_PATH DATA_PATH: check them, set CONFIG_PATH, DATA_PATH, RUN_DIR
-    CONFIG_PATH="$(abs_path "${1:-$REPO_ROOT/config/cpc_mnist64_color.yaml}")"
-    DATA_PATH="${2:-}"
-    check_file "$CONFIG_PATH" "CONFIG_PATH"
-    check_dir_or_empty "$DATA_PATH" "DATA_PATH"
-    [ -n "$DATA_PATH" ] && DATA_PATH="$(abs_path "$DATA_PATH")"
+    CONFIG_PATH="$(config_path_arg "$1")" || exit 2
+    DATA_PATH="$(data_path_arg "${2:-}")" || exit 2
     RUN_DIR="$(make_run_dir "train_dist_$(basename "$CONFIG_PATH" .yaml)")" || exit 2
     RUN_DIR="$(abs_path "$RUN_DIR")"  # the Ascend ranks run in RUN_DIR/device<k>
 }
@@ -40,7 +34,7 @@ prepare() {  # prepare CONFIG_PATH DATA_PATH: check them, set CONFIG_PATH, DATA_
 if [ "$1" = "CPU" ] || [ "$1" = "GPU" ]; then
     DEVICE_TARGET="$1"
     WORKER_NUM="${2:-2}"
-    [[ "$WORKER_NUM" =~ ^[1-9][0-9]*$ ]] || usage_error "WORKER_NUM must be a positive number, got '$WORKER_NUM'"
+    [[ "$WORKER_NUM" =~ ^[1-9][0-9]*$ ]] || usage_die "WORKER_NUM must be a positive number, got '$WORKER_NUM'"
     MSRUN="${MSRUN:-msrun}"
     command -v "$MSRUN" > /dev/null || die "msrun not found on PATH (it comes with the mindspore wheel: pip install -r requirements.txt)"
     [ -z "${MASTER_PORT:-}" ] || [[ "$MASTER_PORT" =~ ^[0-9]+$ ]] || die "MASTER_PORT must be a number, got '$MASTER_PORT'"
@@ -49,18 +43,15 @@ if [ "$1" = "CPU" ] || [ "$1" = "GPU" ]; then
     echo "run folder: $RUN_DIR ($WORKER_NUM $DEVICE_TARGET workers through msrun, logs in $RUN_DIR/msrun_logs)"
     cd "$REPO_ROOT" || exit 2
     env > "$RUN_DIR/env.log"
-    "$MSRUN" --worker_num "$WORKER_NUM" --local_worker_num "$WORKER_NUM" --master_port "$PORT" \
-        --log_dir "$RUN_DIR/msrun_logs" --join True \
+    logged_exit "$RUN_DIR/msrun.log" "$MSRUN" --worker_num "$WORKER_NUM" --local_worker_num "$WORKER_NUM" \
+        --master_port "$PORT" --log_dir "$RUN_DIR/msrun_logs" --join True \
         train.py --config_path "$CONFIG_PATH" --device_target "$DEVICE_TARGET" --data_path "$DATA_PATH" \
-        --output_path "$RUN_DIR" "${@:5}" 2>&1 | tee "$RUN_DIR/msrun.log"
-    status=$?
-    echo "run folder: $RUN_DIR (exit $status)"
-    exit $status
+        --output_path "$RUN_DIR" "${@:5}"
 fi
 
 # Ascend: one process per device of this server, as listed in the rank table.
 RANK_TABLE_FILE="$(abs_path "$1")"
-[ -f "$RANK_TABLE_FILE" ] || usage_error "RANK_TABLE_FILE not found: $1 (the first argument is a rank table, CPU or GPU)"
+[ -f "$RANK_TABLE_FILE" ] || usage_die "RANK_TABLE_FILE not found: $1 (the first argument is a rank table, CPU or GPU)"
 TABLE="$(cd "$REPO_ROOT" && "$PYTHON" -m src.distributed check-rank-table "$RANK_TABLE_FILE" \
     --server-index "${SERVER_INDEX:-0}")" || exit 2
 RANK_SIZE="$(echo "$TABLE" | head -n 1)"

@@ -21,37 +21,25 @@
 set -o pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 USAGE="bash scripts/run_infer_310.sh MINDIR_PATH [DATA_PATH] [DEVICE_TYPE] [DEVICE_ID] [preprocess.py flags...]"
-case "$1" in -h|--help) echo "usage: $USAGE"; exit 0 ;; esac
-[ -n "$1" ] || { echo "usage: $USAGE" >&2; die "MINDIR_PATH is required"; }
-
-MINDIR_PATH="$(abs_path "$1")"
-DATA_PATH="${2:-}"
+handle_help "$1"
+MINDIR_PATH="$(file_arg "$1" "MINDIR_PATH")" || exit 2
+DATA_PATH="$(data_path_arg "${2:-}")" || exit 2
 DEVICE_TYPE="${3:-Ascend}"
 DEVICE_ID="${4:-0}"
 RUNNER="${INFER_RUNNER:-cpp}"
 EXPORT_NET="${EXPORT_NET:-classifier}"
 EXPORT_BATCH_SIZE="${EXPORT_BATCH_SIZE:-32}"
-check_file "$MINDIR_PATH" "MINDIR_PATH"
-check_dir_or_empty "$DATA_PATH" "DATA_PATH"
 case "$DEVICE_TYPE" in
     Ascend|GPU|CPU) ;;
-    *) echo "usage: $USAGE" >&2; die "DEVICE_TYPE must be Ascend, GPU or CPU, got '$DEVICE_TYPE'" ;;
+    *) usage_die "DEVICE_TYPE must be Ascend, GPU or CPU, got '$DEVICE_TYPE'" ;;
 esac
-[[ "$DEVICE_ID" =~ ^[0-9]+$ ]] || { echo "usage: $USAGE" >&2; die "DEVICE_ID must be a number, got '$DEVICE_ID'"; }
-[ -n "$DATA_PATH" ] && DATA_PATH="$(abs_path "$DATA_PATH")"
+check_device_id "$DEVICE_ID"
 case "$RUNNER" in
     cpp|cpp_onnx)  # everything the build step needs, checked before any work is done
-        [ -n "$MS_LITE_HOME" ] || die "MS_LITE_HOME is not set: point it at an unpacked MindSpore Lite package" \
-            "(MS_LITE_HOME=\$(bash scripts/fetch_lite.sh) fetches the Lite 2.0 CPU wheel; or run" \
+        check_lite_home "(MS_LITE_HOME=\$(bash scripts/fetch_lite.sh) fetches the Lite 2.0 CPU wheel; or run" \
             "INFER_RUNNER=python bash scripts/run_infer_310.sh ... to use MindSpore's runtime here)"
-        [ -f "$MS_LITE_HOME/runtime/include/api/model.h" ] || [ -f "$MS_LITE_HOME/mindspore_lite/include/api/model.h" ] \
-            || die "MS_LITE_HOME=$MS_LITE_HOME is not a MindSpore Lite package (no runtime/include/api/model.h" \
-                   "nor mindspore_lite/include/api/model.h)"
         case "$EXPORT_NET" in classifier|cpc) ;; *) die "EXPORT_NET must be classifier or cpc, got '$EXPORT_NET'" ;; esac
-        [[ "$EXPORT_BATCH_SIZE" =~ ^[1-9][0-9]*$ ]] || die "EXPORT_BATCH_SIZE must be a positive number, got '$EXPORT_BATCH_SIZE'"
-        for tool in cmake make g++; do
-            command -v "$tool" >/dev/null || die "$tool is not installed (needed to build ascend310_infer)"
-        done ;;
+        [[ "$EXPORT_BATCH_SIZE" =~ ^[1-9][0-9]*$ ]] || die "EXPORT_BATCH_SIZE must be a positive number, got '$EXPORT_BATCH_SIZE'" ;;
     python) ;;
     *) die "INFER_RUNNER must be cpp (default), cpp_onnx or python, got '$RUNNER'" ;;
 esac

@@ -5,7 +5,8 @@
 # python -m src.infer_bench (it prints the README's latency table).
 set -o pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-case "$1" in -h|--help) echo "usage: bash scripts/run_infer_bench.sh [src.infer_bench flags...]"; exit 0 ;; esac
+USAGE="bash scripts/run_infer_bench.sh [src.infer_bench flags...]"
+handle_help "$1"
 cd "$REPO_ROOT" || exit 2
 MS_LITE_HOME="$(bash scripts/fetch_lite.sh)" || exit $?
 export MS_LITE_HOME
