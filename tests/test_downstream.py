@@ -43,15 +43,15 @@ def test_frozen_encoder_is_never_updated(ms_cpu):
     """run_downstream leaves the CPC encoder's weights and BatchNorm statistics untouched, while
     the supervised method does train its own encoder."""
     from src.mnist import load_split
-    from src.model import Encoder
+    from src.model import build_encoder
     cfg = namespace(image_size=28, color=False, padding="same", code_size=16, head_steps=5,
                     head_batch_size=16, seed=1)
     hparams = model_hparams(cfg)
-    encoder = Encoder(28, 1, 16, "same", True, False)
+    encoder = build_encoder(hparams, fast_conv=True)
     before = {p.name: p.asnumpy().copy() for p in encoder.get_parameters()}
     images, labels = load_split("", "test")
     data = downstream.DownstreamData((images[:200], labels[:200]), (images[200:300], labels[200:300]), hparams, 1)
-    results, frozen, codes = downstream.run_downstream(encoder, hparams, data, cfg, "CPU",
+    results, frozen, codes = downstream.run_downstream(encoder, data, cfg, True,
                                                        methods=("cpc_mlp", "supervised"), fractions=(1.0,))
     assert {r["method"] for r in results} == {"cpc_mlp", "supervised"}
     after = {p.name.replace("encoder.", "", 1): p.asnumpy() for p in encoder.get_parameters()}
