@@ -251,7 +251,9 @@ def model_hparams(cfg):
 
 
 def namespace(**kwargs):
-    """A config-like namespace for tests and tools: SCHEMA defaults overridden by kwargs."""
+    """A validated config from keyword arguments: SCHEMA defaults overridden by kwargs, checked as a
+    parsed command line is (used where no command line is parsed: the Keras importer, the device
+    check's CPU run, tests)."""
     values = {name: key.default for name, key in SCHEMA.items()}
     unknown = set(kwargs) - set(values)
     if unknown:

@@ -115,22 +115,3 @@ def load_split(data_path, split):
     if missing:
         raise DataError(f"MNIST {split} split in {data_path} has no image of digit(s) {missing}")
     return images, labels
-
-
-def write_idx(path, array):
-    """Write uint8 images [N, 28, 28] or labels [N] as an IDX file (gzip if path ends in .gz)."""
-    array = np.ascontiguousarray(array, dtype=np.uint8)
-    magic = IMAGES_MAGIC if array.ndim == 3 else LABELS_MAGIC
-    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "wb") as handle:
-        handle.write(header + array.tobytes())
-
-
-def export_embedded_test_split(folder):
-    """Write the embedded sample's test split as t10k-* IDX files (real MNIST digits, 1,000)."""
-    os.makedirs(folder, exist_ok=True)
-    images, labels = _embedded_split("test")
-    write_idx(os.path.join(folder, _FILE_STEMS["test"][0]), images)
-    write_idx(os.path.join(folder, _FILE_STEMS["test"][1]), labels)
-    return folder

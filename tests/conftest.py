@@ -1,9 +1,12 @@
-"""Shared fixtures: the repository root, a CPU graph-mode context, a tiny trained run."""
+"""Shared fixtures and helpers: the repository root, a CPU graph-mode context, a tiny trained run,
+IDX files written from arrays, checkpoints read back as arrays."""
+import gzip
 import json
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -20,6 +23,59 @@ def run_entry(args, cwd=REPO, env=None, timeout=600):
 def error_lines(stderr):
     """stderr without MindSpore's own [WARNING]/[INFO] log lines."""
     return [line for line in stderr.splitlines() if line.strip() and not line.startswith("[")]
+
+
+def write_idx(path, array):
+    """Write uint8 images [N, 28, 28] or labels [N] as an IDX file (gzip if path ends in .gz)."""
+    from src.mnist import IMAGES_MAGIC, LABELS_MAGIC
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    magic = IMAGES_MAGIC if array.ndim == 3 else LABELS_MAGIC
+    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "wb") as handle:
+        handle.write(header + array.tobytes())
+
+
+def export_embedded_test_split(folder):
+    """Write the embedded sample's test split as t10k-* IDX files (real MNIST digits, 1,000)."""
+    from src.mnist import load_split
+    os.makedirs(folder, exist_ok=True)
+    images, labels = load_split("", "test")
+    write_idx(os.path.join(folder, "t10k-images-idx3-ubyte"), images)
+    write_idx(os.path.join(folder, "t10k-labels-idx1-ubyte"), labels)
+    return folder
+
+
+def fake_mnist(folder, count, layout="flat", gz=False):
+    """Write train and t10k IDX files of `count` random digits (labels cycle 0-9)."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(count, 28, 28), dtype=np.uint8)
+    labels = (np.arange(count) % 10).astype(np.uint8)
+    for prefix, sub in (("train", "train"), ("t10k", "test")):
+        target = os.path.join(folder, sub) if layout == "split" else folder
+        os.makedirs(target, exist_ok=True)
+        suffix = ".gz" if gz else ""
+        write_idx(os.path.join(target, f"{prefix}-images-idx3-ubyte{suffix}"), images)
+        write_idx(os.path.join(target, f"{prefix}-labels-idx1-ubyte{suffix}"), labels)
+    return images, labels
+
+
+def bare_checkpoint(path):
+    """A checkpoint without hyper-parameters of a net with code_size 16 (the tiny config says 32)."""
+    import mindspore as ms
+    from src.config import model_hparams, namespace
+    from src.model import build_cpc
+    net = build_cpc(model_hparams(namespace(image_size=28, color=False, padding="same", terms=2,
+                                            predict_terms=2, code_size=16, hidden_size=32)), True)
+    ms.save_checkpoint(net, str(path))
+    return str(path)
+
+
+def checkpoint_arrays(path):
+    """(parameters as numpy arrays, metadata) of a checkpoint, read by src.checkpoint."""
+    from src import checkpoint
+    params, meta = checkpoint.load(str(path))
+    return {k: v.asnumpy() for k, v in params.items()}, meta
 
 
 @pytest.fixture(scope="session")

@@ -8,17 +8,15 @@ import logging
 import os
 import re
 
-import mindspore as ms
 import numpy as np
 import pytest
 
 from src import checkpoint
 from src.config import model_hparams, namespace
 from src.errors import run_main
-from src.mnist import IMAGES_MAGIC, VAL_SIZE, write_idx
+from src.mnist import IMAGES_MAGIC, VAL_SIZE
 from src.model import build_cpc
-from tests.conftest import TINY, error_lines, run_entry
-from tests.test_mnist import _fake_mnist
+from tests.conftest import TINY, bare_checkpoint, error_lines, fake_mnist, run_entry, write_idx
 
 TRAIN_FLAGS = ["--epoch_size", "1", "--steps_per_epoch", "2", "--val_steps", "1", "--device_target", "CPU"]
 
@@ -26,7 +24,7 @@ TRAIN_FLAGS = ["--epoch_size", "1", "--steps_per_epoch", "2", "--val_steps", "1"
 def _data(tmp, damage):
     """A fake MNIST folder (train + t10k) with `damage` applied to its train files."""
     folder = tmp / "mnist"
-    _fake_mnist(str(folder), VAL_SIZE + 20)
+    fake_mnist(str(folder), VAL_SIZE + 20)
     images, labels = folder / "train-images-idx3-ubyte", folder / "train-labels-idx1-ubyte"
     if damage == "truncated":
         images.write_bytes(images.read_bytes()[:-100])
@@ -50,15 +48,6 @@ def _binary_yaml(tmp):
     path = tmp / "binary.yaml"
     path.write_bytes(b"seed: 1\n\xff\xfe\x00\x9c\x81binary\x00")
     return ["--config_path", str(path)]
-
-
-def _bare_checkpoint(tmp):
-    """A checkpoint without hyper-parameters of a net with code_size 16 (tiny config says 32)."""
-    net = build_cpc(model_hparams(namespace(image_size=28, color=False, padding="same", terms=2,
-                                            predict_terms=2, code_size=16, hidden_size=32)), True)
-    path = str(tmp / "other.ckpt")
-    ms.save_checkpoint(net, path)
-    return path
 
 
 def _good_checkpoint(tmp):
@@ -126,11 +115,11 @@ ROWS = [
      r"config key 'device_target' must be one of auto, Ascend, GPU, CPU, got 'TPU'", False),
     ("device target not present", "train.py", lambda t: ["--device_target", "GPU"],
      r"device_target GPU is not available on this machine", True),
-    ("checkpoint of another configuration (eval)", "eval.py", lambda t: ["--ckpt_path", _bare_checkpoint(t)],
+    ("checkpoint of another configuration (eval)", "eval.py", lambda t: ["--ckpt_path", bare_checkpoint(t / "other.ckpt")],
      r"checkpoint .*other\.ckpt does not fit the configured network \(\d+ mismatched parameters\): "
      r".*encoder\.embedding\.weight \(16, 256\) != net \(32, 256\)", False),
     ("checkpoint of another configuration (export)", "export.py",
-     lambda t: ["--ckpt_path", _bare_checkpoint(t), "--net", "cpc", "--file_name", str(t / "out" / "cpc")],
+     lambda t: ["--ckpt_path", bare_checkpoint(t / "other.ckpt"), "--net", "cpc", "--file_name", str(t / "out" / "cpc")],
      r"does not fit the configured network .*\(16, 256\) != net \(32, 256\)", False),
     ("corrupted checkpoint", "eval.py", lambda t: ["--ckpt_path", _random_checkpoint(t)],
      r"cannot read checkpoint .*random\.ckpt", True),

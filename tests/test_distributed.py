@@ -11,7 +11,7 @@ from src.config import namespace
 from src.dataset import build_source, create_train_dataset
 from src.distributed import RankTableError, launch_kind, parse_rank_table
 from src.errors import CPCError
-from tests.conftest import REPO, TINY, error_lines, run_entry
+from tests.conftest import REPO, TINY, checkpoint_arrays, error_lines, run_entry
 
 SCRIPT = "scripts/run_distribute_train.sh"
 EXAMPLE_TABLE = "scripts/rank_table_8pcs.example.json"
@@ -173,11 +173,6 @@ def test_missing_msrun_is_a_clear_error(tmp_path):
     assert not runs.exists()
 
 
-def _params(path):
-    import mindspore as ms
-    return {k: v.asnumpy() for k, v in ms.load_checkpoint(str(path)).items() if hasattr(v, "asnumpy")}
-
-
 def test_two_cpu_workers_through_msrun(ms_cpu, tmp_path):
     runs = tmp_path / "runs"
     proc = run_entry(["bash", SCRIPT, "CPU", "2", TINY, ""] + SHORT, env={"RUNS_DIR": str(runs)}, timeout=300)
@@ -188,7 +183,7 @@ def test_two_cpu_workers_through_msrun(ms_cpu, tmp_path):
     assert [m["rank"] for m in metrics] == [0, 1] and all(m["group_size"] == 2 for m in metrics)
 
     # identical start, mean-reduced gradients and synchronised BatchNorm statistics: same parameters
-    first, second = (_params(d / "cpc_last.ckpt") for d in ranks)
+    first, second = (checkpoint_arrays(d / "cpc_last.ckpt")[0] for d in ranks)
     assert sorted(first) == sorted(second) and any("moving_mean" in k for k in first)
     for name in first:
         np.testing.assert_allclose(first[name], second[name], rtol=0, atol=1e-6, err_msg=name)

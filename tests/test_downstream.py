@@ -7,7 +7,7 @@ from PIL import Image
 
 from src import checkpoint, downstream
 from src.config import model_hparams, namespace
-from tests.conftest import TINY, error_lines, run_entry
+from tests.conftest import TINY, error_lines, export_embedded_test_split, run_entry, write_idx
 
 
 def test_balanced_subset_is_balanced_nested_and_seeded():
@@ -120,7 +120,7 @@ def test_classify_rejects_bad_lists(tiny_run, tmp_path, flags, message):
 def test_classify_reads_an_idx_folder(tiny_run, tmp_path):
     """--data_path: train digits from train-*, test digits from t10k-* (here built from the
     embedded digits: 12,000 training images, so 2,000 stay after the 10,000 held out)."""
-    from src.mnist import export_embedded_test_split, load_split, write_idx
+    from src.mnist import load_split
     run_dir, _ = tiny_run
     data = export_embedded_test_split(str(tmp_path / "mnist"))
     images, labels = load_split("", "train")

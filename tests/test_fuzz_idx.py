@@ -5,7 +5,8 @@ import numpy as np
 from hypothesis import given, settings, strategies as st
 
 from src.errors import DataError
-from src.mnist import IMAGES_MAGIC, LABELS_MAGIC, read_idx, write_idx
+from src.mnist import IMAGES_MAGIC, LABELS_MAGIC, read_idx
+from tests.conftest import write_idx
 
 FUZZ = settings(max_examples=150, deadline=None)
 

@@ -6,27 +6,13 @@ import numpy as np
 import pytest
 
 from src.errors import DataError
-from src.mnist import (IMAGES_MAGIC, LABELS_MAGIC, VAL_SIZE, export_embedded_test_split, load_split,
-                       read_idx, write_idx)
-
-
-def _fake_mnist(folder, count, layout="flat", gz=False):
-    """Write train and t10k IDX files of `count` random digits (labels cycle 0-9)."""
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, size=(count, 28, 28), dtype=np.uint8)
-    labels = (np.arange(count) % 10).astype(np.uint8)
-    for prefix, sub in (("train", "train"), ("t10k", "test")):
-        target = os.path.join(folder, sub) if layout == "split" else folder
-        os.makedirs(target, exist_ok=True)
-        suffix = ".gz" if gz else ""
-        write_idx(os.path.join(target, f"{prefix}-images-idx3-ubyte{suffix}"), images)
-        write_idx(os.path.join(target, f"{prefix}-labels-idx1-ubyte{suffix}"), labels)
-    return images, labels
+from src.mnist import IMAGES_MAGIC, LABELS_MAGIC, VAL_SIZE, load_split, read_idx
+from tests.conftest import export_embedded_test_split, fake_mnist, write_idx
 
 
 @pytest.mark.parametrize("layout, gz", [("flat", False), ("flat", True), ("split", False)])
 def test_idx_folder_layouts(tmp_path, layout, gz):
-    images, labels = _fake_mnist(str(tmp_path), VAL_SIZE + 50, layout, gz)
+    images, labels = fake_mnist(str(tmp_path), VAL_SIZE + 50, layout, gz)
     train_x, train_y = load_split(str(tmp_path), "train")
     val_x, val_y = load_split(str(tmp_path), "val")
     test_x, test_y = load_split(str(tmp_path), "test")
@@ -68,7 +54,7 @@ def test_corrupt_files(tmp_path):
 
 
 def test_count_mismatch_and_missing(tmp_path):
-    _fake_mnist(str(tmp_path), VAL_SIZE + 20)
+    fake_mnist(str(tmp_path), VAL_SIZE + 20)
     write_idx(str(tmp_path / "t10k-labels-idx1-ubyte"), np.zeros(7, np.uint8))
     with pytest.raises(DataError, match="10020 images but 7 labels"):
         load_split(str(tmp_path), "test")

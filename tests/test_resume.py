@@ -10,16 +10,10 @@ import time
 import numpy as np
 import pytest
 
-from src import checkpoint
-from tests.conftest import REPO, TINY, error_lines, run_entry
+from tests.conftest import REPO, TINY, checkpoint_arrays, error_lines, run_entry
 
 FLAGS = ["--config_path", TINY, "--device_target", "CPU", "--epoch_size", "2", "--steps_per_epoch", "20",
          "--save_checkpoint_steps", "5", "--val_steps", "2", "--keep_checkpoint_max", "3"]
-
-
-def _params(path):
-    params, meta = checkpoint.load(str(path))
-    return {k: v.asnumpy() for k, v in params.items()}, meta
 
 
 def _metrics(folder):
@@ -39,7 +33,7 @@ def test_rolling_checkpoints_keep_the_newest(uninterrupted):
     # 2 epochs x 20 steps, saved every 5 steps and after each validation: the newest 3 remain
     assert names == ["cpc_best.ckpt", "cpc_e2_s35.ckpt", "cpc_e2_s40.ckpt", "cpc_e3_s40.ckpt",
                      "cpc_last.ckpt", "encoder_best.ckpt"]
-    _, meta = _params(uninterrupted / "cpc_e2_s35.ckpt")
+    _, meta = checkpoint_arrays(uninterrupted / "cpc_e2_s35.ckpt")
     assert (meta["epoch"], meta["step"], meta["global_step"]) == (2, 15, 35)
     assert len(meta["history"]) == 1 and len(meta["epoch_losses"]) == 15 and len(meta["step_losses"]) == 35
     assert not [p for p in uninterrupted.iterdir() if ".tmp" in p.name]
@@ -61,8 +55,8 @@ def test_kill_9_mid_epoch_then_resume_equals_uninterrupted(uninterrupted, tmp_pa
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
     assert "resuming from" in resumed.stdout and "epoch 2, step" in resumed.stdout
     assert "epoch 1/2 step" not in resumed.stdout  # epoch 1 is not trained again
-    whole, _ = _params(uninterrupted / "cpc_last.ckpt")
-    again, meta = _params(tmp_path / "cpc_last.ckpt")
+    whole, _ = checkpoint_arrays(uninterrupted / "cpc_last.ckpt")
+    again, meta = checkpoint_arrays(tmp_path / "cpc_last.ckpt")
     assert whole.keys() == again.keys() and any(k.startswith("moment1.") for k in whole)
     for name in whole:  # weights, Adam moments, beta powers, global_step, learning rate
         np.testing.assert_array_equal(whole[name], again[name], err_msg=name)
@@ -96,7 +90,7 @@ def _losses(ms_cpu, tmp_path, seed):
                         "--epoch_size", "1", "--steps_per_epoch", "20", "--val_steps", "1"])
     os.makedirs(cfg.output_path, exist_ok=True)
     ms.set_seed(seed)
-    return train(cfg, "CPU")["step_losses"], _params(os.path.join(cfg.output_path, "cpc_last.ckpt"))[0]
+    return train(cfg, "CPU")["step_losses"], checkpoint_arrays(os.path.join(cfg.output_path, "cpc_last.ckpt"))[0]
 
 
 def test_same_seed_same_losses_other_seed_other_losses(ms_cpu, tmp_path):
@@ -154,8 +148,8 @@ def test_resume_after_an_epochs_last_step_validates_it_and_trains_nothing_more(u
     assert got["step_losses"] == expected["step_losses"] and len(got["step_losses"]) == 40
     assert [h["val_accuracy"] for h in got["history"]] == [h["val_accuracy"] for h in expected["history"]]
     assert got["history"][1]["loss"] == expected["history"][1]["loss"]
-    whole, _ = _params(uninterrupted / "cpc_last.ckpt")
-    again, _ = _params(tmp_path / "cpc_last.ckpt")
+    whole, _ = checkpoint_arrays(uninterrupted / "cpc_last.ckpt")
+    again, _ = checkpoint_arrays(tmp_path / "cpc_last.ckpt")
     for name in whole:
         np.testing.assert_array_equal(whole[name], again[name], err_msg=name)
 
@@ -207,8 +201,8 @@ def test_stop_signal_saves_then_resume_equals_uninterrupted(uninterrupted, tmp_p
     resumed = run_entry(["train.py"] + FLAGS + ["--output_path", str(tmp_path), "--resume", "True"])
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
     assert f"resuming from {saved}" in resumed.stdout
-    whole, _ = _params(uninterrupted / "cpc_last.ckpt")
-    again, _ = _params(tmp_path / "cpc_last.ckpt")
+    whole, _ = checkpoint_arrays(uninterrupted / "cpc_last.ckpt")
+    again, _ = checkpoint_arrays(tmp_path / "cpc_last.ckpt")
     for name in whole:
         np.testing.assert_array_equal(whole[name], again[name], err_msg=name)
     assert _metrics(tmp_path)["step_losses"] == _metrics(uninterrupted)["step_losses"]

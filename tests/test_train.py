@@ -16,7 +16,7 @@ from src.dataset import build_source
 from src.model import build_cpc
 from src.runlog import write_json
 from src.trainer import PlateauLR, evaluate, train
-from tests.conftest import TINY, error_lines, run_entry
+from tests.conftest import TINY, bare_checkpoint, error_lines, export_embedded_test_split, run_entry
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -69,7 +69,6 @@ def test_eval_round_trip_matches_in_process(ms_cpu, tiny_run, tmp_path):
 
 
 def test_eval_on_t10k_only_folder(tiny_run, tmp_path):
-    from src.mnist import export_embedded_test_split
     data = export_embedded_test_split(str(tmp_path / "mnist"))
     out, _ = tiny_run
     proc = run_entry(["eval.py", "--config_path", TINY, "--ckpt_path", str(out / "cpc_best.ckpt"),
@@ -81,10 +80,7 @@ def test_eval_on_t10k_only_folder(tiny_run, tmp_path):
 
 def test_eval_rejects_bad_checkpoints(ms_cpu, tiny_run, tmp_path):
     out, _ = tiny_run
-    other = build_cpc(model_hparams(namespace(image_size=28, color=False, padding="same", terms=2,
-                                              predict_terms=2, code_size=16, hidden_size=32)), True)
-    bare = str(tmp_path / "bare.ckpt")
-    ms.save_checkpoint(other, bare)  # no hyper-parameters: the net is built from the config
+    bare = bare_checkpoint(tmp_path / "bare.ckpt")  # no hyper-parameters: the net is built from the config
     corrupt = tmp_path / "corrupt.ckpt"
     corrupt.write_bytes(os.urandom(2000))
     cases = [(bare, "does not fit the configured network .*encoder.embedding.weight \\(16, 256\\) != "
