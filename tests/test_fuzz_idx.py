@@ -54,3 +54,10 @@ def test_truncated_or_flipped_valid_file(tmp_path_factory, count, cut, flips, gz
         np.testing.assert_array_equal(result, array)  # the untouched file loads exactly
     elif len(raw) < whole and not flips:
         assert result is None  # every truncation is caught
+    header = 4 + 4 * (magic & 0xFF)
+    if len(raw) == whole and all(at % whole >= header for at in flips):
+        assert result is not None  # flipped pixels or labels are still a well-formed file
+    if result is not None:  # whatever loads is exactly what the file's header and payload say
+        assert int.from_bytes(raw[:4], "big") == magic
+        assert result.shape == tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(magic & 0xFF))
+        assert result.tobytes() == bytes(raw[header:])
