@@ -78,6 +78,27 @@ def checkpoint_arrays(path):
     return {k: v.asnumpy() for k, v in params.items()}, meta
 
 
+def _two_class(logits):
+    """Digit logits [N, 10] as they are; a binary logit [N] or [N, 1] as [N, 2] = (0, logit), whose
+    argmax is the prediction logit > 0."""
+    logits = np.asarray(logits, np.float64)
+    if logits.ndim == 2 and logits.shape[1] > 1:
+        return logits
+    logits = logits.reshape(-1)
+    return np.stack([np.zeros_like(logits), logits], 1)
+
+
+def assert_accuracy_matches(accuracy, reference_logits, labels, atol):
+    """`accuracy` is that of an implementation whose logits agree with reference_logits to atol:
+    it equals the reference's accuracy but for the near ties (top two logits within 2 * atol),
+    whose argmax either implementation may flip. Two convolution forms are not bit-identical."""
+    logits = _two_class(reference_logits)
+    reference = float((logits.argmax(1) == np.asarray(labels)).mean())
+    top = np.sort(logits, axis=1)[:, -2:]
+    ties = int((top[:, 1] - top[:, 0] <= 2 * atol).sum())
+    assert abs(accuracy - reference) <= ties / len(labels) + 1e-12, (accuracy, reference, ties)
+
+
 @pytest.fixture(scope="session")
 def ms_cpu():
     """MindSpore in graph mode on CPU (set once per test session)."""

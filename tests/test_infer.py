@@ -15,7 +15,7 @@ from src import infer_io
 from src.dataset import render_digits
 from src.errors import CPCError, DataError
 from src.mnist import load_split
-from tests.conftest import REPO, TINY, error_lines, run_entry
+from tests.conftest import REPO, TINY, assert_accuracy_matches, error_lines, run_entry
 
 BATCH = 96  # 1,000 test digits: 10 full batches and one padded one
 MS_INCLUDE = os.path.join(os.path.dirname(REPO), "shared", "ms-include")
@@ -44,14 +44,18 @@ def test_chain_accuracy_equals_the_cell_and_eval(classifier, mindir, tmp_path):
     with open(run_dir / "infer_metrics.json", encoding="utf-8") as handle:
         metrics = json.load(handle)
     assert metrics["num_images"] == len(labels) and metrics["batch_size"] == BATCH
-    assert metrics["accuracy"] == cell_accuracy == eval_accuracy  # the chain reports what eval.py reported
-    assert f"accuracy {cell_accuracy:.4f} ({metrics['correct']} of {len(labels)} test digits)" in proc.stdout
     assert metrics["latency"]["batches"] == -(-len(labels) // BATCH)
     # the result files hold the Cell's logits, in the C++ program's naming and layout
     names = infer_io.batch_names(str(run_dir / "preprocess_Result"))
     got = np.concatenate([np.fromfile(run_dir / "result_Files" / infer_io.result_name(n, 0), np.float32)
-                          for n in names]).reshape(-1, 10)
-    np.testing.assert_allclose(got[:len(labels)], logits, atol=1e-5)
+                          for n in names]).reshape(-1, 10)[:len(labels)]
+    np.testing.assert_allclose(got, logits, atol=1e-5)
+    # postprocess reports the accuracy of the chain's own logits, exactly; that is the Cell's and
+    # eval.py's but for near ties (native conv2d in the MINDIR, the gather form in the Cell)
+    assert metrics["accuracy"] == float((got.argmax(1) == labels).mean())
+    assert f"accuracy {metrics['accuracy']:.4f} ({metrics['correct']} of {len(labels)} test digits)" in proc.stdout
+    assert_accuracy_matches(metrics["accuracy"], logits, labels, atol=1e-5)
+    assert_accuracy_matches(eval_accuracy, logits, labels, atol=1e-5)
 
 
 def test_preprocess_refuses_a_bad_mindir_and_a_used_folder_and_the_chain_stops(ms_cpu, mindir, tmp_path):
