@@ -1,5 +1,6 @@
 """The benchmark runs and reports every figure it promises (no speed is asserted: not a timed test)."""
 import json
+import re
 
 from tests.conftest import TINY, run_entry
 
@@ -17,7 +18,19 @@ def test_benchmark_prints_one_json_line(tmp_path):
     assert KEYS <= set(result)
     assert result["device_target"] == "CPU" and result["steps"] == 3
     assert all(result[k] > 0 for k in ("step_ms_median", "samples_per_s", "data_sequences_per_s", "images_per_s"))
-    assert "operator types by time" in proc.stderr and "MatMul" in proc.stderr  # the profiler's table
+    # the profiler's table: a header, then operator types with their time per step and share, largest first
+    lines = proc.stderr.splitlines()
+    (start,) = [i for i, line in enumerate(lines) if "operator types by time (10 steps):" in line]
+    rows = []
+    for line in lines[start + 1:]:
+        match = re.fullmatch(r"  (\S+)\s+([\d.]+) ms/step\s+([\d.]+)%  x\S+", line)
+        if not match:
+            break
+        rows.append(match)
+    assert rows, lines[start:start + 5]
+    times = [float(r.group(2)) for r in rows]
+    assert times == sorted(times, reverse=True) and sum(float(r.group(3)) for r in rows) <= 100.5
+    assert sum(times) > 0 and len({r.group(1) for r in rows}) == len(rows)
 
 
 def test_benchmark_bad_arguments():
