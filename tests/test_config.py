@@ -2,8 +2,8 @@
 import pytest
 
 from src.config import SCHEMA, namespace, parse_config, read_yaml
-from src.geometry import encoder_output_size
 from src.errors import ConfigError
+from src.geometry import encoder_output_size
 from tests.conftest import REPO, TINY
 
 CONFIGS = ["cpc_mnist64_color.yaml", "cpc_mnist28_gray.yaml", "cpc_tiny.yaml"]
@@ -115,3 +115,16 @@ def test_key_help_replaces_a_keys_help_text(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "--batch_size BATCH_SIZE batch baked into the graph" in text
     assert "sequences per step" not in text
+
+
+def test_num_negatives_is_bounded_by_the_batch():
+    base = ["--config_path", TINY, "--loss", "infonce", "--batch_size", "16"]
+    assert parse_config(base + ["--num_negatives", "15"]).num_negatives == 15  # every other sequence
+    with pytest.raises(ConfigError, match=r"'num_negatives' must be <= 15 \(the other sequences of a batch of 16\), "
+                                          r"got 16"):
+        parse_config(base + ["--num_negatives", "16"])
+    across = base + ["--negatives_across_steps", "true", "--predict_terms", "2"]
+    assert parse_config(across + ["--num_negatives", "31"]).num_negatives == 31  # other future images too
+    with pytest.raises(ConfigError, match=r"'num_negatives' must be <= 31 \(the other future images"):
+        parse_config(across + ["--num_negatives", "32"])
+    assert parse_config(base[:2] + ["--loss", "binary", "--num_negatives", "99"]).num_negatives == 99  # unused
