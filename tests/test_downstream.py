@@ -63,13 +63,18 @@ def test_frozen_encoder_is_never_updated(ms_cpu):
     assert codes["cpc"].shape == (100, 16)
 
 
+# tiny_run's checkpoint, 10% and 100% labels, classifier seeds 0-2: cpc_mlp 0.74-0.76, cpc_linear 0.31-0.44,
+# random_mlp 0.17-0.31, supervised 0.34-0.83 (chance 0.1); each method must stay clearly above chance
+MIN_ACCURACY = {"cpc_mlp": 0.6, "cpc_linear": 0.2, "random_mlp": 0.12, "supervised": 0.2}
+
+
 def test_classify_writes_every_result(classify_run):
     _, out, metrics, stdout = classify_run
     rows = metrics["results"]
     assert sorted((r["method"], r["label_fraction"]) for r in rows) == sorted(
         (m, f) for m in downstream.METHODS for f in (0.1, 1.0))
     for row in rows:
-        assert 0.0 <= row["accuracy"] <= 1.0
+        assert MIN_ACCURACY[row["method"]] < row["accuracy"] <= 1.0, row
         assert row["test_images"] == 1000  # the embedded test split, never the training digits
         assert row["train_images"] == (3500 if row["label_fraction"] == 1.0 else 350)
         assert set(row) >= {"method", "label_fraction", "accuracy", "train_images", "test_images",
