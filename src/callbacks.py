@@ -71,9 +71,13 @@ class EpochClock:
         if self.start is None:
             self.start, self.first_step = time.perf_counter(), step
 
-    def end(self):
+    def end(self, steps):
+        """(first step, seconds) of the epoch's training now ending; (steps, 0.0) when no step ran
+        (a resumed epoch whose steps were all done)."""
+        if self.start is None:
+            return steps, 0.0
         seconds, self.start = time.perf_counter() - self.start, None
-        return seconds
+        return self.first_step, seconds
 
 
 class StepMonitor(Callback):
@@ -129,8 +133,7 @@ class EpochEnd(Callback):
     def finish(self):
         """Validate the epoch whose steps are done, record it, save, step the schedule."""
         cfg, run, schedule = self.cfg, self.run, self.schedule
-        first = self.clock.first_step if self.clock.start is not None else cfg.steps_per_epoch
-        seconds = self.clock.end() if self.clock.start is not None else 0.0
+        first, seconds = self.clock.end(cfg.steps_per_epoch)
         self.trained_steps += cfg.steps_per_epoch - first
         self.step_seconds += seconds
         self.sync_buffers()  # BatchNorm statistics saw only this rank's data
