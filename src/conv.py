@@ -1,4 +1,8 @@
-"""The encoder's 3x3 stride-2 convolution: gather-im2col on CPU, the native conv2d elsewhere.
+"""The encoder's 3x3 stride-2 convolution: im2col + matmul on CPU, the native conv2d elsewhere.
+
+On CPU with the compiled kernels (src/kernels.py) the convolution is channels-last: im2col and
+col2im are one C++ pass each and the output stays NHWC for the fused BatchNorm + LeakyReLU that
+follows, so no layout transposes remain. Without a compiler it falls back to the Gather form below.
 
 MindSpore's CPU nn.Conv2d runs oneDNN's plain-layout reference kernel (~50x slower than PyTorch
 for this network), and its CPU slice/pad kernels are slow too, while Gather is a fast block copy.
@@ -15,6 +19,15 @@ from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import XavierUniform, initializer
 
 from src.geometry import KERNEL, STRIDE, conv_geometry
+
+
+def conv_form(fast, input_grad=True):
+    """'native' (device conv2d, NCHW), 'kernel' (compiled im2col, NHWC out; needs NHWC input unless it
+    is the first layer) or 'gather' (MindSpore Gather im2col, NCHW in and out)."""
+    if not fast:
+        return "native"
+    from src import kernels
+    return "kernel" if kernels.available() else "gather"
 
 
 def use_fast_conv(device_target):
@@ -111,10 +124,35 @@ class _GatherConvFirst(nn.Cell):
         return ops.zeros_like(x), self.bmm_tb(d, self.patches(x)).sum(0)
 
 
+class _KernelConv(nn.Cell):
+    """x [N, S, S, Cin] (first layer: [N, Cin, S, S]), w9 [9*Cin, Cout] -> NHWC [N, So, So, Cout]:
+    compiled im2col -> one matmul; backward dW = patches^T dY, dX = col2im(dY W^T)."""
+
+    def __init__(self, size, padding, input_grad):
+        super().__init__()
+        from src.kernels import Col2im, Im2col
+        self.out, taps, readers, _ = gather_tables(size, padding)
+        self.im2col = Im2col(taps, channels_last=input_grad)
+        self.col2im = Col2im(taps, readers, size) if input_grad else None
+        self.matmul_ta = ops.MatMul(transpose_a=True)
+        self.matmul_tb = ops.MatMul(transpose_b=True)
+
+    def construct(self, x, w9):
+        return ops.matmul(self.im2col(x), w9).reshape(x.shape[0], self.out, self.out, w9.shape[1])
+
+    def bprop(self, x, w9, out, dout):
+        dy = dout.reshape(-1, w9.shape[1])
+        dw9 = self.matmul_ta(self.im2col(x), dy)
+        if self.col2im is None:  # the first layer's input is the image: no gradient needed
+            return ops.zeros_like(x), dw9
+        return self.col2im(self.matmul_tb(dy, w9)), dw9
+
+
 class Conv3x3S2(nn.Cell):
     """3x3 stride-2 convolution without bias on NCHW input; `padding` is 'valid' or 'same'.
 
-    fast=True: the CPU gather form (needs the input size up front for its index tables);
+    fast=True: a CPU form (needs the input size up front for its index tables): `form` 'kernel'
+    (compiled, NHWC output, NHWC input except for the first layer) or 'gather';
     input_grad=False skips the input gradient (first layer)."""
 
     def __init__(self, in_channels, out_channels, in_size, padding, fast, input_grad=True):
@@ -124,8 +162,11 @@ class Conv3x3S2(nn.Cell):
         self.fast, self.pad_mode = fast, padding
         self.in_channels, self.out_channels = in_channels, out_channels
         self.out_size = conv_geometry(in_size, padding)[0]
-        self.channels_first = fast and not input_grad
-        if self.channels_first:
+        self.form = conv_form(fast, input_grad)
+        self.channels_first = self.form == "gather" and not input_grad
+        if self.form == "kernel":
+            self.core = _KernelConv(in_size, padding, input_grad)
+        elif self.channels_first:
             self.core = _GatherConvFirst(in_size, padding)
         elif fast:
             self.core = _GatherConv(in_size, padding, input_grad)
@@ -136,4 +177,6 @@ class Conv3x3S2(nn.Cell):
         if self.channels_first:
             return self.core(x, self.weight.reshape(self.out_channels, self.in_channels * 9))
         w9 = self.weight.transpose(2, 3, 1, 0).reshape(9 * self.in_channels, self.out_channels)
+        if self.form == "kernel":
+            return self.core(x, w9)
         return self.core(x.transpose(0, 2, 3, 1), w9).transpose(0, 3, 1, 2)

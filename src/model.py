@@ -37,6 +37,14 @@ class FastLeakyReLU(nn.Cell):
         return (ops.select(x > 0, dout, dout * self.alpha),)
 
 
+def batch_norm_parameters(num_features):
+    """nn.BatchNorm's Parameters in its order and names: moving_mean, moving_variance, gamma, beta."""
+    def param(value, name, grad):
+        return Parameter(Tensor(np.full(num_features, value, np.float32)), name=name, requires_grad=grad)
+    return {"moving_mean": param(0.0, "moving_mean", False), "moving_variance": param(1.0, "moving_variance", False),
+            "gamma": param(1.0, "gamma", True), "beta": param(0.0, "beta", True)}
+
+
 class FastBatchNorm1d(nn.Cell):
     """nn.BatchNorm1d written out in elementwise ops, with the same parameters and names (gamma,
     beta, moving_mean, moving_variance) and the same semantics: batch statistics in training
@@ -47,13 +55,9 @@ class FastBatchNorm1d(nn.Cell):
     def __init__(self, num_features, eps, momentum):
         super().__init__()
         self.eps, self.momentum = eps, momentum
-        # the order of nn.BatchNorm1d's parameters
-        self.moving_mean = Parameter(Tensor(np.zeros(num_features, np.float32)), name="moving_mean",
-                                     requires_grad=False)
-        self.moving_variance = Parameter(Tensor(np.ones(num_features, np.float32)), name="moving_variance",
-                                         requires_grad=False)
-        self.gamma = Parameter(Tensor(np.ones(num_features, np.float32)), name="gamma")
-        self.beta = Parameter(Tensor(np.zeros(num_features, np.float32)), name="beta")
+        params = batch_norm_parameters(num_features)
+        self.moving_mean, self.moving_variance = params["moving_mean"], params["moving_variance"]
+        self.gamma, self.beta = params["gamma"], params["beta"]
 
     def construct(self, x):
         if self.training:
@@ -82,16 +86,26 @@ def leaky_relu(fast):
 
 
 class ConvBlock(nn.Cell):
-    """conv 3x3 stride 2 -> BatchNorm -> LeakyReLU."""
+    """conv 3x3 stride 2 -> BatchNorm -> LeakyReLU. With the compiled CPU kernels (conv form
+    'kernel') input and output are channels-last and BatchNorm + LeakyReLU is one fused Cell, `bn`
+    (the same parameter names as nn.BatchNorm2d); otherwise NCHW."""
 
     def __init__(self, in_channels, in_size, padding, fast_conv, input_grad=True, out_channels=ENCODER_CHANNELS):
         super().__init__()
         self.conv = Conv3x3S2(in_channels, out_channels, in_size, padding, fast_conv, input_grad)
-        self.bn = nn.BatchNorm2d(out_channels, eps=BN_EPS, momentum=BN_MOMENTUM)
-        self.act = leaky_relu(fast_conv)
+        self.channels_last = self.conv.form == "kernel"
+        if self.channels_last:
+            from src.kernels import BatchNormLeakyReLU
+            self.bn = BatchNormLeakyReLU(out_channels, BN_EPS, BN_MOMENTUM, LEAKY_ALPHA)
+            self.act = None
+        else:
+            self.bn = nn.BatchNorm2d(out_channels, eps=BN_EPS, momentum=BN_MOMENTUM)
+            self.act = leaky_relu(fast_conv)
         self.out_size = self.conv.out_size
 
     def construct(self, x):
+        if self.act is None:
+            return self.bn(self.conv(x))
         return self.act(self.bn(self.conv(x)))
 
 
@@ -144,6 +158,7 @@ class Encoder(nn.Cell):
                                     input_grad=i > 0, out_channels=width))
             size = conv_geometry(size, padding)[0]
         self.blocks = nn.SequentialCell(blocks)
+        self.channels_last = blocks[-1].channels_last  # the compiled CPU form: NHWC between blocks
         self.flatten = nn.Flatten()
         self.dense = nn.Dense(width * size * size, hidden, weight_init="XavierUniform")
         self.bn = batch_norm_1d(hidden, fast_conv)
@@ -153,7 +168,10 @@ class Encoder(nn.Cell):
     def construct(self, x):
         if self.contrast is not None:
             x = self.contrast(x)
-        x = self.flatten(self.blocks(x))
+        x = self.blocks(x)
+        if self.channels_last:  # flatten in (C, H, W) order in every form: the dense weights are shared
+            x = x.transpose(0, 3, 1, 2)
+        x = self.flatten(x)
         return self.embedding(self.act(self.bn(self.dense(x))))
 
 

@@ -33,22 +33,41 @@ class _Weighted(nn.Cell):
         return (self.cell(x) * self.sens).sum()
 
 
+@pytest.fixture(params=["kernel", "gather"])
+def cpu_form(request, monkeypatch):
+    """Each CPU form of the encoder: the compiled kernels, and MindSpore's ops (the no-compiler path)."""
+    from src import kernels
+    if request.param == "gather":
+        monkeypatch.setitem(kernels._state, "path", None)
+    else:
+        assert kernels.available(), "the compiled CPU kernels did not build here (g++ is required for the tests)"
+    return request.param
+
+
 @pytest.mark.parametrize("cin, size, padding, input_grad", [
     (3, 64, "valid", True), (64, 31, "valid", True), (64, 15, "valid", True), (64, 7, "valid", True),
     (1, 28, "same", True), (64, 7, "same", True),
     (3, 64, "valid", False), (1, 28, "same", False), (3, 31, "same", False)])  # first-layer form
-def test_gather_conv_matches_conv2d(ms_cpu, cin, size, padding, input_grad):
+def test_cpu_conv_matches_conv2d(ms_cpu, cpu_form, cin, size, padding, input_grad):
     fast = Conv3x3S2(cin, 64, size, padding, fast=True, input_grad=input_grad)
-    assert fast.channels_first == (not input_grad)
+    assert fast.form == cpu_form
+    assert fast.channels_first == (cpu_form == "gather" and not input_grad)
     ref = nn.Conv2d(cin, 64, 3, stride=2, pad_mode=padding, has_bias=False)
     ref.weight.set_data(fast.weight.data)
     x = ms.Tensor(np.random.default_rng(0).standard_normal((8, cin, size, size)).astype(np.float32))
     sens = ms.Tensor(np.random.default_rng(1).standard_normal(ref(x).shape).astype(np.float32))
-    np.testing.assert_allclose(fast(x).asnumpy(), ref(x).asnumpy(), atol=1e-4)
-    grad_fast = ms.grad(_Weighted(fast, sens), grad_position=0, weights=[fast.weight])(x)
+    # the kernel form is channels-last: NHWC output, NHWC input except for the first layer
+    nhwc_in = cpu_form == "kernel" and input_grad
+    x_fast = x.transpose(0, 2, 3, 1) if nhwc_in else x
+    sens_fast = sens.transpose(0, 2, 3, 1) if cpu_form == "kernel" else sens
+    out = fast(x_fast).asnumpy()
+    np.testing.assert_allclose(out.transpose(0, 3, 1, 2) if cpu_form == "kernel" else out, ref(x).asnumpy(),
+                               atol=1e-4)
+    grad_fast = ms.grad(_Weighted(fast, sens_fast), grad_position=0, weights=[fast.weight])(x_fast)
     grad_ref = ms.grad(_Weighted(ref, sens), grad_position=0, weights=[ref.weight])(x)
     if input_grad:
-        np.testing.assert_allclose(grad_fast[0].asnumpy(), grad_ref[0].asnumpy(), atol=1e-4)
+        dx = grad_fast[0].asnumpy()
+        np.testing.assert_allclose(dx.transpose(0, 3, 1, 2) if nhwc_in else dx, grad_ref[0].asnumpy(), atol=1e-4)
     dw_fast, dw_ref = grad_fast[1][0].asnumpy(), grad_ref[1][0].asnumpy()
     # dW sums up to 8*31*31 products: compare relative to its scale
     np.testing.assert_allclose(dw_fast / np.abs(dw_ref).max(), dw_ref / np.abs(dw_ref).max(), atol=1e-5)
@@ -123,3 +142,51 @@ def test_fast_cpu_layers_match_mindspore_layers(ms_cpu):
     for block in (fast, ref):
         block.set_train(False)
     np.testing.assert_allclose(fast(x, sens).asnumpy(), ref(x, sens).asnumpy(), rtol=1e-5)
+
+
+def test_fused_batchnorm_leaky_matches_mindspore_layers(ms_cpu):
+    """The compiled BatchNorm + LeakyReLU (channels-last) against nn.BatchNorm2d + nn.LeakyReLU on the
+    same data in NCHW: outputs, input and parameter gradients, moving statistics after three training
+    steps, inference outputs."""
+    from src import kernels
+    from src.model import BN_EPS, BN_MOMENTUM, LEAKY_ALPHA
+    assert kernels.available()
+
+    class Block(nn.Cell):
+        def __init__(self, bn, act=None, nhwc=False):
+            super().__init__()
+            self.bn, self.act, self.nhwc = bn, act, nhwc
+
+        def construct(self, x, sens):  # x, sens NCHW
+            if self.nhwc:
+                return (self.bn(x.transpose(0, 2, 3, 1)) * sens.transpose(0, 2, 3, 1)).sum()
+            return (self.act(self.bn(x)) * sens).sum()
+
+    channels = 16
+    fused = Block(kernels.BatchNormLeakyReLU(channels, BN_EPS, BN_MOMENTUM, LEAKY_ALPHA), nhwc=True)
+    ref = Block(nn.BatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM), nn.LeakyReLU(LEAKY_ALPHA))
+    assert [(p.name, p.shape) for p in fused.get_parameters()] == [(p.name, p.shape) for p in ref.get_parameters()]
+    rng = np.random.default_rng(0)
+    gamma = ms.Tensor(rng.uniform(0.5, 1.5, channels).astype(np.float32))
+    beta = ms.Tensor(rng.uniform(-0.5, 0.5, channels).astype(np.float32))
+    for block in (fused, ref):
+        block.set_train()
+        block.bn.gamma.set_data(gamma)
+        block.bn.beta.set_data(beta)
+    for step in range(3):
+        # an offset mean (the one-pass variance must stay accurate) and a different batch each step
+        x = ms.Tensor(rng.normal(3.0 + step, 2.0, (8, channels, 9, 9)).astype(np.float32))
+        sens = ms.Tensor(rng.normal(size=(8, channels, 9, 9)).astype(np.float32))
+        values = [b(x, sens).asnumpy() for b in (fused, ref)]
+        np.testing.assert_allclose(values[0], values[1], rtol=1e-4)
+        grads = [ms.grad(b, grad_position=0, weights=[b.bn.gamma, b.bn.beta])(x, sens) for b in (fused, ref)]
+        np.testing.assert_allclose(grads[0][0].asnumpy(), grads[1][0].asnumpy(), atol=1e-5)
+        for got, want in zip(grads[0][1], grads[1][1]):
+            np.testing.assert_allclose(got.asnumpy(), want.asnumpy(), rtol=1e-4, atol=1e-3)
+    for name in ("moving_mean", "moving_variance"):
+        want = getattr(ref.bn, name).asnumpy()
+        assert not np.allclose(want, 0 if name == "moving_mean" else 1)  # the statistics moved
+        np.testing.assert_allclose(getattr(fused.bn, name).asnumpy(), want, rtol=1e-5, atol=1e-6)
+    for block in (fused, ref):
+        block.set_train(False)
+    np.testing.assert_allclose(fused(x, sens).asnumpy(), ref(x, sens).asnumpy(), rtol=1e-5)

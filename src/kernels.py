@@ -1,0 +1,173 @@
+"""Compiled CPU kernels of the encoder (src/cpu_kernels.cc) as MindSpore `ops.Custom` ops.
+
+The CPU training step spends most of its time outside the matmuls: im2col/col2im of the 3x3
+convolutions, BatchNorm2d and LeakyReLU over the largest activations, and the layout transposes
+between them. The C++ file does each of these in one pass over channels-last (NHWC) tensors, so
+the encoder stays NHWC from the first convolution to the last: BatchNorm + LeakyReLU fused forward
+and backward, im2col and col2im as block copies.
+
+The library is built with the system C++ compiler on first use (`g++`, or `$CXX`) and cached under
+`$CPC_KERNEL_CACHE` (default `~/.cache/cpc_mindspore`), one file per source/flags/compiler; a build
+goes to a temporary name and is renamed, so concurrent ranks cannot see a half-written library.
+Without a compiler (or with CPC_CPU_KERNELS=0) `library()` is None and the encoder uses its
+MindSpore-op CPU path (src/conv.py, src/model.py): same parameters, same results within float error.
+Only CPU: Ascend and GPU use their own fused conv/BatchNorm kernels.
+"""
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+
+import numpy as np
+from mindspore import Tensor, nn, ops
+
+SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cpu_kernels.cc")
+FLAGS = ["-O3", "-fno-trapping-math", "-std=c++17", "-shared", "-fPIC", "-pthread"]
+_state = {}
+
+
+def _cache_dir():
+    return os.environ.get("CPC_KERNEL_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "cpc_mindspore")
+
+
+def _compiler():
+    return os.environ.get("CXX") or shutil.which("g++")
+
+
+def _build(compiler):
+    """Compile SOURCE into the cache (once per source, flags and compiler); return the library path."""
+    with open(SOURCE, "rb") as f:
+        source = f.read()
+    version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=True).stdout
+    key = hashlib.sha256(source + " ".join(FLAGS).encode() + version.encode()).hexdigest()[:16]
+    folder = _cache_dir()
+    path = os.path.join(folder, f"cpu_kernels-{key}.so")
+    if os.path.isfile(path):
+        return path
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".cpu_kernels-", suffix=".so", dir=folder)
+    os.close(fd)
+    try:
+        done = subprocess.run([compiler, *FLAGS, "-o", tmp, SOURCE], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "compiler failed")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def library():
+    """Path of the compiled kernel library, or None (no compiler, build failed, CPC_CPU_KERNELS=0);
+    decided once per process, the reason for None logged once."""
+    if "path" not in _state:
+        path, reason = None, ""
+        if os.environ.get("CPC_CPU_KERNELS", "1") == "0":
+            reason = "CPC_CPU_KERNELS=0"
+        elif not _compiler():
+            reason = "no C++ compiler (g++ or $CXX) found"
+        else:
+            try:
+                path = _build(_compiler())
+            except (OSError, RuntimeError, subprocess.CalledProcessError) as err:
+                reason = f"building {SOURCE} failed: {err}"
+        if path is None:
+            logging.getLogger(__name__).warning("compiled CPU kernels not used (%s): the encoder runs on "
+                                                "MindSpore's own CPU ops, slower", reason)
+        _state["path"] = path
+    return _state["path"]
+
+
+def available():
+    return library() is not None
+
+
+def _op(name, out_shape, out_dtype):
+    return ops.Custom(f"{library()}:{name}", out_shape, out_dtype, func_type="aot")
+
+
+class BatchNormLeakyReLU(nn.Cell):
+    """BatchNorm over the last axis of x [..., C] followed by LeakyReLU, as one kernel each way.
+
+    Holds nn.BatchNorm2d's parameters by name (gamma, beta, moving_mean, moving_variance) and
+    follows its semantics: batch statistics in training, the moving statistics updated as
+    moving = momentum * moving + (1 - momentum) * batch (unbiased batch variance), moving
+    statistics in inference."""
+
+    def __init__(self, num_features, eps, momentum, alpha):
+        super().__init__()
+        from src.model import batch_norm_parameters
+        self.gamma, self.beta, self.moving_mean, self.moving_variance = None, None, None, None
+        for name, param in batch_norm_parameters(num_features).items():
+            setattr(self, name, param)
+        self.momentum = momentum
+        self.core = _BatchNormLeakyCore(eps, alpha)
+        self.infer = _op("BnLeakyInfer", lambda x, *_: x, lambda x, *_: x)
+        self.consts = self.core.consts
+
+    def construct(self, x):
+        shape = x.shape
+        flat = x.reshape(-1, shape[-1])
+        if self.training:
+            y, mean, var = self.core(flat, self.gamma, self.beta)
+            count = flat.shape[0]
+            keep = self.momentum
+            ops.assign(self.moving_mean, self.moving_mean * keep + ops.stop_gradient(mean) * (1 - keep))
+            ops.assign(self.moving_variance, self.moving_variance * keep
+                       + ops.stop_gradient(var) * (count / (count - 1) * (1 - keep)))
+        else:
+            y = self.infer(flat, self.gamma, self.beta, self.moving_mean, self.moving_variance, self.consts)
+        return y.reshape(shape)
+
+
+class _BatchNormLeakyCore(nn.Cell):
+    """(x [M, C], gamma, beta) -> (y, batch mean, biased batch variance), with its backward kernel."""
+
+    def __init__(self, eps, alpha):
+        super().__init__()
+        self.consts = Tensor(np.array([eps, alpha], np.float32))
+        self.forward = _op("BnLeakyTrain", lambda x, g, *_: (x, g, g), lambda x, g, *_: (x, g, g))
+        self.backward = _op("BnLeakyGrad", lambda dy, x, g, *_: (x, g, g), lambda dy, x, g, *_: (x, g, g))
+
+    def construct(self, x, gamma, beta):
+        return self.forward(x, gamma, beta, self.consts)
+
+    def bprop(self, x, gamma, beta, out, dout):
+        return self.backward(dout[0], x, gamma, beta, out[1], out[2], self.consts)
+
+
+class Im2col(nn.Cell):
+    """x [N, H, W, C] (channels_last) or [N, C, H, W] -> patches [N*P, 9*C] for the tap table [P, 9];
+    no gradient (the convolution's backward is written out in src/conv.py)."""
+
+    def __init__(self, taps, channels_last):
+        super().__init__()
+        self.taps = Tensor(np.ascontiguousarray(taps, np.int32))
+        outputs = taps.shape[0]
+
+        def shape(x, _):
+            channels = x[3] if channels_last else x[1]
+            return (x[0] * outputs, 9 * channels)
+        self.op = _op("Im2colNhwc" if channels_last else "Im2colNchw", shape, lambda x, _: x)
+
+    def construct(self, x):
+        return self.op(x, self.taps)
+
+
+class Col2im(nn.Cell):
+    """dpatches [N*P, 9*C] -> dx [N, S, S, C]: the sum, per input pixel, of the patch entries that read it."""
+
+    def __init__(self, taps, readers, size):
+        super().__init__()
+        self.taps = Tensor(np.ascontiguousarray(taps, np.int32))
+        self.readers = Tensor(np.ascontiguousarray(readers, np.int32))
+        outputs = taps.shape[0]
+        self.op = _op("Col2imNhwc", lambda d, *_: (d[0] // outputs, size, size, d[1] // 9),
+                      lambda d, *_: d)
+
+    def construct(self, dpatches):
+        return self.op(dpatches, self.taps, self.readers)
+
