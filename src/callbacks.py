@@ -119,10 +119,11 @@ class StepMonitor(Callback):
 class EpochEnd(Callback):
     """At the end of each epoch (the Model pass whose last step is the epoch's last): finish it."""
 
-    def __init__(self, cfg, run, net, optimizer, schedule, validate, sync_buffers, clock):
+    def __init__(self, cfg, run, net, optimizer, schedule, validate, sync_buffers, clock, precise_bn=None):
         super().__init__()
         self.cfg, self.run, self.net, self.optimizer, self.schedule = cfg, run, net, optimizer, schedule
         self.validate, self.sync_buffers, self.clock = validate, sync_buffers, clock
+        self.precise_bn = precise_bn
         self.last_val = None
         self.trained_steps, self.step_seconds = 0, 0.0
 
@@ -136,6 +137,8 @@ class EpochEnd(Callback):
         first, seconds = self.clock.end(cfg.steps_per_epoch)
         self.trained_steps += cfg.steps_per_epoch - first
         self.step_seconds += seconds
+        if self.precise_bn is not None:
+            self.precise_bn()  # BatchNorm statistics of the current weights (src/precise_bn.py)
         self.sync_buffers()  # BatchNorm statistics saw only this rank's data
         val = self.last_val = self.validate()
         epoch, lr_used = run.epoch, schedule.lr

@@ -76,6 +76,9 @@ SCHEMA = {
     "epoch_size": Key(int, 10, "training epochs", minimum=1),
     "steps_per_epoch": Key(int, 390, "training steps per epoch", minimum=1),
     "val_steps": Key(int, 20, "validation batches evaluated after each epoch", minimum=1),
+    "precise_bn_batches": Key(int, 20, "training batches over which every BatchNorm's statistics are re-estimated "
+                                       "with the current weights before each validation (PreciseBN; 0 = keep the "
+                                       "moving averages, as the original)", minimum=0),
     "learning_rate": Key(float, 1e-3, "Adam learning rate at the start"),
     "lr_factor": Key(float, 1 / 3, "learning rate multiplier on a validation-loss plateau"),
     "lr_patience": Key(int, 2, "epochs without validation-loss improvement before reducing", minimum=1),

@@ -1,0 +1,61 @@
+"""PreciseBatchNorm: the moving statistics it writes are the population statistics of the given
+batches under the current weights, for every BatchNorm form, and nothing else changes."""
+import mindspore as ms
+import numpy as np
+import pytest
+
+from src.config import model_hparams, parse_config
+from src.dataset import build_source
+from src.model import build_cpc
+from src.precise_bn import PreciseBatchNorm, batch_norm_layers
+from tests.conftest import TINY
+
+
+def _net_and_sources(fast_conv):
+    cfg = parse_config(["--config_path", TINY])
+    ms.set_seed(0)
+    net = build_cpc(model_hparams(cfg), fast_conv)
+    sources = [build_source(cfg, "train", 1, start=i) for i in range(2)]
+    return net, sources, build_source(cfg, "train", 2)
+
+
+def _stats(net):
+    return [(l.moving_mean.asnumpy().copy(), l.moving_variance.asnumpy().copy()) for l in batch_norm_layers(net)]
+
+
+@pytest.mark.parametrize("fast_conv", [True, False])   # the CPU forms and nn.BatchNorm1d/2d (Ascend/GPU form)
+def test_statistics_are_the_population_statistics_of_the_batches(ms_cpu, fast_conv):
+    net, (first, second), both = _net_and_sources(fast_conv)
+    assert len(batch_norm_layers(net)) == 5   # 4 conv blocks + the dense layer of the tiny config's encoder
+    weights = [p.asnumpy().copy() for p in net.trainable_params()]
+    net.set_train(False)
+    per_batch = []
+    for source in (first, second):
+        PreciseBatchNorm(net, source)()
+        per_batch.append(_stats(net))
+    PreciseBatchNorm(net, both)()
+    assert net.training is False   # the caller's mode is restored
+    for (m1, v1), (m2, v2), (m, v) in zip(*per_batch, _stats(net)):
+        assert not np.allclose(m1, m2)   # the two batches differ, so the average is a real test
+        np.testing.assert_allclose(m, (m1 + m2) / 2, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(v, (v1 + v2) / 2 + ((m1 - m2) / 2) ** 2, rtol=1e-5, atol=1e-6)
+    for before, param in zip(weights, net.trainable_params()):
+        np.testing.assert_array_equal(before, param.asnumpy())   # only the statistics change
+
+
+def test_one_batch_makes_inference_match_training_mode(ms_cpu):
+    """With the statistics of one batch, inference-mode outputs on that batch equal training-mode
+    (batch-statistics) outputs up to the unbiased/biased variance factor."""
+    net, (first, _), _ = _net_and_sources(True)
+    x, y = (ms.Tensor(a) for a in first[0][:2])
+    net.set_train(True)
+    train_out = net(x, y).asnumpy()
+    net.set_train(False)
+    before = net(x, y).asnumpy()
+    PreciseBatchNorm(net, first)()
+    after = net(x, y).asnumpy()
+    scale = np.abs(train_out).max()
+    assert np.abs(before - train_out).max() > 0.05 * scale   # initial statistics (0, 1) are far off
+    # measured: 0.98 of the output scale off before, 0.021 after (the unbiased variance of small batches)
+    assert np.abs(before - train_out).max() > 0.5 * scale
+    np.testing.assert_allclose(after, train_out, atol=0.05 * scale)
