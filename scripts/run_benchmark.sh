@@ -3,9 +3,9 @@
 #   bash scripts/run_benchmark.sh [CONFIG_PATH] [DEVICE_TARGET] [benchmark flags...]
 # CONFIG_PATH:   default config/cpc_mnist64_color.yaml
 # DEVICE_TARGET: auto (default) | Ascend | GPU | CPU
-# Prints one JSON line for this port; if `import torch` works and the reference script exists
-# (TORCH_REFERENCE, default ../shared/bench/torch_reference.py), a second line for PyTorch with the
-# same image size, batch and terms, measured in the same run.
+# Prints one JSON line for this port; if `import torch` works, a second line for the PyTorch
+# reference of the same network and step (tools/torch_reference.py, or TORCH_REFERENCE; the same
+# config and flags, --profile_path aside) and a third with the ratios, all from this one run.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 USAGE="bash scripts/run_benchmark.sh [CONFIG_PATH] [DEVICE_TARGET] [benchmark flags...]"
 handle_help "$1"
@@ -14,14 +14,28 @@ DEVICE_TARGET="${2:-auto}"
 check_file "$CONFIG_PATH" "CONFIG_PATH"
 check_device_target "$DEVICE_TARGET" "$USAGE"
 cd "$REPO_ROOT" || exit 2
-"$PYTHON" -m src.benchmark --config_path "$CONFIG_PATH" --device_target "$DEVICE_TARGET" "${@:3}" \
-    | grep '^{' || die "benchmark failed"
-REFERENCE="${TORCH_REFERENCE:-$REPO_ROOT/../shared/bench/torch_reference.py}"
+MINDSPORE_LINE="$("$PYTHON" -m src.benchmark --config_path "$CONFIG_PATH" --device_target "$DEVICE_TARGET" "${@:3}" \
+    | grep '^{')" || die "benchmark failed"
+echo "$MINDSPORE_LINE"
+REFERENCE="${TORCH_REFERENCE:-$REPO_ROOT/tools/torch_reference.py}"
 if [ -f "$REFERENCE" ] && "$PYTHON" -c "import torch" 2>/dev/null; then
-    read -r SIZE BATCH TERMS PREDICT CODE < <("$PYTHON" -c "
-from src.config import parse_config
-c = parse_config(['--config_path', '$CONFIG_PATH'])
-print(c.image_size, c.batch_size, c.terms, c.predict_terms, c.code_size)")
-    "$PYTHON" "$REFERENCE" --image-size "$SIZE" --batch-size "$BATCH" --terms "$TERMS" \
-        --predict-terms "$PREDICT" --code-size "$CODE" --steps 30
+    REFERENCE_ARGS=()
+    SKIP=0
+    for ARG in "${@:3}"; do   # the same flags, except the MindSpore profiler's
+        if [ "$SKIP" = 1 ]; then SKIP=0; continue; fi
+        case "$ARG" in
+            --profile_path) SKIP=1 ;;
+            --profile_path=*) ;;
+            *) REFERENCE_ARGS+=("$ARG") ;;
+        esac
+    done
+    TORCH_LINE="$("$PYTHON" "$REFERENCE" --config_path "$CONFIG_PATH" "${REFERENCE_ARGS[@]}" | grep '^{')" \
+        || die "PyTorch reference failed"
+    echo "$TORCH_LINE"
+    "$PYTHON" -c "
+import json, sys
+ms, pt = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+print(json.dumps({'comparison': 'mindspore / torch', 'step_ms_median_ratio': round(ms['step_ms_median'] / pt['step_ms_median'], 3),
+                  'encoder_images_per_s_ratio': round(ms['images_per_s'] / pt['images_per_s'], 3)}))" \
+        "$MINDSPORE_LINE" "$TORCH_LINE"
 fi
