@@ -5,7 +5,9 @@
 Prints one JSON line: step_ms_median / step_ms_min / samples_per_s of the training step on a fixed
 pre-generated batch; fed_step_ms_median and feed_overhead_pct of the same step fed from the real
 GeneratorDataset pipeline; data_sequences_per_s of the sequence generator on one worker;
-images_per_s of the encoder in inference mode; device_target and mindspore_version.
+images_per_s of the encoder in inference mode; device_target, mindspore_version and encoder_form
+(kernel: the compiled CPU kernels; gather: MindSpore's ops, CPC_CPU_KERNELS=0 or no compiler;
+native: the device's conv2d).
 --profile_path DIR also profiles 10 steps with mindspore.Profiler and prints the top operator types.
 A benchmark, not a test: nothing here asserts a speed.
 """
@@ -111,7 +113,8 @@ def main(argv=None):
     fed_median = statistics.median(fed)
     print(json.dumps({
         "framework": "mindspore", "mindspore_version": ms.__version__, "device_target": target,
-        "mode": cfg.mode, "image_size": cfg.image_size, "color": cfg.color, "batch_size": cfg.batch_size,
+        "mode": cfg.mode, "encoder_form": net.encoder.blocks[0].conv.form, "image_size": cfg.image_size,
+        "color": cfg.color, "batch_size": cfg.batch_size,
         "terms": cfg.terms, "predict_terms": cfg.predict_terms, "loss": cfg.loss, "steps": cfg.steps,
         "step_ms_median": round(1000 * median, 2), "step_ms_min": round(1000 * min(fixed), 2),
         "samples_per_s": round(cfg.batch_size / median, 1),

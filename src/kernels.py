@@ -4,7 +4,8 @@ The CPU training step spends most of its time outside the matmuls: im2col/col2im
 convolutions, BatchNorm2d and LeakyReLU over the largest activations, and the layout transposes
 between them. The C++ file does each of these in one pass over channels-last (NHWC) tensors, so
 the encoder stays NHWC from the first convolution to the last: BatchNorm + LeakyReLU fused forward
-and backward, im2col and col2im as block copies.
+and backward, im2col and col2im as block copies. The Cells here are the kernels' calls; the layers that hold parameters
+are in src/model.py (BatchNormLeakyReLU2d) and src/conv.py (_KernelConv).
 
 The library is built with the system C++ compiler on first use (`g++`, or `$CXX`) and cached under
 `$CPC_KERNEL_CACHE` (default `~/.cache/cpc_mindspore`), one file per source/flags/compiler; a build
@@ -89,42 +90,9 @@ def _op(name, out_shape, out_dtype):
     return ops.Custom(f"{library()}:{name}", out_shape, out_dtype, func_type="aot")
 
 
-class BatchNormLeakyReLU(nn.Cell):
-    """BatchNorm over the last axis of x [..., C] followed by LeakyReLU, as one kernel each way.
-
-    Holds nn.BatchNorm2d's parameters by name (gamma, beta, moving_mean, moving_variance) and
-    follows its semantics: batch statistics in training, the moving statistics updated as
-    moving = momentum * moving + (1 - momentum) * batch (unbiased batch variance), moving
-    statistics in inference."""
-
-    def __init__(self, num_features, eps, momentum, alpha):
-        super().__init__()
-        from src.model import batch_norm_parameters
-        self.gamma, self.beta, self.moving_mean, self.moving_variance = None, None, None, None
-        for name, param in batch_norm_parameters(num_features).items():
-            setattr(self, name, param)
-        self.momentum = momentum
-        self.core = _BatchNormLeakyCore(eps, alpha)
-        self.infer = _op("BnLeakyInfer", lambda x, *_: x, lambda x, *_: x)
-        self.consts = self.core.consts
-
-    def construct(self, x):
-        shape = x.shape
-        flat = x.reshape(-1, shape[-1])
-        if self.training:
-            y, mean, var = self.core(flat, self.gamma, self.beta)
-            count = flat.shape[0]
-            keep = self.momentum
-            ops.assign(self.moving_mean, self.moving_mean * keep + ops.stop_gradient(mean) * (1 - keep))
-            ops.assign(self.moving_variance, self.moving_variance * keep
-                       + ops.stop_gradient(var) * (count / (count - 1) * (1 - keep)))
-        else:
-            y = self.infer(flat, self.gamma, self.beta, self.moving_mean, self.moving_variance, self.consts)
-        return y.reshape(shape)
-
-
-class _BatchNormLeakyCore(nn.Cell):
-    """(x [M, C], gamma, beta) -> (y, batch mean, biased batch variance), with its backward kernel."""
+class BatchNormLeakyTrain(nn.Cell):
+    """(x [M, C], gamma, beta) -> (LeakyReLU(BatchNorm(x)) with batch statistics, batch mean, biased
+    batch variance); one kernel forward, one backward (gradients of x, gamma and beta)."""
 
     def __init__(self, eps, alpha):
         super().__init__()
@@ -137,6 +105,18 @@ class _BatchNormLeakyCore(nn.Cell):
 
     def bprop(self, x, gamma, beta, out, dout):
         return self.backward(dout[0], x, gamma, beta, out[1], out[2], self.consts)
+
+
+class BatchNormLeakyInfer(nn.Cell):
+    """(x [M, C], gamma, beta, mean, variance) -> LeakyReLU(BatchNorm(x)) with the given statistics."""
+
+    def __init__(self, eps, alpha):
+        super().__init__()
+        self.consts = Tensor(np.array([eps, alpha], np.float32))
+        self.op = _op("BnLeakyInfer", lambda x, *_: x, lambda x, *_: x)
+
+    def construct(self, x, gamma, beta, mean, variance):
+        return self.op(x, gamma, beta, mean, variance, self.consts)
 
 
 class Im2col(nn.Cell):

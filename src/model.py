@@ -73,6 +73,37 @@ class FastBatchNorm1d(nn.Cell):
         return (x - self.moving_mean) * (ops.rsqrt(self.moving_variance + self.eps) * self.gamma) + self.beta
 
 
+class BatchNormLeakyReLU2d(nn.Cell):
+    """BatchNorm2d + LeakyReLU over channels-last x [N, H, W, C] on the compiled CPU kernels
+    (src/kernels.py), one pass each way. nn.BatchNorm2d's parameters by name and its semantics:
+    batch statistics in training, the moving statistics updated as moving = momentum * moving +
+    (1 - momentum) * batch (unbiased batch variance), moving statistics in inference."""
+
+    def __init__(self, num_features, eps, momentum, alpha):
+        super().__init__()
+        from src.kernels import BatchNormLeakyInfer, BatchNormLeakyTrain
+        self.momentum = momentum
+        params = batch_norm_parameters(num_features)
+        self.moving_mean, self.moving_variance = params["moving_mean"], params["moving_variance"]
+        self.gamma, self.beta = params["gamma"], params["beta"]
+        self.train_kernel = BatchNormLeakyTrain(eps, alpha)
+        self.infer_kernel = BatchNormLeakyInfer(eps, alpha)
+
+    def construct(self, x):
+        shape = x.shape
+        flat = x.reshape(-1, shape[-1])
+        if self.training:
+            y, mean, var = self.train_kernel(flat, self.gamma, self.beta)
+            count = flat.shape[0]
+            keep = self.momentum
+            ops.assign(self.moving_mean, self.moving_mean * keep + ops.stop_gradient(mean) * (1 - keep))
+            ops.assign(self.moving_variance, self.moving_variance * keep
+                       + ops.stop_gradient(var) * (count / (count - 1) * (1 - keep)))
+        else:
+            y = self.infer_kernel(flat, self.gamma, self.beta, self.moving_mean, self.moving_variance)
+        return y.reshape(shape)
+
+
 def batch_norm_1d(num_features, fast):
     """The encoder's dense BatchNorm: FastBatchNorm1d on CPU, nn.BatchNorm1d elsewhere."""
     if fast:
@@ -95,8 +126,7 @@ class ConvBlock(nn.Cell):
         self.conv = Conv3x3S2(in_channels, out_channels, in_size, padding, fast_conv, input_grad)
         self.channels_last = self.conv.form == "kernel"
         if self.channels_last:
-            from src.kernels import BatchNormLeakyReLU
-            self.bn = BatchNormLeakyReLU(out_channels, BN_EPS, BN_MOMENTUM, LEAKY_ALPHA)
+            self.bn = BatchNormLeakyReLU2d(out_channels, BN_EPS, BN_MOMENTUM, LEAKY_ALPHA)
             self.act = None
         else:
             self.bn = nn.BatchNorm2d(out_channels, eps=BN_EPS, momentum=BN_MOMENTUM)

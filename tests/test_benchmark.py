@@ -16,7 +16,7 @@ def test_benchmark_prints_one_json_line(tmp_path):
     assert len(lines) == 1
     result = json.loads(lines[0])
     assert KEYS <= set(result)
-    assert result["device_target"] == "CPU" and result["steps"] == 3
+    assert result["device_target"] == "CPU" and result["steps"] == 3 and result["encoder_form"] == "kernel"
     assert all(result[k] > 0 for k in ("step_ms_median", "samples_per_s", "data_sequences_per_s", "images_per_s"))
     # the profiler's table: a header, then operator types with their time per step and share, largest first
     lines = proc.stderr.splitlines()

@@ -149,7 +149,7 @@ def test_fused_batchnorm_leaky_matches_mindspore_layers(ms_cpu):
     same data in NCHW: outputs, input and parameter gradients, moving statistics after three training
     steps, inference outputs."""
     from src import kernels
-    from src.model import BN_EPS, BN_MOMENTUM, LEAKY_ALPHA
+    from src.model import BN_EPS, BN_MOMENTUM, LEAKY_ALPHA, BatchNormLeakyReLU2d
     assert kernels.available()
 
     class Block(nn.Cell):
@@ -163,7 +163,7 @@ def test_fused_batchnorm_leaky_matches_mindspore_layers(ms_cpu):
             return (self.act(self.bn(x)) * sens).sum()
 
     channels = 16
-    fused = Block(kernels.BatchNormLeakyReLU(channels, BN_EPS, BN_MOMENTUM, LEAKY_ALPHA), nhwc=True)
+    fused = Block(BatchNormLeakyReLU2d(channels, BN_EPS, BN_MOMENTUM, LEAKY_ALPHA), nhwc=True)
     ref = Block(nn.BatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM), nn.LeakyReLU(LEAKY_ALPHA))
     assert [(p.name, p.shape) for p in fused.get_parameters()] == [(p.name, p.shape) for p in ref.get_parameters()]
     rng = np.random.default_rng(0)
