@@ -6,8 +6,8 @@
 - cpc: context [N, terms, C, S, S] and future [N, predict_terms, C, S, S] images -> logit [N, 1];
   needs a cpc checkpoint.
 
-Inference form: the device's native convolution (the gather convolution is a CPU training
-device), BatchNorm in inference mode, and for cpc the GRU unrolled from MatMul/Sigmoid/Tanh
+Inference form: the device's native convolution (the compiled CPU kernels are a CPU-only training
+form), BatchNorm in inference mode, and for cpc the GRU unrolled from MatMul/Sigmoid/Tanh
 (src/gru.py) in place of nn.GRU, which ONNX export rejects and which on Ascend runs a float16
 kernel with shape constraints. The unrolled GRU holds the same parameters under the same names,
 so checkpoints load unchanged and training keeps nn.GRU.

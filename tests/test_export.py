@@ -32,7 +32,7 @@ def randomise(net, seed):
 
 
 def reference(net_name, path, hparams, head="mlp"):
-    """The training form of the net (CPU gather convolution, nn.GRU) with the checkpoint's parameters."""
+    """The training form of the net (compiled CPU encoder, nn.GRU) with the checkpoint's parameters."""
     params = checkpoint.load(path)[0]
     cell = build_classifier(hparams, head, fast_conv=True) if net_name == "classifier" else build_cpc(hparams, True)
     if net_name == "encoder":

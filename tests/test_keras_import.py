@@ -175,7 +175,7 @@ def test_hparams_from_the_files(imported):
 # ------------------------------------------------------------ parity with Keras itself
 
 @pytest.mark.parametrize("name", list(FILES))
-@pytest.mark.parametrize("fast_conv", [False, True], ids=["native_conv", "gather_conv"])
+@pytest.mark.parametrize("fast_conv", [False, True], ids=["native_conv", "cpu_conv"])
 def test_outputs_equal_keras(ms_cpu, imported, fixture, name, fast_conv):
     """Codes (and logits, softmax) of the imported net = Keras's on the same images, within 1e-4
     relative to the output's scale (the 64x64 CPC encoder's codes reach ~3e3, where float32's own
