@@ -73,9 +73,8 @@ class CPC(nn.Module):
 
     def forward(self, x, y):
         batch = x.shape[0]
-        codes = self.encoder(torch.cat((x.flatten(0, 1), y.flatten(0, 1))))
-        z_context = codes[:batch * self.terms].view(batch, self.terms, self.code_size)
-        z_future = codes[batch * self.terms:].view(batch, self.predict_terms, self.code_size)
+        z_context = self.encoder(x.flatten(0, 1)).view(batch, self.terms, self.code_size)
+        z_future = self.encoder(y.flatten(0, 1)).view(batch, self.predict_terms, self.code_size)
         _, hidden = self.gru(z_context)
         predicted = self.predictor(hidden[-1]).view(batch, self.predict_terms, self.code_size)
         return (predicted * z_future).mean(-1).mean(-1, keepdim=True)
