@@ -5,7 +5,8 @@
 Prints one JSON line: step_ms_median / step_ms_min / samples_per_s of the training step on a fixed
 pre-generated batch; fed_step_ms_median and feed_overhead_pct of the same step fed from the real
 GeneratorDataset pipeline; data_sequences_per_s of the sequence generator on one worker;
-images_per_s of the encoder in inference mode; device_target, mindspore_version and encoder_form
+images_per_s of the encoder in inference mode after the training steps, images_per_s_fresh the
+same measured first, in a process that has run nothing else; device_target, mindspore_version and encoder_form
 (kernel: the compiled CPU kernels; gather: MindSpore's ops, CPC_CPU_KERNELS=0 or no compiler;
 native: the device's conv2d).
 --profile_path DIR also profiles 10 steps with mindspore.Profiler and prints the top operator types.
@@ -84,6 +85,16 @@ def main(argv=None):
     data = load_split(cfg.data_path, "train")
     source = build_source(cfg, "train", cfg.warmup + cfg.steps, data=data)
     net = build_cpc(model_hparams(cfg), use_fast_conv(target))
+    images = ms.Tensor(np.concatenate([source[0][0], source[0][1]], axis=1).reshape(
+        (-1,) + source[0][0].shape[2:]))
+
+    def encoder_images_per_s():
+        net.set_train(False)
+        encode = lambda: net.encoder(images).asnumpy()
+        _timed(encode, 2)
+        return int(images.shape[0]) / statistics.median(_timed(encode, max(5, cfg.steps // 3)))
+
+    fresh_inference = encoder_images_per_s()  # before anything else ran in this process
     train_cell, _ = build_train_cell(net, cfg, target)
     train_cell.set_train()
 
@@ -102,12 +113,7 @@ def main(argv=None):
 
     generate = _timed(lambda: source.make_batch(np.random.randint(1 << 30)), max(10, cfg.steps // 2))
 
-    net.set_train(False)
-    images = ms.Tensor(np.concatenate([source[0][0], source[0][1]], axis=1).reshape(
-        (-1,) + source[0][0].shape[2:]))
-    encode = lambda: net.encoder(images).asnumpy()
-    _timed(encode, 2)
-    inference = _timed(encode, max(5, cfg.steps // 3))
+    inference = encoder_images_per_s()  # after the training steps
 
     median = statistics.median(fixed)
     fed_median = statistics.median(fed)
@@ -121,7 +127,7 @@ def main(argv=None):
         "fed_step_ms_median": round(1000 * fed_median, 2),
         "feed_overhead_pct": round(100 * (fed_median / median - 1), 1),
         "data_sequences_per_s": round(cfg.batch_size / statistics.median(generate), 1),
-        "images_per_s": round(int(images.shape[0]) / statistics.median(inference), 1),
+        "images_per_s": round(inference, 1), "images_per_s_fresh": round(fresh_inference, 1),
         "num_parallel_workers": cfg.num_parallel_workers}))
 
 

@@ -171,12 +171,16 @@ class Conv3x3S2(nn.Cell):
         elif fast:
             self.core = _GatherConv(in_size, padding, input_grad)
 
+    def kernel_weights(self):
+        """The weight as the im2col matmul's [9*Cin, Cout] (rows tap-major, then input channel)."""
+        return self.weight.transpose(2, 3, 1, 0).reshape(9 * self.in_channels, self.out_channels)
+
     def construct(self, x):
         if not self.fast:
             return ops.conv2d(x, self.weight, stride=STRIDE, pad_mode=self.pad_mode)
         if self.channels_first:
             return self.core(x, self.weight.reshape(self.out_channels, self.in_channels * 9))
-        w9 = self.weight.transpose(2, 3, 1, 0).reshape(9 * self.in_channels, self.out_channels)
+        w9 = self.kernel_weights()
         if self.form == "kernel":
             return self.core(x, w9)
         return self.core(x.transpose(0, 2, 3, 1), w9).transpose(0, 3, 1, 2)

@@ -8,6 +8,7 @@
 //   BnLeakyGrad   dy[M,C], x[M,C], gamma, beta, mean, var, consts -> dx[M,C], dgamma[C], dbeta[C]
 //   BnLeakyInfer  x[M,C], gamma, beta, mean, var, consts -> y[M,C] (moving statistics)
 //   Im2colNhwc    x[N,H,W,C], taps[P,9] int32 -> patches[N*P, 9*C]   (Im2colNchw: x[N,C,H,W])
+//   ContrastNchw  x[N,C,H,W], background[N*C] -> |x - background| - 1
 //   Col2imNhwc    dpatches[N*P, 9*C], taps[P,9], readers[H*W,4] int32 -> dx[N,H,W,C]
 // Work is split over the process's CPUs (at most 16) in contiguous row ranges; sums are taken in
 // float per block of rows and folded into doubles in a fixed order, so results do not vary run to run.
@@ -273,6 +274,25 @@ extern "C" int Im2colNhwc(int nparam, void **params, int *ndims, int64_t **shape
 
 extern "C" int Im2colNchw(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
   return Im2col<false>(nparam, params, ndims, shapes);
+}
+
+// The input-contrast layer in one pass: y[n, ch] = |x[n, ch] - background[n*C + ch]| - 1 over the
+// H*W pixels of each image and channel. x[N,C,H,W], background[N*C] -> y[N,C,H,W].
+extern "C" int ContrastNchw(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
+  if (nparam != 3 || ndims[0] != 4 || ndims[1] != 1 || shapes[1][0] != shapes[0][0] * shapes[0][1]) return 1;
+  const float *x = static_cast<const float *>(params[0]);
+  const float *background = static_cast<const float *>(params[1]);
+  float *y = static_cast<float *>(params[2]);
+  const int64_t planes = shapes[0][0] * shapes[0][1], hw = shapes[0][2] * shapes[0][3];
+  ParallelFor(planes, 16, [&](int64_t b, int64_t e, int) {
+    for (int64_t plane = b; plane < e; ++plane) {
+      const float *__restrict in = x + plane * hw;
+      float *__restrict out = y + plane * hw;
+      const float bg = background[plane];
+      for (int64_t i = 0; i < hw; ++i) out[i] = std::fabs(in[i] - bg) - 1.f;
+    }
+  });
+  return 0;
 }
 
 // col2im, the input gradient: dx[n, pixel, ch] = sum of dpatches[n*P*9 + r, ch] over the (at most 4)

@@ -137,6 +137,21 @@ class Im2col(nn.Cell):
         return self.op(x, self.taps)
 
 
+class Contrast(nn.Cell):
+    """x [N, C, H, W], background [N*C] -> |x - background| - 1 in one pass (the input-contrast
+    layer); the images need no gradient."""
+
+    def __init__(self):
+        super().__init__()
+        self.op = _op("ContrastNchw", lambda x, _: x, lambda x, _: x)
+
+    def construct(self, x, background):
+        return self.op(x, background)
+
+    def bprop(self, x, background, out, dout):
+        return ops.zeros_like(x), ops.zeros_like(background)
+
+
 class Col2im(nn.Cell):
     """dpatches [N*P, 9*C] -> dx [N, S, S, C]: the sum, per input pixel, of the patch entries that read it."""
 

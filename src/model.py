@@ -157,14 +157,21 @@ class InputContrast(nn.Cell):
     the deviation from the background is the digit in every image. On grey MNIST (background -1)
     this is the identity."""
 
-    def __init__(self, image_size):
+    def __init__(self, image_size, compiled=False):
         super().__init__()
         self.weights = Tensor(border_mean_weights(image_size))
+        if compiled:  # the compiled CPU kernel: one pass instead of four (src/kernels.py)
+            from src.kernels import Contrast
+            self.kernel = Contrast()
+        else:
+            self.kernel = None
 
     def construct(self, x):
         n, c, h, w = x.shape
         flat = x.reshape(n * c, h * w)
         background = ops.matmul(flat, self.weights)                       # [N*C, 1]
+        if self.kernel is not None:
+            return self.kernel(x, background.reshape(-1))
         return (ops.abs(flat - background) - 1.0).reshape(n, c, h, w)
 
 
@@ -180,7 +187,6 @@ class Encoder(nn.Cell):
         super().__init__()
         if encoder_output_size(image_size, padding, layers) < 1:
             raise ValueError(f"image_size {image_size} is too small for the encoder with {padding} padding")
-        self.contrast = InputContrast(image_size) if input_contrast else None
         blocks, size = [], image_size
         for i in range(layers):
             # the first layer's input is the image itself: its gradient is never needed
@@ -189,6 +195,7 @@ class Encoder(nn.Cell):
             size = conv_geometry(size, padding)[0]
         self.blocks = nn.SequentialCell(blocks)
         self.channels_last = blocks[-1].channels_last  # the compiled CPU form: NHWC between blocks
+        self.contrast = InputContrast(image_size, self.channels_last) if input_contrast else None
         self.flatten = nn.Flatten()
         self.dense = nn.Dense(width * size * size, hidden, weight_init="XavierUniform")
         self.bn = batch_norm_1d(hidden, fast_conv)

@@ -5,7 +5,8 @@ import re
 from tests.conftest import TINY, run_entry
 
 KEYS = {"step_ms_median", "step_ms_min", "samples_per_s", "data_sequences_per_s", "device_target",
-        "mindspore_version", "images_per_s", "fed_step_ms_median", "feed_overhead_pct"}
+        "mindspore_version", "images_per_s", "images_per_s_fresh", "fed_step_ms_median", "feed_overhead_pct",
+        "encoder_form"}
 
 
 def test_benchmark_prints_one_json_line(tmp_path):
@@ -17,7 +18,8 @@ def test_benchmark_prints_one_json_line(tmp_path):
     result = json.loads(lines[0])
     assert KEYS <= set(result)
     assert result["device_target"] == "CPU" and result["steps"] == 3 and result["encoder_form"] == "kernel"
-    assert all(result[k] > 0 for k in ("step_ms_median", "samples_per_s", "data_sequences_per_s", "images_per_s"))
+    assert all(result[k] > 0 for k in ("step_ms_median", "samples_per_s", "data_sequences_per_s", "images_per_s",
+                                       "images_per_s_fresh"))
     # the profiler's table: a header, then operator types with their time per step and share, largest first
     lines = proc.stderr.splitlines()
     (start,) = [i for i, line in enumerate(lines) if "operator types by time (10 steps):" in line]

@@ -105,6 +105,10 @@ def test_input_contrast_is_identity_on_grey_and_sign_invariant(ms_cpu):
     a, b = contrast(ms.Tensor(darker)).asnumpy(), contrast(ms.Tensor(brighter)).asnumpy()
     np.testing.assert_allclose(a, b, atol=1e-5)
     np.testing.assert_allclose(a, ink - 1, atol=1e-5)
+    compiled = InputContrast(64, compiled=True)   # the one-pass CPU kernel: the same function
+    for images in (darker, brighter, rng.uniform(-1, 1, (6, 3, 64, 64)).astype(np.float32)):
+        np.testing.assert_allclose(compiled(ms.Tensor(images)).asnumpy(), contrast(ms.Tensor(images)).asnumpy(),
+                                   atol=1e-6)
 
 
 def test_fast_cpu_layers_match_mindspore_layers(ms_cpu):
