@@ -9,7 +9,8 @@ on the test split (never on the data it was trained on):
 A frozen encoder stays in inference mode (BatchNorm uses its moving statistics, which are never
 updated): its codes are computed once and the head is trained on them, which is exactly the frozen
 network and much cheaper than running the encoder at every step. Every method takes the same
-number of Adam steps on the same batch size, whatever the fraction.
+number of Adam steps on the same batch size, whatever the fraction; after them each trained net's
+BatchNorm statistics are re-estimated on its training inputs (PreciseBN), as in CPC training.
 `classify` is the whole of eval.py --task classify: it loads the data and the frozen encoder, runs
 every (method, fraction) and writes the metrics, the classifier checkpoint and the plots.
 """
@@ -30,6 +31,7 @@ from src.device import init_device
 from src.errors import CheckpointError, ConfigError, CPCError
 from src.mnist import load_split
 from src.model import build_encoder
+from src.precise_bn import PreciseBatchNorm, array_batches
 from src.runlog import prepare_output, setup_logging, write_json
 from src.visualize import save_figure
 
@@ -71,8 +73,9 @@ def predict(net, inputs):
 
 
 def fit(net, inputs, labels, steps, batch_size, learning_rate, seed):
-    """Adam on softmax cross-entropy for `steps` steps over reshuffled passes of (inputs, labels);
-    returns the mean loss of the last 10% of the steps."""
+    """Adam on softmax cross-entropy for `steps` steps over reshuffled passes of (inputs, labels),
+    then net's BatchNorm statistics re-estimated on its training inputs with the final weights
+    (PreciseBN, src/precise_bn.py); returns the mean loss of the last 10% of the steps."""
     loss_net = nn.WithLossCell(net, nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean"))
     step = nn.TrainOneStepCell(loss_net, nn.Adam(net.trainable_params(), learning_rate=learning_rate))
     step.set_train()
@@ -89,6 +92,7 @@ def fit(net, inputs, labels, steps, batch_size, learning_rate, seed):
     if not np.isfinite(losses[-1]):  # a user-facing error (eval.py: one line), e.g. on huge codes
         raise CPCError(f"a downstream classifier diverged (loss {losses[-1]} after {steps} steps, largest "
                        f"|input| {float(np.abs(inputs).max()):.3g}); try a smaller --head_learning_rate")
+    PreciseBatchNorm(net, array_batches(inputs, ENCODE_BATCH))()
     return float(np.mean(losses[-max(1, steps // 10):]))
 
 

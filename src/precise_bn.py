@@ -13,7 +13,10 @@ changes is every inference-mode result (validation, the checkpoints, eval.py, th
 How, without touching the layers: per batch, zero each layer's moving mean and variance, run one
 training-mode forward (each layer then holds (1 - momentum) * its batch statistic), read them back
 and divide by (1 - momentum). Works for every BatchNorm form here (nn.BatchNorm1d/2d on Ascend/GPU,
-the CPU Cells in src/model.py and src/kernels.py) and needs no new graph.
+the CPU Cells in src/model.py) and needs no new graph.
+
+Used before each validation in training (src/trainer.py) and after the training of each downstream
+classifier (src/downstream.py), whose BatchNorm moving averages lag in the same way.
 """
 import numpy as np
 from mindspore import Tensor
@@ -28,14 +31,25 @@ def batch_norm_layers(net):
             if hasattr(cell, "moving_mean") and hasattr(cell, "moving_variance")]
 
 
-class PreciseBatchNorm:
-    """Build once per run; each call sets every BatchNorm layer of `net` (a CPC net) to the mean and
-    variance of its input over the batches of `source` (same batches every call), computed with
-    the current weights: mean = average of the batch means, variance = average of the (unbiased)
-    batch variances + the variance of the batch means."""
+def sequence_batches(source):
+    """The (x, y) inputs of a CPC net for every batch of a SequenceSource, as PreciseBatchNorm's
+    `batches` (the same batches at every call)."""
+    return lambda: ((row[0], row[1]) for row in create_dataset(source).create_tuple_iterator(num_epochs=1))
 
-    def __init__(self, net, source, momentum=BN_MOMENTUM):
-        self.net, self.source = net, source
+
+def array_batches(inputs, batch_size):
+    """One-input batches of a numpy array (images or codes), as PreciseBatchNorm's `batches`."""
+    return lambda: ((Tensor(inputs[i:i + batch_size]),) for i in range(0, len(inputs), batch_size))
+
+
+class PreciseBatchNorm:
+    """Build once per run; each call sets every BatchNorm layer of `net` to the mean and variance of
+    its input over the batches that `batches()` yields (input tuples of net; sequence_batches,
+    array_batches), computed with the current weights: mean = average of the batch means,
+    variance = average of the (unbiased) batch variances + the variance of the batch means."""
+
+    def __init__(self, net, batches, momentum=BN_MOMENTUM):
+        self.net, self.batches = net, batches
         self.layers = batch_norm_layers(net)
         self.fraction = np.float32(1.0 - momentum)  # the share of the batch statistic in one update
 
@@ -45,18 +59,22 @@ class PreciseBatchNorm:
             layer.moving_variance.set_data(Tensor(var, layer.moving_variance.dtype))
 
     def __call__(self):
-        if not self.layers or len(self.source) == 0:
+        if not self.layers:
             return
         zeros = [(np.zeros(l.moving_mean.shape, np.float32), np.zeros(l.moving_variance.shape, np.float32))
                  for l in self.layers]
         means, variances = [[] for _ in self.layers], [[] for _ in self.layers]
         was_training = self.net.training
         self.net.set_train(True)
-        for row in create_dataset(self.source).create_tuple_iterator(num_epochs=1):
+        saved = [(l.moving_mean.asnumpy(), l.moving_variance.asnumpy()) for l in self.layers]
+        for inputs in self.batches():
             self._set(zeros)
-            self.net(row[0], row[1])
+            self.net(*inputs)
             for i, layer in enumerate(self.layers):
                 means[i].append(layer.moving_mean.asnumpy() / self.fraction)
                 variances[i].append(layer.moving_variance.asnumpy() / self.fraction)
         self.net.set_train(was_training)
+        if not means[0]:  # no batches: the statistics stay as they were
+            self._set(saved)
+            return
         self._set([(np.mean(m, 0), np.mean(v, 0) + np.var(m, 0)) for m, v in zip(means, variances)])

@@ -27,7 +27,7 @@ from src.loss import CHANCE_ACCURACY, CPCPredictions, InfoNCELogits, binary_accu
     build_loss_cell, infonce_metrics
 from src.mnist import load_split
 from src.model import build_cpc
-from src.precise_bn import PreciseBatchNorm
+from src.precise_bn import PreciseBatchNorm, sequence_batches
 from src.runlog import prepare_output, setup_logging, write_json
 from src.visualize import plot_training_curves
 
@@ -151,7 +151,8 @@ def train(cfg, target, data=None):
     val_source = build_source(cfg, "val", cfg.val_steps, data=val_data)
     scorer, clock = make_scorer(net, cfg.loss), EpochClock()
     # the same training batches on every rank: all ranks compute the same statistics
-    precise_bn = PreciseBatchNorm(net, build_source(cfg, "train", cfg.precise_bn_batches, data=train_data))
+    precise_bn = PreciseBatchNorm(net, sequence_batches(build_source(cfg, "train", cfg.precise_bn_batches,
+                                                                      data=train_data)))
     epoch_end = EpochEnd(cfg, run, net, optimizer, schedule, lambda: evaluate(net, val_source, scorer),
                          BufferSync(net, size), clock, precise_bn)
     start = time.perf_counter()

@@ -7,7 +7,7 @@ import pytest
 from src.config import model_hparams, parse_config
 from src.dataset import build_source
 from src.model import build_cpc
-from src.precise_bn import PreciseBatchNorm, batch_norm_layers
+from src.precise_bn import PreciseBatchNorm, array_batches, batch_norm_layers, sequence_batches
 from tests.conftest import TINY
 
 
@@ -31,9 +31,9 @@ def test_statistics_are_the_population_statistics_of_the_batches(ms_cpu, fast_co
     net.set_train(False)
     per_batch = []
     for source in (first, second):
-        PreciseBatchNorm(net, source)()
+        PreciseBatchNorm(net, sequence_batches(source))()
         per_batch.append(_stats(net))
-    PreciseBatchNorm(net, both)()
+    PreciseBatchNorm(net, sequence_batches(both))()
     assert net.training is False   # the caller's mode is restored
     for (m1, v1), (m2, v2), (m, v) in zip(*per_batch, _stats(net)):
         assert not np.allclose(m1, m2)   # the two batches differ, so the average is a real test
@@ -52,10 +52,30 @@ def test_one_batch_makes_inference_match_training_mode(ms_cpu):
     train_out = net(x, y).asnumpy()
     net.set_train(False)
     before = net(x, y).asnumpy()
-    PreciseBatchNorm(net, first)()
+    PreciseBatchNorm(net, sequence_batches(first))()
     after = net(x, y).asnumpy()
     scale = np.abs(train_out).max()
     assert np.abs(before - train_out).max() > 0.05 * scale   # initial statistics (0, 1) are far off
     # measured: 0.98 of the output scale off before, 0.021 after (the unbiased variance of small batches)
     assert np.abs(before - train_out).max() > 0.5 * scale
     np.testing.assert_allclose(after, train_out, atol=0.05 * scale)
+
+
+def test_array_batches_and_no_batches(ms_cpu):
+    """array_batches feeds a one-input net (a downstream head) batch by batch; with no batches the
+    statistics stay as they were."""
+    from src.classifier import DigitHead
+    head = DigitHead(16, "mlp")
+    codes = np.random.default_rng(0).normal(2.0, 3.0, (10, 16)).astype(np.float32)
+    (bn,) = batch_norm_layers(head)
+    before = bn.moving_mean.asnumpy().copy()
+    PreciseBatchNorm(head, array_batches(codes[:0], 4))()
+    np.testing.assert_array_equal(bn.moving_mean.asnumpy(), before)
+    PreciseBatchNorm(head, array_batches(codes, 10))()   # one batch: its own statistics
+    one = bn.moving_mean.asnumpy().copy()
+    dense = head.layers[0](ms.Tensor(codes)).asnumpy()   # the BatchNorm's input
+    np.testing.assert_allclose(one, dense.mean(0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(bn.moving_variance.asnumpy(), dense.var(0, ddof=1), rtol=1e-4, atol=1e-5)
+    PreciseBatchNorm(head, array_batches(codes, 5))()    # two halves: the same mean
+    np.testing.assert_allclose(bn.moving_mean.asnumpy(), one, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(one, before)
