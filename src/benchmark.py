@@ -18,7 +18,6 @@ import json
 import os
 import statistics
 import sys
-import time
 
 import mindspore as ms
 import numpy as np
@@ -30,6 +29,7 @@ from src.device import init_device
 from src.errors import ConfigError, run_main
 from src.mnist import load_split
 from src.model import build_cpc
+from src.timing import timed
 from src.trainer import build_train_cell
 
 
@@ -39,15 +39,6 @@ def _extra(parser):
     parser.add_argument("--profile_path", default="",
                         help="also run 10 steps under MindSpore's profiler, write its data here and print the "
                              "operator types that take the most time (to stderr)")
-
-
-def _timed(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
 
 
 def profile_steps(step, path, steps=10, top=12):
@@ -91,8 +82,8 @@ def main(argv=None):
     def encoder_images_per_s():
         net.set_train(False)
         encode = lambda: net.encoder(images).asnumpy()
-        _timed(encode, 2)
-        return int(images.shape[0]) / statistics.median(_timed(encode, max(5, cfg.steps // 3)))
+        timed(encode, 2)
+        return int(images.shape[0]) / statistics.median(timed(encode, max(5, cfg.steps // 3)))
 
     fresh_inference = encoder_images_per_s()  # before anything else ran in this process
     train_cell, _ = build_train_cell(net, cfg, target)
@@ -100,18 +91,18 @@ def main(argv=None):
 
     row = tuple(ms.Tensor(a) for a in source[0])  # (x, y, label), or (x, y, negatives, valid) for InfoNCE
     step = lambda: loss_value(train_cell(*row))
-    _timed(step, cfg.warmup)
-    fixed = _timed(step, cfg.steps)
+    timed(step, cfg.warmup)
+    fixed = timed(step, cfg.steps)
 
     rows = create_dataset(source, cfg.num_parallel_workers).create_tuple_iterator(num_epochs=1)
     fed_step = lambda: loss_value(train_cell(*next(rows)))
-    _timed(fed_step, cfg.warmup)
-    fed = _timed(fed_step, cfg.steps)
+    timed(fed_step, cfg.warmup)
+    fed = timed(fed_step, cfg.steps)
 
     if cfg.profile_path:
         profile_steps(step, cfg.profile_path)
 
-    generate = _timed(lambda: source.make_batch(np.random.randint(1 << 30)), max(10, cfg.steps // 2))
+    generate = timed(lambda: source.make_batch(np.random.randint(1 << 30)), max(10, cfg.steps // 2))
 
     inference = encoder_images_per_s()  # after the training steps
 

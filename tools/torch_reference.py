@@ -19,7 +19,6 @@ import json
 import os
 import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -28,6 +27,7 @@ from torch import nn  # noqa: E402
 
 from src.config import parse_config  # noqa: E402  (pure Python: no MindSpore import)
 from src.geometry import conv_geometry  # noqa: E402
+from src.timing import timed  # noqa: E402
 
 BN_EPS, BN_MOMENTUM, LEAKY_ALPHA = 1e-3, 0.01, 0.3   # PyTorch's momentum is the new value's share
 
@@ -81,15 +81,6 @@ class CPC(nn.Module):
         return (predicted * z_future).mean(-1).mean(-1, keepdim=True)
 
 
-def _timed(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
-
-
 def _extra(parser):
     parser.add_argument("--steps", type=int, default=30, help="timed training steps")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first")
@@ -113,8 +104,8 @@ def main(argv=None):
         def encode():
             with torch.inference_mode():
                 model.encoder(images)
-        _timed(encode, 2)
-        return images.shape[0] / statistics.median(_timed(encode, max(5, cfg.steps // 3)))
+        timed(encode, 2)
+        return images.shape[0] / statistics.median(timed(encode, max(5, cfg.steps // 3)))
 
     fresh_inference = encoder_images_per_s()  # before anything else ran in this process
     model.train()
@@ -126,8 +117,8 @@ def main(argv=None):
         optimizer.step()
         return loss.item()
 
-    _timed(step, cfg.warmup)
-    times = _timed(step, cfg.steps)
+    timed(step, cfg.warmup)
+    times = timed(step, cfg.steps)
 
     inference = encoder_images_per_s()  # after the training steps
     median = statistics.median(times)
