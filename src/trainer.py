@@ -152,7 +152,8 @@ def train(cfg, target, data=None):
     scorer, clock = make_scorer(net, cfg.loss), EpochClock()
     # the same training batches on every rank: all ranks compute the same statistics
     precise_bn = PreciseBatchNorm(net, sequence_batches(build_source(cfg, "train", cfg.precise_bn_batches,
-                                                                      data=train_data)))
+                                                                      data=train_data))) \
+        if cfg.precise_bn_batches else None   # 0: validate with the moving averages, as the original
     epoch_end = EpochEnd(cfg, run, net, optimizer, schedule, lambda: evaluate(net, val_source, scorer),
                          BufferSync(net, size), clock, precise_bn)
     start = time.perf_counter()

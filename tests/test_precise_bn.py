@@ -8,7 +8,7 @@ from src.config import model_hparams, parse_config
 from src.dataset import build_source
 from src.model import build_cpc
 from src.precise_bn import PreciseBatchNorm, array_batches, batch_norm_layers, sequence_batches
-from tests.conftest import TINY
+from tests.conftest import TINY, run_entry
 
 
 def _net_and_sources(fast_conv):
@@ -79,3 +79,19 @@ def test_array_batches_and_no_batches(ms_cpu):
     PreciseBatchNorm(head, array_batches(codes, 5))()    # two halves: the same mean
     np.testing.assert_allclose(bn.moving_mean.asnumpy(), one, rtol=1e-5, atol=1e-6)
     assert not np.allclose(one, before)
+
+
+def test_training_validates_with_moving_averages_when_switched_off(tmp_path):
+    """precise_bn_batches 0 (the original's behaviour) trains and validates; the first epoch's
+    training is the same as with PreciseBN (training never reads the moving statistics)."""
+    import json
+    losses = []
+    for batches in (0, 2):
+        out = tmp_path / f"run{batches}"
+        proc = run_entry(["train.py", "--config_path", TINY, "--device_target", "CPU", "--epoch_size", "1",
+                          "--steps_per_epoch", "20", "--precise_bn_batches", str(batches), "--output_path", str(out)])
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        metrics = json.loads((out / "metrics.json").read_text())
+        losses.append(metrics["step_losses"])
+        assert len(metrics["history"]) == 1
+    assert losses[0] == losses[1]
