@@ -21,7 +21,7 @@ from mindspore.common.initializer import XavierUniform, initializer
 from src.geometry import KERNEL, STRIDE, conv_geometry
 
 
-def conv_form(fast, input_grad=True):
+def conv_form(fast):
     """'native' (device conv2d, NCHW), 'kernel' (compiled im2col, NHWC out; needs NHWC input unless it
     is the first layer) or 'gather' (MindSpore Gather im2col, NCHW in and out)."""
     if not fast:
@@ -162,7 +162,7 @@ class Conv3x3S2(nn.Cell):
         self.fast, self.pad_mode = fast, padding
         self.in_channels, self.out_channels = in_channels, out_channels
         self.out_size = conv_geometry(in_size, padding)[0]
-        self.form = conv_form(fast, input_grad)
+        self.form = conv_form(fast)
         self.channels_first = self.form == "gather" and not input_grad
         if self.form == "kernel":
             self.core = _KernelConv(in_size, padding, input_grad)

@@ -95,6 +95,37 @@ inline void GradInput(const float *__restrict xr, const float *__restrict dr, fl
   }
 }
 
+// Per-channel totals (two of them) over rows [0, m): row(r, a, b) adds row r's contributions into
+// the float partials a[C], b[C]; partials are folded into doubles every kBlock rows, and the
+// threads' doubles are added in thread order, so the result is the same on every run.
+template <typename Row>
+std::vector<double> ChannelSums(int64_t m, int64_t c, Row row) {
+  const int threads = NumThreads();
+  std::vector<double> sums(static_cast<size_t>(threads) * 2 * c, 0.0);
+  ParallelFor(m, 4096, [&](int64_t b, int64_t e, int t) {
+    double *s1 = sums.data() + static_cast<size_t>(t) * 2 * c, *s2 = s1 + c;
+    std::vector<float> p1(c), p2(c);
+    for (int64_t r0 = b; r0 < e; r0 += kBlock) {
+      std::fill(p1.begin(), p1.end(), 0.f);
+      std::fill(p2.begin(), p2.end(), 0.f);
+      const int64_t r1 = std::min(e, r0 + kBlock);
+      for (int64_t r = r0; r < r1; ++r) row(r, p1.data(), p2.data());
+      for (int64_t j = 0; j < c; ++j) {
+        s1[j] += p1[j];
+        s2[j] += p2[j];
+      }
+    }
+  });
+  std::vector<double> total(2 * c, 0.0);
+  for (int64_t j = 0; j < c; ++j) {
+    for (int t = 0; t < threads; ++t) {
+      total[j] += sums[static_cast<size_t>(t) * 2 * c + j];
+      total[c + j] += sums[static_cast<size_t>(t) * 2 * c + c + j];
+    }
+  }
+  return total;
+}
+
 }  // namespace
 
 extern "C" int BnLeakyTrain(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
@@ -108,33 +139,13 @@ extern "C" int BnLeakyTrain(int nparam, void **params, int *ndims, int64_t **sha
   float *var_out = static_cast<float *>(params[6]);
   const int64_t m = shapes[0][0], c = shapes[0][1];
   const float eps = consts[0], alpha = consts[1];
-  const int threads = NumThreads();
   // sums of (x - shift) and (x - shift)^2, shift = the first row (keeps the one-pass variance accurate)
-  std::vector<double> sums(static_cast<size_t>(threads) * 2 * c, 0.0);
-  ParallelFor(m, 4096, [&](int64_t b, int64_t e, int t) {
-    double *s1 = sums.data() + static_cast<size_t>(t) * 2 * c, *s2 = s1 + c;
-    std::vector<float> p1(c), p2(c);
-    for (int64_t r0 = b; r0 < e; r0 += kBlock) {
-      std::fill(p1.begin(), p1.end(), 0.f);
-      std::fill(p2.begin(), p2.end(), 0.f);
-      const int64_t r1 = std::min(e, r0 + kBlock);
-      for (int64_t r = r0; r < r1; ++r) {
-        ShiftedSums(x + r * c, x, p1.data(), p2.data(), c);
-      }
-      for (int64_t j = 0; j < c; ++j) {
-        s1[j] += p1[j];
-        s2[j] += p2[j];
-      }
-    }
+  const std::vector<double> sums = ChannelSums(m, c, [&](int64_t r, float *p1, float *p2) {
+    ShiftedSums(x + r * c, x, p1, p2, c);
   });
   std::vector<float> scale(c), shift(c);
   for (int64_t j = 0; j < c; ++j) {
-    double s1 = 0, s2 = 0;
-    for (int t = 0; t < threads; ++t) {
-      s1 += sums[static_cast<size_t>(t) * 2 * c + j];
-      s2 += sums[static_cast<size_t>(t) * 2 * c + c + j];
-    }
-    double dm = s1 / m, var = std::max(0.0, s2 / m - dm * dm);
+    double dm = sums[j] / m, var = std::max(0.0, sums[c + j] / m - dm * dm);
     double mean = x[j] + dm;
     mean_out[j] = static_cast<float>(mean);
     var_out[j] = static_cast<float>(var);
@@ -194,32 +205,13 @@ extern "C" int BnLeakyGrad(int nparam, void **params, int *ndims, int64_t **shap
     scale[j] = gamma[j] * inv[j];
     shift[j] = beta[j] - mean[j] * scale[j];
   }
-  const int threads = NumThreads();
-  // g = dy * leaky'(z); sums of g and g * xhat per channel
-  std::vector<double> sums(static_cast<size_t>(threads) * 2 * c, 0.0);
-  ParallelFor(m, 4096, [&](int64_t b, int64_t e, int t) {
-    double *sg = sums.data() + static_cast<size_t>(t) * 2 * c, *sgx = sg + c;
-    std::vector<float> pg(c), pgx(c);
-    for (int64_t r0 = b; r0 < e; r0 += kBlock) {
-      std::fill(pg.begin(), pg.end(), 0.f);
-      std::fill(pgx.begin(), pgx.end(), 0.f);
-      const int64_t r1 = std::min(e, r0 + kBlock);
-      for (int64_t r = r0; r < r1; ++r) {
-        GradSums(x + r * c, dy + r * c, scale.data(), shift.data(), mean, pg.data(), pgx.data(), c, alpha);
-      }
-      for (int64_t j = 0; j < c; ++j) {
-        sg[j] += pg[j];
-        sgx[j] += pgx[j];
-      }
-    }
+  // g = dy * leaky'(z); sums of g and g * (x - mean) per channel
+  const std::vector<double> sums = ChannelSums(m, c, [&](int64_t r, float *pg, float *pgx) {
+    GradSums(x + r * c, dy + r * c, scale.data(), shift.data(), mean, pg, pgx, c, alpha);
   });
   std::vector<float> k1(c), k2(c), k3(c);
   for (int64_t j = 0; j < c; ++j) {
-    double sg = 0, sgx = 0;
-    for (int t = 0; t < threads; ++t) {
-      sg += sums[static_cast<size_t>(t) * 2 * c + j];
-      sgx += sums[static_cast<size_t>(t) * 2 * c + c + j];
-    }
+    const double sg = sums[j], sgx = sums[c + j];
     dbeta[j] = static_cast<float>(sg);
     dgamma[j] = static_cast<float>(sgx * inv[j]);
     // dx = gamma*inv * (g - sg/m - xhat * sum(g*xhat)/m), xhat = (x - mean) * inv

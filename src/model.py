@@ -45,6 +45,15 @@ def batch_norm_parameters(num_features):
             "gamma": param(1.0, "gamma", True), "beta": param(0.0, "beta", True)}
 
 
+def update_moving_statistics(layer, mean, var, count):
+    """moving = momentum * moving + (1 - momentum) * batch, with the unbiased batch variance (as
+    nn.BatchNorm); mean and var: the biased batch statistics over `count` values per channel."""
+    keep = layer.momentum
+    ops.assign(layer.moving_mean, layer.moving_mean * keep + ops.stop_gradient(mean) * (1 - keep))
+    ops.assign(layer.moving_variance, layer.moving_variance * keep
+               + ops.stop_gradient(var) * (count / (count - 1) * (1 - keep)))
+
+
 class FastBatchNorm1d(nn.Cell):
     """nn.BatchNorm1d written out in elementwise ops, with the same parameters and names (gamma,
     beta, moving_mean, moving_variance) and the same semantics: batch statistics in training
@@ -64,11 +73,7 @@ class FastBatchNorm1d(nn.Cell):
             mean = x.mean(0)
             centred = x - mean
             var = (centred * centred).mean(0)
-            count = x.shape[0]
-            keep = self.momentum
-            ops.assign(self.moving_mean, self.moving_mean * keep + ops.stop_gradient(mean) * (1 - keep))
-            ops.assign(self.moving_variance, self.moving_variance * keep
-                       + ops.stop_gradient(var) * (count / (count - 1) * (1 - keep)))
+            update_moving_statistics(self, mean, var, x.shape[0])
             return centred * (ops.rsqrt(var + self.eps) * self.gamma) + self.beta
         return (x - self.moving_mean) * (ops.rsqrt(self.moving_variance + self.eps) * self.gamma) + self.beta
 
@@ -94,11 +99,7 @@ class BatchNormLeakyReLU2d(nn.Cell):
         flat = x.reshape(-1, shape[-1])
         if self.training:
             y, mean, var = self.train_kernel(flat, self.gamma, self.beta)
-            count = flat.shape[0]
-            keep = self.momentum
-            ops.assign(self.moving_mean, self.moving_mean * keep + ops.stop_gradient(mean) * (1 - keep))
-            ops.assign(self.moving_variance, self.moving_variance * keep
-                       + ops.stop_gradient(var) * (count / (count - 1) * (1 - keep)))
+            update_moving_statistics(self, mean, var, flat.shape[0])
         else:
             y = self.infer_kernel(flat, self.gamma, self.beta, self.moving_mean, self.moving_variance)
         return y.reshape(shape)

@@ -151,9 +151,10 @@ def train(cfg, target, data=None):
     val_source = build_source(cfg, "val", cfg.val_steps, data=val_data)
     scorer, clock = make_scorer(net, cfg.loss), EpochClock()
     # the same training batches on every rank: all ranks compute the same statistics
-    precise_bn = PreciseBatchNorm(net, sequence_batches(build_source(cfg, "train", cfg.precise_bn_batches,
-                                                                      data=train_data))) \
-        if cfg.precise_bn_batches else None   # 0: validate with the moving averages, as the original
+    precise_bn = None  # precise_bn_batches 0: validate with the moving averages, as the original
+    if cfg.precise_bn_batches:
+        calibration = build_source(cfg, "train", cfg.precise_bn_batches, data=train_data)
+        precise_bn = PreciseBatchNorm(net, sequence_batches(calibration))
     epoch_end = EpochEnd(cfg, run, net, optimizer, schedule, lambda: evaluate(net, val_source, scorer),
                          BufferSync(net, size), clock, precise_bn)
     start = time.perf_counter()
