@@ -26,10 +26,10 @@ from src.config import model_hparams, parse_config
 from src.conv import use_fast_conv
 from src.dataset import build_source, create_dataset
 from src.device import init_device
-from src.errors import ConfigError, run_main
+from src.errors import run_main
 from src.mnist import load_split
 from src.model import build_cpc
-from src.timing import timed
+from src.timing import check_counts, timed
 from src.trainer import build_train_cell
 
 
@@ -70,8 +70,7 @@ def loss_value(output):
 
 def main(argv=None):
     cfg = parse_config(argv, description="Benchmark the CPC training step", extra_args=_extra)
-    if cfg.steps < 1 or cfg.warmup < 0:
-        raise ConfigError("--steps must be >= 1 and --warmup >= 0")
+    check_counts(cfg.steps, cfg.warmup)
     target = init_device(cfg)
     data = load_split(cfg.data_path, "train")
     source = build_source(cfg, "train", cfg.warmup + cfg.steps, data=data)

@@ -2,6 +2,8 @@
 the reference imports it without MindSpore)."""
 import time
 
+from src.errors import ConfigError
+
 
 def timed(fn, repeats):
     """Seconds of each of `repeats` calls of fn()."""
@@ -11,3 +13,9 @@ def timed(fn, repeats):
         fn()
         times.append(time.perf_counter() - start)
     return times
+
+
+def check_counts(steps, warmup):
+    """The timed and untimed step counts of a benchmark, or ConfigError (one line)."""
+    if steps < 1 or warmup < 0:
+        raise ConfigError("--steps must be >= 1 and --warmup >= 0")

@@ -35,3 +35,10 @@ def test_benchmark_prints_both_frameworks_and_their_ratio(tmp_path):
     for key in ("images_per_s", "images_per_s_fresh"):
         ratio_key = key.replace("images_per_s", "encoder_images_per_s") + "_ratio"
         np.testing.assert_allclose(ratio[ratio_key], mindspore[key] / reference[key], atol=1e-3)
+
+
+def test_reference_rejects_bad_input_in_one_line():
+    for args, message in ((["--config_path", "missing.yaml"], "config file not found"),
+                          (["--config_path", TINY, "--steps", "0"], "--steps must be >= 1")):
+        proc = run_entry(["tools/torch_reference.py"] + args)
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr

@@ -22,12 +22,16 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import torch  # noqa: E402  (optional dependency of this tool only)
-from torch import nn  # noqa: E402
+try:
+    import torch  # optional dependency of this tool only
+    from torch import nn
+except ImportError:
+    sys.exit("error: tools/torch_reference.py needs PyTorch (pip install torch, the CPU build)")
 
 from src.config import parse_config  # noqa: E402  (pure Python: no MindSpore import)
+from src.errors import run_main  # noqa: E402
 from src.geometry import conv_geometry  # noqa: E402
-from src.timing import timed  # noqa: E402
+from src.timing import check_counts, timed  # noqa: E402
 
 BN_EPS, BN_MOMENTUM, LEAKY_ALPHA = 1e-3, 0.01, 0.3   # PyTorch's momentum is the new value's share
 
@@ -88,6 +92,7 @@ def _extra(parser):
 
 def main(argv=None):
     cfg = parse_config(argv, description="PyTorch reference of the CPC training step", extra_args=_extra)
+    check_counts(cfg.steps, cfg.warmup)
     torch.manual_seed(cfg.seed)
     model = CPC(cfg)
     optimizer = torch.optim.Adam(model.parameters(), cfg.learning_rate)
@@ -131,4 +136,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)
