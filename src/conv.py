@@ -18,7 +18,7 @@ import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import XavierUniform, initializer
 
-from src.geometry import KERNEL, STRIDE, conv_geometry
+from src.geometry import KERNEL, STRIDE, border_mean_weights, conv_geometry
 
 
 def conv_form(fast):
@@ -126,13 +126,15 @@ class _GatherConvFirst(nn.Cell):
 
 class _KernelConv(nn.Cell):
     """x [N, S, S, Cin] (first layer: [N, Cin, S, S]), w9 [9*Cin, Cout] -> NHWC [N, So, So, Cout]:
-    compiled im2col -> one matmul; backward dW = patches^T dY, dX = col2im(dY W^T)."""
+    compiled im2col -> one matmul; backward dW = patches^T dY, dX = col2im(dY W^T). contrast (first
+    layer only): the input-contrast layer applied inside the im2col (src/kernels.py)."""
 
-    def __init__(self, size, padding, input_grad):
+    def __init__(self, size, padding, input_grad, contrast=False):
         super().__init__()
         from src.kernels import Col2im, Im2col
         self.out, taps, readers, _ = gather_tables(size, padding)
-        self.im2col = Im2col(taps, channels_last=input_grad)
+        self.im2col = Im2col(taps, channels_last=input_grad,
+                             background_weights=border_mean_weights(size) if contrast else None)
         self.col2im = Col2im(taps, readers, size) if input_grad else None
         self.matmul_ta = ops.MatMul(transpose_a=True)
         self.matmul_tb = ops.MatMul(transpose_b=True)
@@ -153,9 +155,10 @@ class Conv3x3S2(nn.Cell):
 
     fast=True: a CPU form (needs the input size up front for its index tables): `form` 'kernel'
     (compiled, NHWC output, NHWC input except for the first layer) or 'gather';
-    input_grad=False skips the input gradient (first layer)."""
+    input_grad=False skips the input gradient (first layer). contrast=True (first layer, 'kernel'
+    form only): the input-contrast layer runs inside the im2col; `contrast` says whether it does."""
 
-    def __init__(self, in_channels, out_channels, in_size, padding, fast, input_grad=True):
+    def __init__(self, in_channels, out_channels, in_size, padding, fast, input_grad=True, contrast=False):
         super().__init__()
         self.weight = Parameter(initializer(XavierUniform(), (out_channels, in_channels, KERNEL, KERNEL)),
                                 name="weight")
@@ -164,8 +167,9 @@ class Conv3x3S2(nn.Cell):
         self.out_size = conv_geometry(in_size, padding)[0]
         self.form = conv_form(fast)
         self.channels_first = self.form == "gather" and not input_grad
+        self.contrast = contrast and self.form == "kernel" and not input_grad
         if self.form == "kernel":
-            self.core = _KernelConv(in_size, padding, input_grad)
+            self.core = _KernelConv(in_size, padding, input_grad, self.contrast)
         elif self.channels_first:
             self.core = _GatherConvFirst(in_size, padding)
         elif fast:

@@ -8,7 +8,8 @@
 //   BnLeakyGrad   dy[M,C], x[M,C], gamma, beta, mean, var, consts -> dx[M,C], dgamma[C], dbeta[C]
 //   BnLeakyInfer  x[M,C], gamma, beta, mean, var, consts -> y[M,C] (moving statistics)
 //   Im2colNhwc    x[N,H,W,C], taps[P,9] int32 -> patches[N*P, 9*C]   (Im2colNchw: x[N,C,H,W])
-//   ContrastNchw  x[N,C,H,W], background[N*C] -> |x - background| - 1
+//   ContrastIm2colNchw  x[N,C,H,W], background[N*C], taps[P,9] -> the patches of |x - background| - 1
+//                 (the input-contrast layer fused into the first layer's im2col)
 //   Col2imNhwc    dpatches[N*P, 9*C], taps[P,9], readers[H*W,4] int32 -> dx[N,H,W,C]
 // Work is split over the process's CPUs (at most 16) in contiguous row ranges; sums are taken in
 // float per block of rows and folded into doubles in a fixed order, so results do not vary run to run.
@@ -230,20 +231,15 @@ extern "C" int BnLeakyGrad(int nparam, void **params, int *ndims, int64_t **shap
 
 // im2col of the 3x3 convolution: patches[n*P + o, k*C + ch] = x[n, taps[o, k], ch], 0 where
 // taps[o, k] == H*W (a padded tap). Im2colNhwc reads x[N,H,W,C], Im2colNchw reads x[N,C,H,W].
+// With a background [N*C] (NCHW only) each read value is |x - background| - 1.
 template <bool kChannelsLast>
-int Im2col(int nparam, void **params, int *ndims, int64_t **shapes) {
-  if (nparam != 3 || ndims[0] != 4 || ndims[1] != 2 || shapes[1][1] != 9) return 1;
-  const float *x = static_cast<const float *>(params[0]);
-  const int32_t *taps = static_cast<const int32_t *>(params[1]);
-  float *patches = static_cast<float *>(params[2]);
-  const int64_t n = shapes[0][0];
-  const int64_t c = kChannelsLast ? shapes[0][3] : shapes[0][1];
-  const int64_t hw = shapes[0][1] * shapes[0][2] * shapes[0][3] / c;
-  const int64_t p = shapes[1][0];
+void Im2col(const float *x, const float *background, const int32_t *taps, float *patches, int64_t n, int64_t c,
+            int64_t hw, int64_t p) {
   ParallelFor(n * p, 64, [&](int64_t b, int64_t e, int) {
     for (int64_t row = b; row < e; ++row) {
       const int64_t image = row / p, o = row % p;
       const float *src = x + image * hw * c;
+      const float *bg = background ? background + image * c : nullptr;
       float *dst = patches + row * 9 * c;
       for (int64_t k = 0; k < 9; ++k, dst += c) {
         const int32_t pixel = taps[o * 9 + k];
@@ -251,40 +247,42 @@ int Im2col(int nparam, void **params, int *ndims, int64_t **shapes) {
           std::memset(dst, 0, sizeof(float) * c);
         } else if (kChannelsLast) {
           std::memcpy(dst, src + pixel * c, sizeof(float) * c);
+        } else if (bg) {
+          for (int64_t ch = 0; ch < c; ++ch) dst[ch] = std::fabs(src[ch * hw + pixel] - bg[ch]) - 1.f;
         } else {
           for (int64_t ch = 0; ch < c; ++ch) dst[ch] = src[ch * hw + pixel];
         }
       }
     }
   });
+}
+
+// x (4-D, inputs[0]) and taps (inputs[last]) -> patches; channels from dim 3 (NHWC) or 1 (NCHW).
+template <bool kChannelsLast>
+int Im2colCall(int nparam, void **params, int *ndims, int64_t **shapes, bool contrast) {
+  const int taps_at = contrast ? 2 : 1;
+  if (nparam != taps_at + 2 || ndims[0] != 4 || ndims[taps_at] != 2 || shapes[taps_at][1] != 9) return 1;
+  const int64_t n = shapes[0][0];
+  const int64_t c = kChannelsLast ? shapes[0][3] : shapes[0][1];
+  if (contrast && (ndims[1] != 1 || shapes[1][0] != n * c)) return 1;
+  Im2col<kChannelsLast>(static_cast<const float *>(params[0]),
+                        contrast ? static_cast<const float *>(params[1]) : nullptr,
+                        static_cast<const int32_t *>(params[taps_at]), static_cast<float *>(params[taps_at + 1]), n,
+                        c, shapes[0][1] * shapes[0][2] * shapes[0][3] / c, shapes[taps_at][0]);
   return 0;
 }
 
 extern "C" int Im2colNhwc(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
-  return Im2col<true>(nparam, params, ndims, shapes);
+  return Im2colCall<true>(nparam, params, ndims, shapes, false);
 }
 
 extern "C" int Im2colNchw(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
-  return Im2col<false>(nparam, params, ndims, shapes);
+  return Im2colCall<false>(nparam, params, ndims, shapes, false);
 }
 
-// The input-contrast layer in one pass: y[n, ch] = |x[n, ch] - background[n*C + ch]| - 1 over the
-// H*W pixels of each image and channel. x[N,C,H,W], background[N*C] -> y[N,C,H,W].
-extern "C" int ContrastNchw(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
-  if (nparam != 3 || ndims[0] != 4 || ndims[1] != 1 || shapes[1][0] != shapes[0][0] * shapes[0][1]) return 1;
-  const float *x = static_cast<const float *>(params[0]);
-  const float *background = static_cast<const float *>(params[1]);
-  float *y = static_cast<float *>(params[2]);
-  const int64_t planes = shapes[0][0] * shapes[0][1], hw = shapes[0][2] * shapes[0][3];
-  ParallelFor(planes, 16, [&](int64_t b, int64_t e, int) {
-    for (int64_t plane = b; plane < e; ++plane) {
-      const float *__restrict in = x + plane * hw;
-      float *__restrict out = y + plane * hw;
-      const float bg = background[plane];
-      for (int64_t i = 0; i < hw; ++i) out[i] = std::fabs(in[i] - bg) - 1.f;
-    }
-  });
-  return 0;
+extern "C" int ContrastIm2colNchw(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *,
+                                  void *) {
+  return Im2colCall<false>(nparam, params, ndims, shapes, true);
 }
 
 // col2im, the input gradient: dx[n, pixel, ch] = sum of dpatches[n*P*9 + r, ch] over the (at most 4)

@@ -1,5 +1,7 @@
 """The encoder's geometry: output sizes of its 3x3 stride-2 convolutions (pure Python, no MindSpore,
-so the configuration check and the Keras importer use the same formula as the network)."""
+so the configuration check and the Keras importer use the same formula as the network), and the
+border frame the input-contrast layer takes its background from."""
+import numpy as np
 
 KERNEL, STRIDE = 3, 2
 
@@ -20,3 +22,11 @@ def encoder_output_size(image_size, padding, layers=4):
         if n < 1:
             return 0
     return n
+
+
+def border_mean_weights(image_size):
+    """[S*S, 1] weights averaging an image's border frame (MNIST digits never touch it)."""
+    width = max(1, image_size // 16)
+    mask = np.ones((image_size, image_size), np.float32)
+    mask[width:-width, width:-width] = 0
+    return (mask / mask.sum()).reshape(-1, 1)

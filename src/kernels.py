@@ -121,35 +121,32 @@ class BatchNormLeakyInfer(nn.Cell):
 
 class Im2col(nn.Cell):
     """x [N, H, W, C] (channels_last) or [N, C, H, W] -> patches [N*P, 9*C] for the tap table [P, 9];
-    no gradient (the convolution's backward is written out in src/conv.py)."""
+    no gradient (the convolution's backward is written out in src/conv.py).
 
-    def __init__(self, taps, channels_last):
+    background_weights [H*W, 1] (NCHW only): the input-contrast layer (src/model.py, InputContrast)
+    fused in: each image's and channel's background is x . weights (the same matmul as the layer's),
+    and the patches hold |x - background| - 1, so the contrasted image is never written."""
+
+    def __init__(self, taps, channels_last, background_weights=None):
         super().__init__()
         self.taps = Tensor(np.ascontiguousarray(taps, np.int32))
+        self.weights = None if background_weights is None else Tensor(background_weights)
         outputs = taps.shape[0]
 
-        def shape(x, _):
+        def shape(x, *_):
             channels = x[3] if channels_last else x[1]
             return (x[0] * outputs, 9 * channels)
-        self.op = _op("Im2colNhwc" if channels_last else "Im2colNchw", shape, lambda x, _: x)
+        if self.weights is None:
+            self.op = _op("Im2colNhwc" if channels_last else "Im2colNchw", shape, lambda x, _: x)
+        else:
+            self.op = _op("ContrastIm2colNchw", shape, lambda x, *_: x)
 
     def construct(self, x):
-        return self.op(x, self.taps)
-
-
-class Contrast(nn.Cell):
-    """x [N, C, H, W], background [N*C] -> |x - background| - 1 in one pass (the input-contrast
-    layer); the images need no gradient."""
-
-    def __init__(self):
-        super().__init__()
-        self.op = _op("ContrastNchw", lambda x, _: x, lambda x, _: x)
-
-    def construct(self, x, background):
-        return self.op(x, background)
-
-    def bprop(self, x, background, out, dout):
-        return ops.zeros_like(x), ops.zeros_like(background)
+        if self.weights is None:
+            return self.op(x, self.taps)
+        n, c, h, w = x.shape
+        background = ops.matmul(x.reshape(n * c, h * w), self.weights).reshape(-1)
+        return self.op(x, background, self.taps)
 
 
 class Col2im(nn.Cell):

@@ -10,7 +10,7 @@ from mindspore import Parameter, Tensor, nn, ops
 
 from src.config import ENCODER_DEFAULTS, ENCODER_SHAPE_KEYS
 from src.conv import Conv3x3S2
-from src.geometry import conv_geometry, encoder_output_size
+from src.geometry import border_mean_weights, conv_geometry, encoder_output_size
 
 ENCODER_CHANNELS = ENCODER_DEFAULTS["encoder_channels"]  # the defaults; model keys encoder_channels/_hidden/_layers
 ENCODER_HIDDEN = ENCODER_DEFAULTS["encoder_hidden"]
@@ -122,9 +122,10 @@ class ConvBlock(nn.Cell):
     'kernel') input and output are channels-last and BatchNorm + LeakyReLU is one fused Cell, `bn`
     (the same parameter names as nn.BatchNorm2d); otherwise NCHW."""
 
-    def __init__(self, in_channels, in_size, padding, fast_conv, input_grad=True, out_channels=ENCODER_CHANNELS):
+    def __init__(self, in_channels, in_size, padding, fast_conv, input_grad=True, out_channels=ENCODER_CHANNELS,
+                 contrast=False):
         super().__init__()
-        self.conv = Conv3x3S2(in_channels, out_channels, in_size, padding, fast_conv, input_grad)
+        self.conv = Conv3x3S2(in_channels, out_channels, in_size, padding, fast_conv, input_grad, contrast)
         self.channels_last = self.conv.form == "kernel"
         if self.channels_last:
             self.bn = BatchNormLeakyReLU2d(out_channels, BN_EPS, BN_MOMENTUM, LEAKY_ALPHA)
@@ -140,14 +141,6 @@ class ConvBlock(nn.Cell):
         return self.act(self.bn(self.conv(x)))
 
 
-def border_mean_weights(image_size):
-    """[S*S, 1] weights averaging an image's border frame (MNIST digits never touch it)."""
-    width = max(1, image_size // 16)
-    mask = np.ones((image_size, image_size), np.float32)
-    mask[width:-width, width:-width] = 0
-    return (mask / mask.sum()).reshape(-1, 1)
-
-
 class InputContrast(nn.Cell):
     """x -> |x - background| - 1 per image and channel, background = the mean of the border frame.
 
@@ -158,21 +151,14 @@ class InputContrast(nn.Cell):
     the deviation from the background is the digit in every image. On grey MNIST (background -1)
     this is the identity."""
 
-    def __init__(self, image_size, compiled=False):
+    def __init__(self, image_size):
         super().__init__()
         self.weights = Tensor(border_mean_weights(image_size))
-        if compiled:  # the compiled CPU kernel: one pass instead of four (src/kernels.py)
-            from src.kernels import Contrast
-            self.kernel = Contrast()
-        else:
-            self.kernel = None
 
     def construct(self, x):
         n, c, h, w = x.shape
         flat = x.reshape(n * c, h * w)
         background = ops.matmul(flat, self.weights)                       # [N*C, 1]
-        if self.kernel is not None:
-            return self.kernel(x, background.reshape(-1))
         return (ops.abs(flat - background) - 1.0).reshape(n, c, h, w)
 
 
@@ -192,11 +178,13 @@ class Encoder(nn.Cell):
         for i in range(layers):
             # the first layer's input is the image itself: its gradient is never needed
             blocks.append(ConvBlock(channels if i == 0 else width, size, padding, fast_conv,
-                                    input_grad=i > 0, out_channels=width))
+                                    input_grad=i > 0, out_channels=width, contrast=input_contrast and i == 0))
             size = conv_geometry(size, padding)[0]
         self.blocks = nn.SequentialCell(blocks)
         self.channels_last = blocks[-1].channels_last  # the compiled CPU form: NHWC between blocks
-        self.contrast = InputContrast(image_size, self.channels_last) if input_contrast else None
+        # the compiled CPU form applies the input contrast inside the first im2col (src/kernels.py)
+        fused = blocks[0].conv.contrast
+        self.contrast = InputContrast(image_size) if input_contrast and not fused else None
         self.flatten = nn.Flatten()
         self.dense = nn.Dense(width * size * size, hidden, weight_init="XavierUniform")
         self.bn = batch_norm_1d(hidden, fast_conv)

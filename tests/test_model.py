@@ -105,10 +105,32 @@ def test_input_contrast_is_identity_on_grey_and_sign_invariant(ms_cpu):
     a, b = contrast(ms.Tensor(darker)).asnumpy(), contrast(ms.Tensor(brighter)).asnumpy()
     np.testing.assert_allclose(a, b, atol=1e-5)
     np.testing.assert_allclose(a, ink - 1, atol=1e-5)
-    compiled = InputContrast(64, compiled=True)   # the one-pass CPU kernel: the same function
-    for images in (darker, brighter, rng.uniform(-1, 1, (6, 3, 64, 64)).astype(np.float32)):
-        np.testing.assert_allclose(compiled(ms.Tensor(images)).asnumpy(), contrast(ms.Tensor(images)).asnumpy(),
-                                   atol=1e-6)
+
+
+@pytest.mark.parametrize("size, padding", [(64, "valid"), (31, "same")])
+def test_contrast_fused_into_first_im2col(ms_cpu, size, padding):
+    """The compiled CPU form runs the input-contrast layer inside the first layer's im2col: the same
+    outputs and weight gradients as InputContrast followed by nn.Conv2d; the encoder then has no
+    separate contrast Cell, and the other forms keep it."""
+    from src import kernels
+    from src.model import InputContrast
+    assert kernels.available()
+    fused = Conv3x3S2(3, 64, size, padding, fast=True, input_grad=False, contrast=True)
+    assert fused.contrast and fused.form == "kernel"
+    assert not Conv3x3S2(3, 64, size, padding, fast=False, input_grad=False, contrast=True).contrast
+    ref = nn.SequentialCell([InputContrast(size), nn.Conv2d(3, 64, 3, stride=2, pad_mode=padding, has_bias=False)])
+    ref[1].weight.set_data(fused.weight.data)
+    rng = np.random.default_rng(0)
+    x = ms.Tensor(rng.uniform(-1, 1, (6, 3, size, size)).astype(np.float32))
+    out = fused(x).asnumpy().transpose(0, 3, 1, 2)
+    np.testing.assert_allclose(out, ref(x).asnumpy(), atol=1e-4)
+    sens = rng.standard_normal(out.shape).astype(np.float32)
+    dw = ms.grad(_Weighted(fused, ms.Tensor(sens.transpose(0, 2, 3, 1))), grad_position=None,
+                 weights=[fused.weight])(x)[0].asnumpy()
+    dw_ref = ms.grad(_Weighted(ref, ms.Tensor(sens)), grad_position=None, weights=[ref[1].weight])(x)[0].asnumpy()
+    np.testing.assert_allclose(dw / np.abs(dw_ref).max(), dw_ref / np.abs(dw_ref).max(), atol=1e-5)
+    assert Encoder(64, 3, 8, "valid", fast_conv=True, input_contrast=True).contrast is None
+    assert Encoder(64, 3, 8, "valid", fast_conv=False, input_contrast=True).contrast is not None
 
 
 def test_fast_cpu_layers_match_mindspore_layers(ms_cpu):
