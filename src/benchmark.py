@@ -97,6 +97,7 @@ def main(argv=None):
     fed_step = lambda: loss_value(train_cell(*next(rows)))
     timed(fed_step, cfg.warmup)
     fed = timed(fed_step, cfg.steps)
+    rows.stop()  # its workers would go on prefetching batches beside the timings below
 
     if cfg.profile_path:
         profile_steps(step, cfg.profile_path)
