@@ -6,7 +6,8 @@ Prints one JSON line: step_ms_median / step_ms_min / samples_per_s of the traini
 pre-generated batch; fed_step_ms_median and feed_overhead_pct of the same step fed from the real
 GeneratorDataset pipeline; data_sequences_per_s of the sequence generator on one worker;
 images_per_s of the encoder in inference mode after the training steps, images_per_s_fresh the
-same measured first, in a process that has run nothing else; device_target, mindspore_version and encoder_form
+same measured first, in a process that has run nothing else (each from the median call, and
+*_best from the fastest); device_target, mindspore_version and encoder_form
 (kernel: the compiled CPU kernels; gather: MindSpore's ops, CPC_CPU_KERNELS=0 or no compiler;
 native: the device's conv2d).
 --profile_path DIR also profiles 10 steps with mindspore.Profiler and prints the top operator types.
@@ -29,7 +30,7 @@ from src.device import init_device
 from src.errors import run_main
 from src.mnist import load_split
 from src.model import build_cpc
-from src.timing import check_counts, timed
+from src.timing import check_counts, inference_repeats, throughput, timed
 from src.trainer import build_train_cell
 
 
@@ -81,8 +82,7 @@ def main(argv=None):
     def encoder_images_per_s():
         net.set_train(False)
         encode = lambda: net.encoder(images).asnumpy()
-        timed(encode, 2)
-        return int(images.shape[0]) / statistics.median(timed(encode, max(5, cfg.steps // 3)))
+        return throughput(encode, int(images.shape[0]), inference_repeats(cfg.steps))
 
     fresh_inference = encoder_images_per_s()  # before anything else ran in this process
     train_cell, _ = build_train_cell(net, cfg, target)
@@ -118,7 +118,8 @@ def main(argv=None):
         "fed_step_ms_median": round(1000 * fed_median, 2),
         "feed_overhead_pct": round(100 * (fed_median / median - 1), 1),
         "data_sequences_per_s": round(cfg.batch_size / statistics.median(generate), 1),
-        "images_per_s": round(inference, 1), "images_per_s_fresh": round(fresh_inference, 1),
+        "images_per_s": round(inference[0], 1), "images_per_s_best": round(inference[1], 1),
+        "images_per_s_fresh": round(fresh_inference[0], 1), "images_per_s_fresh_best": round(fresh_inference[1], 1),
         "num_parallel_workers": cfg.num_parallel_workers}))
 
 
