@@ -229,6 +229,12 @@ extern "C" int BnLeakyGrad(int nparam, void **params, int *ndims, int64_t **shap
   return 0;
 }
 
+// dst[ch] = |src[ch * hw] - bg[ch]| - 1: one pixel's channels of a contrasted NCHW image.
+inline void ContrastCopy(float *__restrict dst, const float *__restrict src, const float *__restrict bg, int64_t c,
+                         int64_t hw) {
+  for (int64_t ch = 0; ch < c; ++ch) dst[ch] = std::fabs(src[ch * hw] - bg[ch]) - 1.f;
+}
+
 // im2col of the 3x3 convolution: patches[n*P + o, k*C + ch] = x[n, taps[o, k], ch], 0 where
 // taps[o, k] == H*W (a padded tap). Im2colNhwc reads x[N,H,W,C], Im2colNchw reads x[N,C,H,W].
 // With a background [N*C] (NCHW only) each read value is |x - background| - 1.
@@ -248,7 +254,7 @@ void Im2col(const float *x, const float *background, const int32_t *taps, float 
         } else if (kChannelsLast) {
           std::memcpy(dst, src + pixel * c, sizeof(float) * c);
         } else if (bg) {
-          for (int64_t ch = 0; ch < c; ++ch) dst[ch] = std::fabs(src[ch * hw + pixel] - bg[ch]) - 1.f;
+          ContrastCopy(dst, src + pixel, bg, c, hw);
         } else {
           for (int64_t ch = 0; ch < c; ++ch) dst[ch] = src[ch * hw + pixel];
         }
