@@ -127,6 +127,14 @@ std::vector<double> ChannelSums(int64_t m, int64_t c, Row row) {
   return total;
 }
 
+// y = leaky(scale * x + shift) over the m rows of x[m, c], split over the threads.
+void NormLeakyRows(const float *x, float *y, const float *scale, const float *shift, int64_t m, int64_t c,
+                   float alpha) {
+  ParallelFor(m, 4096, [&](int64_t b, int64_t e, int) {
+    for (int64_t r = b; r < e; ++r) NormLeaky(x + r * c, y + r * c, scale, shift, c, alpha);
+  });
+}
+
 }  // namespace
 
 extern "C" int BnLeakyTrain(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
@@ -154,11 +162,7 @@ extern "C" int BnLeakyTrain(int nparam, void **params, int *ndims, int64_t **sha
     scale[j] = gamma[j] * inv;
     shift[j] = beta[j] - static_cast<float>(mean) * scale[j];
   }
-  ParallelFor(m, 4096, [&](int64_t b, int64_t e, int) {
-    for (int64_t r = b; r < e; ++r) {
-      NormLeaky(x + r * c, y + r * c, scale.data(), shift.data(), c, alpha);
-    }
-  });
+  NormLeakyRows(x, y, scale.data(), shift.data(), m, c, alpha);
   return 0;
 }
 
@@ -178,11 +182,7 @@ extern "C" int BnLeakyInfer(int nparam, void **params, int *ndims, int64_t **sha
     scale[j] = gamma[j] / std::sqrt(var[j] + eps);
     shift[j] = beta[j] - mean[j] * scale[j];
   }
-  ParallelFor(m, 4096, [&](int64_t b, int64_t e, int) {
-    for (int64_t r = b; r < e; ++r) {
-      NormLeaky(x + r * c, y + r * c, scale.data(), shift.data(), c, alpha);
-    }
-  });
+  NormLeakyRows(x, y, scale.data(), shift.data(), m, c, alpha);
   return 0;
 }
 

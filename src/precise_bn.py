@@ -66,7 +66,6 @@ class PreciseBatchNorm:
         means, variances = [[] for _ in self.layers], [[] for _ in self.layers]
         was_training = self.net.training
         self.net.set_train(True)
-        saved = [(l.moving_mean.asnumpy(), l.moving_variance.asnumpy()) for l in self.layers]
         for inputs in self.batches():
             self._set(zeros)
             self.net(*inputs)
@@ -74,7 +73,6 @@ class PreciseBatchNorm:
                 means[i].append(layer.moving_mean.asnumpy() / self.fraction)
                 variances[i].append(layer.moving_variance.asnumpy() / self.fraction)
         self.net.set_train(was_training)
-        if not means[0]:  # no batches: the statistics stay as they were
-            self._set(saved)
+        if not means[0]:  # no batches: nothing was zeroed, the statistics stay as they were
             return
         self._set([(np.mean(m, 0), np.mean(v, 0) + np.var(m, 0)) for m, v in zip(means, variances)])
