@@ -7,12 +7,12 @@
 usable by eval.py --task classify and export.py --net encoder. --kind classifier writes
 OUTPUT/classifier.ckpt (from a supervised.h5): usable by export.py --net classifier. The network's
 hyper-parameters (image size, channels, encoder depth and widths, code size) are read from the file's
-model_config and stored in the checkpoint; the mapping is documented in src/keras_import.py.
+model_config and stored in the checkpoint; the mapping is documented in src/deploy/keras_import.py.
 A file that is not one of these models stops with one error line; nothing is written then.
 """
 from src.config import ArgParser
-from src.errors import run_main
-from src.keras_import import KINDS, write_checkpoint
+from src.deploy.keras_import import KINDS, write_checkpoint
+from src.utils.errors import run_main
 
 
 def parse_args(argv):

@@ -1,20 +1,22 @@
 """Evaluate a CPC checkpoint on the test split.
 
     python eval.py --config_path config/cpc_mnist28_gray.yaml --ckpt_path OUT/cpc_best.ckpt --output_path EVAL
-    python eval.py --task classify --config_path config/cpc_mnist64_color.yaml --ckpt_path OUT/cpc_best.ckpt --output_path EVAL
+    python eval.py --task classify --config_path config/cpc_mnist64_color.yaml --ckpt_path OUT/cpc_best.ckpt \
+        --output_path EVAL
 
---task contrastive (default): sorted/unsorted accuracy of the CPC net (src/trainer.py evaluate_checkpoint);
+--task contrastive (default): sorted/unsorted accuracy of the CPC net (src/eval/evaluate.py);
 writes EVAL/eval_metrics.json.
 --task classify: digit classification on the frozen encoder with baselines and label fractions
-(src/downstream.py); writes EVAL/downstream_metrics.json, EVAL/classifier.ckpt (the frozen encoder
+(src/eval/downstream.py); writes EVAL/downstream_metrics.json, EVAL/classifier.ckpt (the frozen encoder
 + MLP head trained on all labels, exportable with export.py --net classifier) and two PNG plots.
 The network is rebuilt from the hyper-parameters stored in the checkpoint; the data keys
 (data_path, batch_size, test_steps, head_*, seed) come from the config and the command line.
 """
-from src import checkpoint, downstream
+from src import checkpoint
 from src.config import parse_config
-from src.errors import ConfigError, run_main
-from src.trainer import evaluate_checkpoint
+from src.eval import downstream
+from src.eval.evaluate import evaluate_checkpoint
+from src.utils.errors import ConfigError, run_main
 
 
 def _extra(parser):

@@ -1,10 +1,11 @@
 """Export a trained network for inference: MINDIR everywhere, AIR on Ascend, ONNX.
 
-    python export.py --ckpt_path EVAL/classifier.ckpt --net classifier --file_format MINDIR --batch_size 1 --file_name cpc_classifier
+    python export.py --ckpt_path EVAL/classifier.ckpt --net classifier --file_format MINDIR --batch_size 1 \
+        --file_name cpc_classifier
 
 --net classifier (image -> 10 digit logits; a classifier checkpoint), encoder (image -> code; a cpc,
 encoder or classifier checkpoint) or cpc (context and future images -> logit; a cpc checkpoint).
-The net is rebuilt from the hyper-parameters stored in the checkpoint (src/deploy.py), never from
+The net is rebuilt from the hyper-parameters stored in the checkpoint (src/deploy/nets.py), never from
 re-typed flags. Here --batch_size is the batch baked into the exported graph (default 1), not the
 training key of the config, which export does not use. The file is written under a temporary name
 and renamed, so a failed export leaves nothing behind.
@@ -14,11 +15,12 @@ import os
 
 import mindspore as ms
 
-from src import checkpoint, deploy
-from src.atomic import WriteError
-from src.config import ArgParser, check_for_target, model_hparams, parse_config
-from src.device import init_device
-from src.errors import CPCError, ConfigError, first_line, run_main
+from src import checkpoint
+from src.config import ArgParser, model_hparams, parse_config
+from src.deploy import nets as deploy
+from src.device import check_for_target, init_device
+from src.utils.atomic import WriteError
+from src.utils.errors import ConfigError, CPCError, first_line, run_main
 
 SUFFIX = {"MINDIR": ".mindir", "AIR": ".air", "ONNX": ".onnx"}
 

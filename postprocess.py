@@ -1,4 +1,4 @@
-"""Accuracy of the inference results written by ascend310_infer (or src/mindir_infer.py).
+"""Accuracy of the inference results written by ascend310_infer (or tools/mindir_infer.py).
 
     python postprocess.py --data_path ./preprocess_Result --result_path ./result_Files [--output_path DIR]
 
@@ -15,10 +15,10 @@ import os
 
 import numpy as np
 
-from src import infer_io
 from src.config import ArgParser
-from src.errors import DataError, run_main
-from src.runlog import write_json
+from src.deploy import infer_io
+from src.utils.errors import DataError, run_main
+from src.utils.runlog import write_json
 
 
 def parse_args(argv):

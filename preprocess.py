@@ -1,13 +1,14 @@
-"""Write the test digits as .bin inputs of an exported net (for ascend310_infer or src/mindir_infer.py).
+"""Write the test digits as .bin inputs of an exported net (for ascend310_infer or tools/mindir_infer.py).
 
-    python preprocess.py --mindir_path cpc_classifier.mindir --output_path ./preprocess_Result [--data_path DIR] [--seed 0]
+    python preprocess.py --mindir_path cpc_classifier.mindir --output_path ./preprocess_Result \
+        [--data_path DIR] [--seed 0]
 
 Classifier (or encoder): one input [B, C, S, S]. The images are rendered by the project's own data
-code (src.dataset.render_digits on the test split of src.mnist), at the image size and colour mode
+code (src.data.dataset.render_digits on the test split of src.data.mnist), at the image size and colour mode
 read from the MINDIR's input shape; one file per exported batch B, the last one padded with zero
-images, plus the digit labels (layout: src/infer_io.py).
+images, plus the digit labels (layout: src/deploy/infer_io.py).
 CPC net (export.py --net cpc): two inputs, context [B, T, C, S, S] and future [B, P, C, S, S].
---num_batches test batches of the training data code (src.dataset.SequenceSource, binary
+--num_batches test batches of the training data code (src.data.dataset.SequenceSource, binary
 objective: half the sequences sorted, half with wrong futures) go to 00_data/ and 01_data/, and
 labels.npy holds 1 for a sorted (positive) sequence, 0 otherwise.
 --seed is the config's seed (default 0): colour backgrounds and the sequences depend on it, grey
@@ -18,13 +19,13 @@ import os
 
 import numpy as np
 
-from src import infer_io
-from src.atomic import atomic_write
 from src.config import ArgParser
-from src.dataset import SequenceSource, render_digits
-from src.errors import CPCError, ConfigError, run_main
-from src.mnist import load_split
-from src.runlog import write_json
+from src.data.dataset import SequenceSource, render_digits
+from src.data.mnist import load_split
+from src.deploy import infer_io
+from src.utils.atomic import atomic_write
+from src.utils.errors import ConfigError, CPCError, run_main
+from src.utils.runlog import write_json
 
 
 def parse_args(argv):

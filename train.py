@@ -7,12 +7,12 @@ cpc_best.ckpt (full CPC net + optimizer state + hyper-parameters) and encoder_be
 Launched by scripts/run_distribute_train.sh (msrun or a rank table) it trains data-parallel:
 rank 0 writes into OUT, rank k > 0 into OUT/rank_k.
 """
-from src.config import check_for_target, parse_config
-from src.device import init_device
-from src.distributed import init_distributed, rank_output_path
-from src.errors import run_main
-from src.runlog import lock_output, prepare_output, setup_logging
-from src.trainer import load_training_data, train
+from src.config import parse_config
+from src.device import check_for_target, init_device
+from src.train.distributed import init_distributed, rank_output_path
+from src.train.trainer import load_training_data, train
+from src.utils.errors import run_main
+from src.utils.runlog import lock_output, prepare_output, setup_logging
 
 
 def main(argv=None):

@@ -14,7 +14,7 @@ DEVICE_TARGET="${2:-auto}"
 check_file "$CONFIG_PATH" "CONFIG_PATH"
 check_device_target "$DEVICE_TARGET" "$USAGE"
 cd "$REPO_ROOT" || exit 2
-MINDSPORE_LINE="$("$PYTHON" -m src.benchmark --config_path "$CONFIG_PATH" --device_target "$DEVICE_TARGET" "${@:3}" \
+MINDSPORE_LINE="$("$PYTHON" -m tools.benchmark --config_path "$CONFIG_PATH" --device_target "$DEVICE_TARGET" "${@:3}" \
     | grep '^{')" || die "benchmark failed"
 echo "$MINDSPORE_LINE"
 REFERENCE="${TORCH_REFERENCE:-$REPO_ROOT/tools/torch_reference.py}"

@@ -52,7 +52,7 @@ fi
 # Ascend: one process per device of this server, as listed in the rank table.
 RANK_TABLE_FILE="$(abs_path "$1")"
 [ -f "$RANK_TABLE_FILE" ] || usage_die "RANK_TABLE_FILE not found: $1 (the first argument is a rank table, CPU or GPU)"
-TABLE="$(cd "$REPO_ROOT" && "$PYTHON" -m src.distributed check-rank-table "$RANK_TABLE_FILE" \
+TABLE="$(cd "$REPO_ROOT" && "$PYTHON" -m tools.check_rank_table "$RANK_TABLE_FILE" \
     --server-index "${SERVER_INDEX:-0}")" || exit 2
 RANK_SIZE="$(echo "$TABLE" | head -n 1)"
 prepare "$2" "$3"  # CONFIG_PATH and DATA_PATH relative to the current folder, as in the msrun form

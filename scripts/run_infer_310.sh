@@ -16,7 +16,7 @@
 #                  turns it into a MINDIR this Lite reads, then preprocess -> C++ program -> postprocess.
 #                  e.g. MS_LITE_HOME=$(bash scripts/fetch_lite.sh) INFER_RUNNER=cpp_onnx \
 #                       bash scripts/run_infer_310.sh EVAL/classifier.ckpt "" CPU
-#   python         src/mindir_infer.py (MindSpore's own runtime, same files), no C++ build.
+#   python         tools/mindir_infer.py (MindSpore's own runtime, same files), no C++ build.
 # Everything lands in runs/infer_<time>/ (preprocess_Result/, result_Files/, infer_metrics.json, logs).
 set -o pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -78,7 +78,7 @@ if [ "$RUNNER" != python ]; then
     step infer ascend310_infer/out/main --mindir_path "$MINDIR_PATH" --input_path "$PRE" --result_path "$RESULT" \
         --device_type "$DEVICE_TYPE" --device_id "$DEVICE_ID"
 else
-    step infer "$PYTHON" -m src.mindir_infer --mindir_path "$MINDIR_PATH" --input_path "$PRE" \
+    step infer "$PYTHON" -m tools.mindir_infer --mindir_path "$MINDIR_PATH" --input_path "$PRE" \
         --result_path "$RESULT" --device_type "$DEVICE_TYPE" --device_id "$DEVICE_ID"
 fi
 step postprocess "$PYTHON" postprocess.py --data_path "$PRE" --result_path "$RESULT" --output_path "$RUN_DIR"

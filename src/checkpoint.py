@@ -12,9 +12,9 @@ import os
 
 import mindspore as ms
 
-from src.atomic import WriteError, atomic_write
 from src.config import ENCODER_DEFAULTS, MODEL_KEYS
-from src.errors import CheckpointError, first_line
+from src.utils.atomic import WriteError, atomic_write
+from src.utils.errors import CheckpointError, first_line
 
 log = logging.getLogger("cpc")
 

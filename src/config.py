@@ -13,8 +13,8 @@ from types import SimpleNamespace
 
 import yaml
 
-from src.errors import ConfigError, first_line
-from src.geometry import encoder_output_size
+from src.model.geometry import encoder_output_size
+from src.utils.errors import ConfigError, first_line
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIG = os.path.join(REPO_ROOT, "config", "cpc_mnist64_color.yaml")
@@ -235,7 +235,7 @@ def config_dict(cfg):
 
 def save_config(cfg, path):
     """Write the resolved configuration as YAML (temporary name, then rename)."""
-    from src.atomic import atomic_write
+    from src.utils.atomic import atomic_write
     with atomic_write(path, "config") as tmp, open(tmp, "w", encoding="utf-8") as handle:
         yaml.safe_dump(config_dict(cfg), handle, sort_keys=False)
 
@@ -263,29 +263,3 @@ def namespace(**kwargs):
         raise ConfigError(f"unknown config key '{sorted(unknown)[0]}'")
     values.update(kwargs)
     return validate(SimpleNamespace(**values))
-
-
-ASCEND_GRU_MULTIPLE = 16  # mindspore/nn/layer/rnns.py (_RNNBase): GRU on Ascend needs hidden_size % 16 == 0
-
-
-def check_for_target(cfg, target, hparams=None, training=False):
-    """Refuse, before anything is written, a configuration the resolved device target cannot build.
-
-    nn.GRU on Ascend runs DynamicGRUV2 in float16 and raises at construction unless hidden_size is
-    a multiple of 16 (MindSpore 2.10, nn/layer/rnns.py); CPU and GPU take any size. hparams: a
-    checkpoint's model keys, which override the config's (eval.py, export.py).
-    Mixed precision (training=True; eval and export do not use it): O2/O3 need Ascend or GPU (their loss-scaled step checks overflow with device
-    kernels); O1 is refused, since MindSpore's O1 rewrites the network's source into ./rewritten_network."""
-    amp = cfg.amp_level if training else "O0"
-    if amp == "O1":
-        raise ConfigError("amp_level O1 is not supported: MindSpore's O1 rewrites the network's source into "
-                          "./rewritten_network; use O2 (float16, BatchNorm in float32) or O3")
-    if amp != "O0" and target == "CPU":
-        raise ConfigError(f"amp_level {amp} needs Ascend or GPU; use amp_level O0 on CPU")
-    hidden = (hparams or {}).get("hidden_size", cfg.hidden_size)
-    if target == "Ascend" and hidden % ASCEND_GRU_MULTIPLE:
-        below = hidden // ASCEND_GRU_MULTIPLE * ASCEND_GRU_MULTIPLE
-        near = " or ".join(str(n) for n in (below, below + ASCEND_GRU_MULTIPLE) if n > 0)
-        raise ConfigError(f"hidden_size {hidden} is not a multiple of {ASCEND_GRU_MULTIPLE}: nn.GRU on Ascend "
-                          f"computes in float16 (DynamicGRUV2) and accepts only multiples of "
-                          f"{ASCEND_GRU_MULTIPLE} (e.g. {near}); change hidden_size or use GPU/CPU")

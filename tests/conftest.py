@@ -27,7 +27,7 @@ def error_lines(stderr):
 
 def write_idx(path, array):
     """Write uint8 images [N, 28, 28] or labels [N] as an IDX file (gzip if path ends in .gz)."""
-    from src.mnist import IMAGES_MAGIC, LABELS_MAGIC
+    from src.data.mnist import IMAGES_MAGIC, LABELS_MAGIC
     array = np.ascontiguousarray(array, dtype=np.uint8)
     magic = IMAGES_MAGIC if array.ndim == 3 else LABELS_MAGIC
     header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
@@ -38,7 +38,7 @@ def write_idx(path, array):
 
 def export_embedded_test_split(folder):
     """Write the embedded sample's test split as t10k-* IDX files (real MNIST digits, 1,000)."""
-    from src.mnist import load_split
+    from src.data.mnist import load_split
     os.makedirs(folder, exist_ok=True)
     images, labels = load_split("", "test")
     write_idx(os.path.join(folder, "t10k-images-idx3-ubyte"), images)
@@ -63,8 +63,9 @@ def fake_mnist(folder, count, layout="flat", gz=False):
 def bare_checkpoint(path):
     """A checkpoint without hyper-parameters of a net with code_size 16 (the tiny config says 32)."""
     import mindspore as ms
+
     from src.config import model_hparams, namespace
-    from src.model import build_cpc
+    from src.model.cpc import build_cpc
     net = build_cpc(model_hparams(namespace(image_size=28, color=False, padding="same", terms=2,
                                             predict_terms=2, code_size=16, hidden_size=32)), True)
     ms.save_checkpoint(net, str(path))
@@ -139,10 +140,11 @@ def classifier(ms_cpu, classify_run):
     _, out, metrics, _ = classify_run
     path = str(out / "classifier.ckpt")
     from src import checkpoint  # MindSpore is imported by the fixtures that need it, not by conftest
-    from src.classifier import build_classifier
+    from src.model.classifier import build_classifier
     params, meta = checkpoint.load(path)
     net = build_classifier(meta["hparams"], meta["head"], fast_conv=True)
     checkpoint.load_into(net, params, path)
     net.set_train(False)
-    accuracy = next(r["accuracy"] for r in metrics["results"] if r["method"] == "cpc_mlp" and r["label_fraction"] == 1.0)
+    accuracy = next(r["accuracy"] for r in metrics["results"]
+                    if r["method"] == "cpc_mlp" and r["label_fraction"] == 1.0)
     return path, net, accuracy

@@ -1,6 +1,6 @@
 """Bad input, one row each: exit code 2, exactly one 'error:' line on stderr, nothing left behind.
 
-Most rows call an entry point's main() in-process through src.errors.run_main (what `python
+Most rows call an entry point's main() in-process through src.utils.errors.run_main (what `python
 train.py` does, without paying MindSpore's import per row); the rows marked subprocess run the
 real command line."""
 import importlib
@@ -13,9 +13,9 @@ import pytest
 
 from src import checkpoint
 from src.config import model_hparams, namespace
-from src.errors import run_main
-from src.mnist import IMAGES_MAGIC, VAL_SIZE
-from src.model import build_cpc
+from src.data.mnist import IMAGES_MAGIC, VAL_SIZE
+from src.model.cpc import build_cpc
+from src.utils.errors import run_main
 from tests.conftest import TINY, bare_checkpoint, error_lines, fake_mnist, run_entry, write_idx
 
 TRAIN_FLAGS = ["--epoch_size", "1", "--steps_per_epoch", "2", "--val_steps", "1", "--device_target", "CPU"]
@@ -115,11 +115,13 @@ ROWS = [
      r"config key 'device_target' must be one of auto, Ascend, GPU, CPU, got 'TPU'", False),
     ("device target not present", "train.py", lambda t: ["--device_target", "GPU"],
      r"device_target GPU is not available on this machine", True),
-    ("checkpoint of another configuration (eval)", "eval.py", lambda t: ["--ckpt_path", bare_checkpoint(t / "other.ckpt")],
+    ("checkpoint of another configuration (eval)", "eval.py",
+     lambda t: ["--ckpt_path", bare_checkpoint(t / "other.ckpt")],
      r"checkpoint .*other\.ckpt does not fit the configured network \(\d+ mismatched parameters\): "
      r".*encoder\.embedding\.weight \(16, 256\) != net \(32, 256\)", False),
     ("checkpoint of another configuration (export)", "export.py",
-     lambda t: ["--ckpt_path", bare_checkpoint(t / "other.ckpt"), "--net", "cpc", "--file_name", str(t / "out" / "cpc")],
+     lambda t: ["--ckpt_path", bare_checkpoint(t / "other.ckpt"), "--net", "cpc",
+                "--file_name", str(t / "out" / "cpc")],
      r"does not fit the configured network .*\(16, 256\) != net \(32, 256\)", False),
     ("corrupted checkpoint", "eval.py", lambda t: ["--ckpt_path", _random_checkpoint(t)],
      r"cannot read checkpoint .*random\.ckpt", True),

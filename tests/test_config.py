@@ -2,8 +2,8 @@
 import pytest
 
 from src.config import SCHEMA, namespace, parse_config, read_yaml
-from src.errors import ConfigError
-from src.geometry import encoder_output_size
+from src.model.geometry import encoder_output_size
+from src.utils.errors import ConfigError
 from tests.conftest import REPO, TINY
 
 CONFIGS = ["cpc_mnist64_color.yaml", "cpc_mnist28_gray.yaml", "cpc_tiny.yaml"]
@@ -75,7 +75,8 @@ def test_encoder_output_size():
 
 
 def test_ascend_target_refuses_a_gru_size_not_multiple_of_16():
-    from src.config import check_for_target
+
+    from src.device import check_for_target
     cfg = namespace(hidden_size=100)
     with pytest.raises(ConfigError) as info:
         check_for_target(cfg, "Ascend")
@@ -93,8 +94,9 @@ def test_ascend_target_refuses_a_gru_size_not_multiple_of_16():
 
 def test_ascend_gru_refusal_is_one_error_line(monkeypatch, capsys):
     """Through run_main as train.py does: one 'error:' line and exit 2."""
-    from src.config import check_for_target
-    from src.errors import run_main
+
+    from src.device import check_for_target
+    from src.utils.errors import run_main
     with pytest.raises(SystemExit) as info:
         run_main(lambda argv: check_for_target(namespace(hidden_size=100), "Ascend"))
     assert info.value.code == 2
@@ -103,7 +105,7 @@ def test_ascend_gru_refusal_is_one_error_line(monkeypatch, capsys):
 
 
 def test_first_line_of_an_exception():
-    from src.errors import first_line
+    from src.utils.errors import first_line
     assert first_line(ValueError("  bad value\nsecond line\n")) == "bad value"
     assert first_line(KeyError()) == "KeyError"
     assert first_line(RuntimeError(""), fallback="") == ""

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from src.config import namespace
-from src.dataset import build_source, create_dataset
-from src.mnist import load_split
+from src.data.dataset import build_source, create_dataset
+from src.data.mnist import load_split
 
 
 def _source(split="train", num_batches=50, **kw):

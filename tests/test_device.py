@@ -6,7 +6,7 @@ import stat
 import pytest
 
 import src.device as device
-from src.errors import CPCError
+from src.utils.errors import CPCError
 
 GPU_ERROR = ("Load dynamic library: libmindspore_gpu.so.11.6 failed. libcudart.so.11.0: cannot open shared "
              "object file: No such file or directory")

@@ -1,11 +1,11 @@
-"""src/device_check.py: the comparison on synthetic metrics, and the whole script as a CPU dry run."""
+"""tools/device_check.py: the comparison on synthetic metrics, and the whole script as a CPU dry run."""
 import math
 
 import numpy as np
 import pytest
 
-from src.device_check import LOSS_ATOL, MIN_VAL_ACCURACY, compare_outputs, compare_runs
 from tests.conftest import TINY, error_lines, run_entry
+from tools.device_check import LOSS_ATOL, MIN_VAL_ACCURACY, compare_outputs, compare_runs
 
 SCRIPT = "scripts/run_device_check.sh"
 # the CPU run of the default check (2 x 100 steps of config/cpc_mnist28_gray.yaml, seed 0), measured

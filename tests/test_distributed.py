@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from src.config import namespace
-from src.dataset import build_source, create_train_dataset
-from src.distributed import RankTableError, launch_kind, parse_rank_table
-from src.errors import CPCError
+from src.data.dataset import build_source, create_train_dataset
+from src.train.distributed import RankTableError, launch_kind, parse_rank_table
+from src.utils.errors import CPCError
 from tests.conftest import REPO, TINY, checkpoint_arrays, error_lines, run_entry
 
 SCRIPT = "scripts/run_distribute_train.sh"
@@ -223,7 +223,7 @@ def _buffers(ms, seed=0):
 
 @pytest.mark.parametrize("size", [2, 4])
 def test_buffer_sync_round_trip_restores_shapes_and_values(ms_cpu, size):
-    from src.distributed import BufferSync
+    from src.train.distributed import BufferSync
     params = _buffers(ms_cpu)
     before = [(p.shape, p.asnumpy().copy()) for p in params]
     calls = []
@@ -242,7 +242,7 @@ def test_buffer_sync_round_trip_restores_shapes_and_values(ms_cpu, size):
 
 
 def test_buffer_sync_averages_across_ranks(ms_cpu):
-    from src.distributed import BufferSync
+    from src.train.distributed import BufferSync
     mine, other = _buffers(ms_cpu, seed=1), _buffers(ms_cpu, seed=2)
     other_flat = BufferSync(_FakeNet(other), 2, reducer=lambda t: t).flatten()
     expected = [(a.asnumpy() + b.asnumpy()) / 2 for a, b in zip(mine, other)]
@@ -256,7 +256,7 @@ def test_buffer_sync_builds_its_reducer_once(ms_cpu, monkeypatch):
     with a stand-in AllReduce that sums over two identical ranks (multiplies by 2)."""
     from mindspore import nn, ops
 
-    import src.distributed as distributed
+    import src.train.distributed as distributed
 
     built = {"reducers": 0, "all_reduce": 0}
 
@@ -289,7 +289,7 @@ def test_buffer_sync_builds_its_reducer_once(ms_cpu, monkeypatch):
 
 
 def test_buffer_sync_single_process_is_a_no_op(monkeypatch):
-    import src.distributed as distributed
+    import src.train.distributed as distributed
 
     def forbidden():
         raise AssertionError("a single process must not build a reducer")

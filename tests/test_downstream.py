@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from src import checkpoint, downstream
+from src import checkpoint
 from src.config import model_hparams, namespace
+from src.eval import downstream
 from tests.conftest import TINY, error_lines, export_embedded_test_split, run_entry, write_idx
 
 
@@ -42,8 +43,8 @@ def _bn_stats(cell):
 def test_frozen_encoder_is_never_updated(ms_cpu):
     """run_downstream leaves the CPC encoder's weights and BatchNorm statistics untouched, while
     the supervised method does train its own encoder."""
-    from src.mnist import load_split
-    from src.model import build_encoder
+    from src.data.mnist import load_split
+    from src.model.cpc import build_encoder
     cfg = namespace(image_size=28, color=False, padding="same", code_size=16, head_steps=5,
                     head_batch_size=16, seed=1)
     hparams = model_hparams(cfg)
@@ -126,7 +127,7 @@ def test_classify_rejects_bad_lists(tiny_run, tmp_path, flags, message):
 def test_classify_reads_an_idx_folder(tiny_run, tmp_path):
     """--data_path: train digits from train-*, test digits from t10k-* (here built from the
     embedded digits: 12,000 training images, so 2,000 stay after the 10,000 held out)."""
-    from src.mnist import load_split
+    from src.data.mnist import load_split
     run_dir, _ = tiny_run
     data = export_embedded_test_split(str(tmp_path / "mnist"))
     images, labels = load_split("", "train")

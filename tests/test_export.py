@@ -8,10 +8,10 @@ from mindspore import nn
 
 import export
 from src import checkpoint
-from src.classifier import build_classifier
-from src.errors import CheckpointError, ConfigError, CPCError
-from src.gru import UnrolledGRU
-from src.model import build_cpc
+from src.model.classifier import build_classifier
+from src.model.cpc import build_cpc
+from src.model.gru import UnrolledGRU
+from src.utils.errors import CheckpointError, ConfigError, CPCError
 from tests.conftest import TINY, error_lines, run_entry
 
 HP = dict(image_size=28, color=False, padding="same", input_contrast=False, terms=2, predict_terms=2,

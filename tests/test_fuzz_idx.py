@@ -2,10 +2,11 @@
 import gzip
 
 import numpy as np
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from src.errors import DataError
-from src.mnist import IMAGES_MAGIC, LABELS_MAGIC, read_idx
+from src.data.mnist import IMAGES_MAGIC, LABELS_MAGIC, read_idx
+from src.utils.errors import DataError
 from tests.conftest import write_idx
 
 FUZZ = settings(max_examples=150, deadline=None)

@@ -11,10 +11,10 @@ import pytest
 import export
 import postprocess
 import preprocess
-from src import infer_io
-from src.dataset import render_digits
-from src.errors import CPCError, DataError
-from src.mnist import load_split
+from src.data.dataset import render_digits
+from src.data.mnist import load_split
+from src.deploy import infer_io
+from src.utils.errors import CPCError, DataError
 from tests.conftest import REPO, TINY, assert_accuracy_matches, error_lines, run_entry
 
 BATCH = 96  # 1,000 test digits: 10 full batches and one padded one

@@ -58,8 +58,8 @@ def keras_weights(path):
 
 def load_net(ms, path, params, meta, fast_conv=False):
     from src import checkpoint
-    from src.classifier import build_classifier
-    from src.model import build_encoder
+    from src.model.classifier import build_classifier
+    from src.model.cpc import build_encoder
     tensors = {k: ms.Parameter(ms.Tensor(v), name=k) for k, v in params.items()}
     if meta["kind"] == "classifier":
         net = build_classifier(meta["hparams"], meta["head"], fast_conv)
@@ -80,7 +80,8 @@ def nchw(images):
 def test_conv_kernel_hwio_to_oihw_convolves_alike(ms_cpu):
     """A Keras HWIO kernel on NHWC input (numpy, valid 3x3 stride 2) = ops.conv2d with the OIHW kernel."""
     from mindspore import Tensor, ops
-    from src.keras_import import conv_kernel
+
+    from src.deploy.keras_import import conv_kernel
     rng = np.random.default_rng(0)
     x, k = rng.normal(size=(2, 9, 9, 3)).astype(np.float32), rng.normal(size=(3, 3, 3, 5)).astype(np.float32)
     ref = np.zeros((2, 4, 4, 5), np.float32)
@@ -93,7 +94,7 @@ def test_conv_kernel_hwio_to_oihw_convolves_alike(ms_cpu):
 
 
 def test_conv_bias_folds_into_moving_mean_exactly():
-    from src.keras_import import fold_conv_bias
+    from src.deploy.keras_import import fold_conv_bias
     rng = np.random.default_rng(1)
     x, b, m = (rng.normal(size=(6, 4)).astype(np.float32) for _ in range(3))
     v, g, beta = rng.random(4).astype(np.float32) + 0.1, rng.normal(size=4), rng.normal(size=4)
@@ -104,7 +105,7 @@ def test_conv_bias_folds_into_moving_mean_exactly():
 
 def test_dense_kernel_transposed_and_flatten_reordered():
     """Keras: NHWC map flattened (h, w, c) @ kernel; port: NCHW map flattened (c, h, w) @ weight.T."""
-    from src.keras_import import dense_kernel, flatten_dense_kernel
+    from src.deploy.keras_import import dense_kernel, flatten_dense_kernel
     rng = np.random.default_rng(2)
     fmap, k = rng.normal(size=(3, 2, 2, 5)), rng.normal(size=(2 * 2 * 5, 7))
     keras = fmap.reshape(3, -1) @ k
@@ -151,7 +152,8 @@ def test_every_weight_mapped_from_the_file(imported, name):
 def test_epsilon_and_slope_are_the_files(imported):
     """The files' BatchNorm epsilon (1e-3) and LeakyReLU alpha (0.3) are the port's constants."""
     import h5py
-    from src.model import BN_EPS, LEAKY_ALPHA
+
+    from src.model.cpc import BN_EPS, LEAKY_ALPHA
     with h5py.File(h5("28x28_supervised"), "r") as f:
         text = f.attrs["model_config"]
     layers = json.loads(text)["config"]["layers"]
@@ -163,8 +165,9 @@ def test_epsilon_and_slope_are_the_files(imported):
 
 def test_hparams_from_the_files(imported):
     h64, h28 = imported["64x64_encoder"][2]["hparams"], imported["28x28_supervised"][2]["hparams"]
-    assert (h64["image_size"], h64["encoder_layers"], h64["encoder_channels"], h64["encoder_hidden"]) == (64, 4, 64, 256)
-    assert (h28["image_size"], h28["encoder_layers"], h28["encoder_channels"], h28["encoder_hidden"]) == (28, 3, 32, 128)
+    shape_keys = ("image_size", "encoder_layers", "encoder_channels", "encoder_hidden")
+    assert tuple(h64[k] for k in shape_keys) == (64, 4, 64, 256)
+    assert tuple(h28[k] for k in shape_keys) == (28, 3, 32, 128)
     for h in (h64, h28):
         assert h["color"] is True and h["input_contrast"] is False and h["padding"] == "valid"
         assert h["code_size"] == 128
@@ -298,7 +301,7 @@ def _replace_weight(f):
     ("64x64_encoder", "classifier", None, None, "use --kind encoder"),
 ])
 def test_refuses_what_it_cannot_map_exactly(tmp_path, name, kind, config, file, message):
-    from src.keras_import import KerasImportError, convert
+    from src.deploy.keras_import import KerasImportError, convert
     path = _variant(tmp_path, name, config, file) if (config or file) else h5(name)
     with pytest.raises(KerasImportError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
         convert(path, kind)
@@ -318,7 +321,7 @@ def test_cli_bad_file_one_error_line_nothing_written(tmp_path, content):
 
 def test_old_checkpoints_without_encoder_keys_build_the_default_encoder(ms_cpu):
     from src.config import ConfigError, namespace
-    from src.model import build_encoder
+    from src.model.cpc import build_encoder
     old = {"image_size": 64, "color": True, "padding": "valid", "input_contrast": False, "code_size": 16}
     enc = build_encoder(old, fast_conv=False)
     assert len(enc.blocks) == 4 and enc.dense.weight.shape == (256, 64 * 3 * 3)
@@ -334,9 +337,9 @@ def test_old_checkpoints_without_encoder_keys_build_the_default_encoder(ms_cpu):
 def test_diverging_head_is_a_user_error(ms_cpu):
     """The released encoder.h5's codes reach ~3e3 (its BatchNorm statistics were never updated, see
     README): a head that diverges on them stops eval.py with one error line, not a traceback."""
-    from src.classifier import DigitHead
-    from src.downstream import fit
-    from src.errors import CPCError
+    from src.eval.downstream import fit
+    from src.model.classifier import DigitHead
+    from src.utils.errors import CPCError
     codes = np.full((8, 4), 1e30, np.float32) * np.arange(1, 9, dtype=np.float32)[:, None]
     with pytest.raises(CPCError, match="diverged"):
         fit(DigitHead(4, "linear"), codes, np.arange(8) % 10, 3, 8, 1e-3, 0)

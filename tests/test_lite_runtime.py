@@ -14,7 +14,7 @@ import mindspore as ms
 import numpy as np
 import pytest
 
-from src import infer_io
+from src.deploy import infer_io
 from tests.conftest import REPO, assert_accuracy_matches, error_lines, run_entry
 from tests.test_export import reference
 
@@ -167,7 +167,7 @@ def test_main_refuses_bad_inputs_with_one_line_and_no_results(lite_home, lite_cl
     assert_refused(main(model, pre, tmp_path / "file" / "res"), 2, "cannot create or write the result folder",
                    tmp_path / "file" / "res")
     assert not os.path.exists(res)
-    # nested result folders are created as src/mindir_infer.py does, and the run then succeeds
+    # nested result folders are created as tools/mindir_infer.py does, and the run then succeeds
     nested = tmp_path / "a" / "b" / "c"
     proc = main(model, pre, nested)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -192,7 +192,7 @@ def test_convert_refuses_bad_inputs(lite_home, tmp_path):
 
 
 def test_infer_bench_measures_three_runners_that_agree(lite_home, tmp_path):
-    proc = run_entry(["-m", "src.infer_bench", "--config_path", "config/cpc_tiny.yaml", "--batch_sizes", "2",
+    proc = run_entry(["-m", "tools.infer_bench", "--config_path", "config/cpc_tiny.yaml", "--batch_sizes", "2",
                       "--images", "6", "--output_path", str(tmp_path)], env={"MS_LITE_HOME": lite_home})
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     with open(tmp_path / "infer_bench.json", encoding="utf-8") as handle:
@@ -202,5 +202,5 @@ def test_infer_bench_measures_three_runners_that_agree(lite_home, tmp_path):
     assert all(v > 0 for v in row["ms_per_image"].values())
     assert max(row["max_abs_diff_vs_mindspore"].values()) < 1e-4
     assert "| 2 | " in proc.stdout  # the table row
-    bad = run_entry(["-m", "src.infer_bench", "--batch_sizes", "0"])
+    bad = run_entry(["-m", "tools.infer_bench", "--batch_sizes", "0"])
     assert bad.returncode == 2 and error_lines(bad.stderr) == ["error: --batch_sizes must be >= 1, got [0]"]

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from mindspore import Tensor, nn
 
-from src.dataset import build_source, sample_negatives
 from src.config import namespace
-from src.loss import CPCPredictions, InfoNCELogits, InfoNCEWithLoss, infonce_metrics
+from src.data.dataset import build_source, sample_negatives
+from src.model.loss import CPCPredictions, InfoNCELogits, InfoNCEWithLoss, infonce_metrics
 
 
 class _Given(nn.Cell):

@@ -5,8 +5,8 @@ import os
 import numpy as np
 import pytest
 
-from src.errors import DataError
-from src.mnist import IMAGES_MAGIC, LABELS_MAGIC, VAL_SIZE, load_split, read_idx
+from src.data.mnist import IMAGES_MAGIC, LABELS_MAGIC, VAL_SIZE, load_split, read_idx
+from src.utils.errors import DataError
 from tests.conftest import export_embedded_test_split, fake_mnist, write_idx
 
 

@@ -5,8 +5,8 @@ import pytest
 from mindspore import nn
 
 from src.config import model_hparams, namespace
-from src.conv import Conv3x3S2, use_fast_conv
-from src.model import Encoder, build_cpc
+from src.model.cpc import Encoder, build_cpc
+from src.model.cpu.conv import Conv3x3S2, use_fast_conv
 
 
 @pytest.mark.parametrize("size, color, padding", [(28, False, "same"), (64, True, "valid")])
@@ -36,7 +36,7 @@ class _Weighted(nn.Cell):
 @pytest.fixture(params=["kernel", "gather"])
 def cpu_form(request, monkeypatch):
     """Each CPU form of the encoder: the compiled kernels, and MindSpore's ops (the no-compiler path)."""
-    from src import kernels
+    from src.model.cpu import kernels
     if request.param == "gather":
         monkeypatch.setitem(kernels._state, "path", None)
     else:
@@ -90,8 +90,8 @@ def test_encoder_rejects_too_small_images():
 
 
 def test_input_contrast_is_identity_on_grey_and_sign_invariant(ms_cpu):
-    from src.dataset import build_source
-    from src.model import InputContrast
+    from src.data.dataset import build_source
+    from src.model.cpc import InputContrast
     grey = build_source(namespace(image_size=28, color=False, padding="same"), "train", 1).make_batch(0)
     images = grey.x.reshape(-1, 1, 28, 28)
     out = InputContrast(28)(ms.Tensor(images)).asnumpy()
@@ -112,8 +112,8 @@ def test_contrast_fused_into_first_im2col(ms_cpu, size, padding):
     """The compiled CPU form runs the input-contrast layer inside the first layer's im2col: the same
     outputs and weight gradients as InputContrast followed by nn.Conv2d; the encoder then has no
     separate contrast Cell, and the other forms keep it."""
-    from src import kernels
-    from src.model import InputContrast
+    from src.model.cpc import InputContrast
+    from src.model.cpu import kernels
     assert kernels.available()
     fused = Conv3x3S2(3, 64, size, padding, fast=True, input_grad=False, contrast=True)
     assert fused.contrast and fused.form == "kernel"
@@ -136,7 +136,7 @@ def test_contrast_fused_into_first_im2col(ms_cpu, size, padding):
 def test_fast_cpu_layers_match_mindspore_layers(ms_cpu):
     """FastBatchNorm1d / FastLeakyReLU (CPU) against nn.BatchNorm1d / nn.LeakyReLU: outputs,
     gradients, moving statistics after training steps, inference outputs."""
-    from src.model import BN_EPS, BN_MOMENTUM, FastBatchNorm1d, FastLeakyReLU
+    from src.model.cpc import BN_EPS, BN_MOMENTUM, FastBatchNorm1d, FastLeakyReLU
 
     class Block(nn.Cell):
         def __init__(self, bn, act):
@@ -174,8 +174,8 @@ def test_fused_batchnorm_leaky_matches_mindspore_layers(ms_cpu):
     """The compiled BatchNorm + LeakyReLU (channels-last) against nn.BatchNorm2d + nn.LeakyReLU on the
     same data in NCHW: outputs, input and parameter gradients, moving statistics after three training
     steps, inference outputs."""
-    from src import kernels
-    from src.model import BN_EPS, BN_MOMENTUM, LEAKY_ALPHA, BatchNormLeakyReLU2d
+    from src.model.cpc import BN_EPS, BN_MOMENTUM, LEAKY_ALPHA, BatchNormLeakyReLU2d
+    from src.model.cpu import kernels
     assert kernels.available()
 
     class Block(nn.Cell):

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from mindspore import nn
 
-from src.callbacks import EpochClock, LossSum, StepMonitor, take_loss
 from src.config import model_hparams, parse_config
-from src.dataset import build_source, create_train_dataset
-from src.errors import CPCError
-from src.model import build_cpc
-from src.resume import RunState
-from src.trainer import PlateauLR, build_train_cell, sink_size
+from src.data.dataset import build_source, create_train_dataset
+from src.model.cpc import build_cpc
+from src.train.callbacks import EpochClock, LossSum, StepMonitor, take_loss
+from src.train.resume import RunState
+from src.train.trainer import PlateauLR, build_train_cell, sink_size
+from src.utils.errors import CPCError
 from tests.conftest import TINY
 
 
@@ -144,7 +144,7 @@ def test_amp_level_is_part_of_the_resume_check():
 
 
 def test_any_rank_asks_every_rank_once_built():
-    from src.distributed import AnyRank
+    from src.train.distributed import AnyRank
     built = []
 
     class Sum:  # stands in for the AllReduce Cell: two ranks, the other one signalled
@@ -162,7 +162,8 @@ def test_any_rank_asks_every_rank_once_built():
 def test_a_stop_request_of_another_rank_saves_here_too(tmp_path):
     """Data parallel: a rank that got no signal stops at the same pass end, with its own checkpoint."""
     import signal
-    from src.callbacks import StopOnSignal, StopRequested
+
+    from src.train.callbacks import StopOnSignal, StopRequested
     cfg = parse_config(["--config_path", TINY, "--output_path", str(tmp_path)])
     run = RunState(cfg, model_hparams(cfg), PlateauLR(1e-3, 0.5, 2, 1e-4), train_cell=None)
     run.step = 40

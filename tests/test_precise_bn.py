@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from src.config import model_hparams, parse_config
-from src.dataset import build_source
-from src.model import build_cpc
-from src.precise_bn import PreciseBatchNorm, array_batches, batch_norm_layers, sequence_batches
+from src.data.dataset import build_source
+from src.model.cpc import build_cpc
+from src.train.precise_bn import PreciseBatchNorm, array_batches, batch_norm_layers, sequence_batches
 from tests.conftest import TINY, run_entry
 
 
@@ -20,7 +20,7 @@ def _net_and_sources(fast_conv):
 
 
 def _stats(net):
-    return [(l.moving_mean.asnumpy().copy(), l.moving_variance.asnumpy().copy()) for l in batch_norm_layers(net)]
+    return [(bn.moving_mean.asnumpy().copy(), bn.moving_variance.asnumpy().copy()) for bn in batch_norm_layers(net)]
 
 
 @pytest.mark.parametrize("fast_conv", [True, False])   # the CPU forms and nn.BatchNorm1d/2d (Ascend/GPU form)
@@ -64,7 +64,7 @@ def test_one_batch_makes_inference_match_training_mode(ms_cpu):
 def test_array_batches_and_no_batches(ms_cpu):
     """array_batches feeds a one-input net (a downstream head) batch by batch; with no batches the
     statistics stay as they were."""
-    from src.classifier import DigitHead
+    from src.model.classifier import DigitHead
     head = DigitHead(16, "mlp")
     codes = np.random.default_rng(0).normal(2.0, 3.0, (10, 16)).astype(np.float32)
     (bn,) = batch_norm_layers(head)

@@ -27,6 +27,7 @@ def test_first_lines_give_the_two_fresh_machine_commands():
 
 def test_referenced_files_exist():
     paths = set(re.findall(r"\b((?:config|scripts|src|tools|tests)/[\w./]+\.(?:yaml|sh|py|json))\b", _readme()))
-    assert {"config/cpc_tiny.yaml", "scripts/run_standalone_train.sh", "src/downstream.py"} <= paths  # the pattern finds them
+    # the pattern finds them
+    assert {"config/cpc_tiny.yaml", "scripts/run_standalone_train.sh", "src/eval/downstream.py"} <= paths
     missing = sorted(p for p in paths if not os.path.isfile(os.path.join(REPO, p)))
     assert not missing, missing

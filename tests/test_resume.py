@@ -84,8 +84,9 @@ def test_resume_without_checkpoint_starts_fresh_and_mismatch_is_refused(uninterr
 
 def _losses(ms_cpu, tmp_path, seed):
     import mindspore as ms
+
     from src.config import parse_config
-    from src.trainer import train
+    from src.train.trainer import train
     cfg = parse_config(["--config_path", TINY, "--seed", str(seed), "--output_path", str(tmp_path / str(seed)),
                         "--epoch_size", "1", "--steps_per_epoch", "20", "--val_steps", "1"])
     os.makedirs(cfg.output_path, exist_ok=True)
@@ -109,8 +110,8 @@ def test_same_seed_same_losses_other_seed_other_losses(ms_cpu, tmp_path):
 def test_nan_loss_stops_naming_the_step_and_the_last_checkpoint(ms_cpu, tmp_path, monkeypatch, capsys,
                                                                  bad_step, kept):
     import train
-    from src import callbacks
-    from src.errors import run_main
+    from src.train import callbacks
+    from src.utils.errors import run_main
     real, calls = callbacks.take_loss, []
 
     def poisoned(loss_sum):

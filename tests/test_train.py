@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from src import checkpoint
-from src.atomic import WriteError
 from src.config import model_hparams, namespace, parse_config
-from src.dataset import build_source
-from src.model import build_cpc
-from src.runlog import write_json
-from src.trainer import PlateauLR, evaluate, train
+from src.data.dataset import build_source
+from src.model.cpc import build_cpc
+from src.train.trainer import PlateauLR, evaluate, train
+from src.utils.atomic import WriteError
+from src.utils.runlog import write_json
 from tests.conftest import TINY, bare_checkpoint, error_lines, export_embedded_test_split, run_entry
 
 
@@ -138,7 +138,7 @@ def test_training_on_a_full_disk_stops_with_one_line_and_resumes(ms_cpu, tmp_pat
     """The disk fills while the third rolling checkpoint is written: exit 2, one line naming the
     file and the cause, no temporary file; the earlier checkpoints load and --resume continues."""
     import train
-    from src.errors import run_main
+    from src.utils.errors import run_main
     flags = ["--config_path", TINY, "--device_target", "CPU", "--epoch_size", "1", "--steps_per_epoch", "20",
              "--save_checkpoint_steps", "5", "--val_steps", "1", "--output_path", str(tmp_path)]
     real, calls = ms.save_checkpoint, []
@@ -227,7 +227,7 @@ def test_tiny_colour_task_learns_with_input_contrast(ms_cpu, tmp_path, seed):
 
 def test_learning_rate_change_reaches_the_compiled_step(ms_cpu):
     """The plateau schedule sets optimizer.learning_rate between epochs: the graph must see it."""
-    from src.trainer import build_train_cell
+    from src.train.trainer import build_train_cell
     cfg = parse_config(["--config_path", TINY])
     net = build_cpc(model_hparams(cfg), fast_conv=True)
     cell, optimizer = build_train_cell(net, cfg, "CPU")

@@ -1,13 +1,13 @@
-"""src/visualize.py: the batch grid shows the batch it names, and the training-curve plot."""
+"""tools/visualize.py: the batch grid shows the batch it names, and the training-curve plot."""
 import numpy as np
 import pytest
 from PIL import Image
 
-from src import visualize
 from src.config import parse_config
-from src.dataset import build_source
-from src.errors import ConfigError
+from src.data.dataset import build_source
+from src.utils.errors import ConfigError
 from tests.conftest import TINY
+from tools import visualize
 
 
 def test_batch_grid_shows_the_named_batch(tmp_path, capsys):

@@ -13,7 +13,8 @@ For each released file (tests/data/keras/*.h5) the script builds the original's 
 of 64 + Dense 256 for 64x64; 3 convs of 32 + Dense 128 for the older 28x28 model; head Dense 128 ->
 BatchNormalization -> LeakyReLU -> Dense 10 softmax), gives each layer the file's weights as stored
 (read with h5py, set with Keras's layer.set_weights in Keras's own layouts: tf-keras 2.16's
-load_weights misreads the 2.0.6 nested-model files, "axes don't match array"), and runs it in inference mode on a few test digits rendered with the original's
+load_weights misreads the 2.0.6 nested-model files, "axes don't match array"), and runs it in
+inference mode on a few test digits rendered with the original's
 pixel pipeline (data_utils.MnistHandler.process_batch, color=True, rescale=True), reproduced here:
 pixels / 256, for 64x64 scipy.ndimage.zoom(digit, 2.3, order=1); grey -> 3 channels; binarised at
 0.5; a random crop of Lena (/255), each channel (crop + U(0, 1)) / 2; the crop inverted where the
@@ -110,7 +111,7 @@ def set_file_weights(model, path):
     """Give each weighted Keras layer (in build order, the nested encoder first) its file weights."""
     layers = []
     for layer in model.layers:
-        layers.extend(l for l in getattr(layer, "layers", [layer]) if l.weights)
+        layers.extend(sub for sub in getattr(layer, "layers", [layer]) if sub.weights)
     stored = h5_layer_weights(path)
     if len(layers) != len(stored):
         raise SystemExit(f"{path}: {len(stored)} weighted layers in the file, {len(layers)} built")

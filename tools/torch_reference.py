@@ -6,10 +6,10 @@ Builds, from the same config as the port, the same network in PyTorch eager mode
 layer when the config has it, `encoder_layers` x (3x3 stride-2 conv without bias -> BatchNorm ->
 LeakyReLU 0.3) with TF/Keras 'valid'/'same' padding, Dense -> BatchNorm -> LeakyReLU -> Dense code,
 the GRU context and one linear map per future step; context and future images go through the
-encoder as one batch, as in src/model.py. The step is the binary loss (sigmoid cross-entropy on the
+encoder as one batch, as in src/model/cpc.py. The step is the binary loss (sigmoid cross-entropy on the
 mean score) with Adam, on a fixed batch of the config's shapes. Prints one JSON line: step time
 median / min, sequences/s, and encoder inference images/s (inference mode, batch = batch_size x
-(terms + predict_terms), as src/benchmark.py measures the port) after the training steps and,
+(terms + predict_terms), as tools/benchmark.py measures the port) after the training steps and,
 images_per_s_fresh, first in the fresh process (from the median call; *_best from the fastest).
 
 An optional tool for scripts/run_benchmark.sh (pip install torch; the CPU build); the port never
@@ -29,9 +29,9 @@ except ImportError:
     sys.exit("error: tools/torch_reference.py needs PyTorch (pip install torch, the CPU build)")
 
 from src.config import parse_config  # noqa: E402  (pure Python: no MindSpore import)
-from src.errors import run_main  # noqa: E402
-from src.geometry import conv_geometry  # noqa: E402
-from src.timing import check_counts, inference_repeats, throughput, timed  # noqa: E402
+from src.model.geometry import conv_geometry  # noqa: E402
+from src.utils.errors import run_main  # noqa: E402
+from src.utils.timing import check_counts, inference_repeats, throughput, timed  # noqa: E402
 
 BN_EPS, BN_MOMENTUM, LEAKY_ALPHA = 1e-3, 0.01, 0.3   # PyTorch's momentum is the new value's share
 

@@ -1,6 +1,6 @@
 /**
  * Helpers of the CPC inference program: command line, folders and raw .bin files.
- * The file layout is the one of src/infer_io.py (preprocess.py writes it, postprocess.py reads it).
+ * The file layout is the one of src/deploy/infer_io.py (preprocess.py writes it, postprocess.py reads it).
  */
 #ifndef CPC_ASCEND310_INFER_INC_UTILS_H_
 #define CPC_ASCEND310_INFER_INC_UTILS_H_

@@ -6,9 +6,9 @@
  *        [--device_type Ascend|GPU|CPU] [--device_id 0]
  *
  * The same program serves an Ascend 310 (AscendDeviceInfo), a GPU or a plain CPU edge box; it
- * does no preprocessing: the inputs are already the model's float32 tensors (src/infer_io.py).
+ * does no preprocessing: the inputs are already the model's float32 tensors (src/deploy/infer_io.py).
  * Outputs: result_path/<name>_<k>.bin for output k of input batch <name>.bin, and
- * result_path/latency.json (the same keys as src/mindir_infer.py writes).
+ * result_path/latency.json (the same keys as tools/mindir_infer.py writes).
  * Every input file is checked (present, of the model input's size) before the first predict, and
  * a run that fails removes the result files it wrote: an error leaves no partial results behind.
  * Exit 0 ok, 2 bad arguments or inputs (one "error:" line), 1 the runtime failed.

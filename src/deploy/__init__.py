@@ -1,0 +1,1 @@
+"""Deployment: export networks, the .bin inference file layout, the Keras weight importer."""

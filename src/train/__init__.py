@@ -1,0 +1,1 @@
+"""Training: Model.train driver, callbacks, resume, PreciseBN, data parallel."""

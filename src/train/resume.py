@@ -1,0 +1,131 @@
+"""Rolling checkpoints and exact resume of an interrupted training run.
+
+Besides cpc_last/cpc_best/encoder_best, training writes rolling checkpoints
+cpc_e{epoch}_s{global step}.ckpt of the train cell (network + Adam moments and step counters),
+every `save_checkpoint_steps` steps and after each epoch's validation, keeping the newest
+`keep_checkpoint_max`. Their metadata holds everything else a run needs to go on as if it had never
+stopped: epoch, step within the epoch, global step, whether the epoch's validation is done, the
+plateau schedule (lr, best, wait), the best validation accuracy, the history and the losses so far.
+The sequence data is random access (batch i is a function of seed, split and i), so the data
+position is just the global step. `--resume True` loads the newest complete one (temporary files of
+an interrupted save never match the name pattern; a file that cannot be read is skipped).
+"""
+import logging
+import os
+import re
+
+import mindspore as ms
+
+from src import checkpoint
+from src.config import ENCODER_DEFAULTS
+from src.utils.errors import CheckpointError, CPCError
+
+log = logging.getLogger("cpc")
+
+ROLLING = re.compile(r"^cpc_e(\d+)_s(\d+)\.ckpt$")
+RUN_KEYS = ("seed", "batch_size", "steps_per_epoch", "num_negatives", "negatives_across_steps", "amp_level")
+RUN_DEFAULTS = {"amp_level": "O0"}  # what checkpoints written before a key was checked were trained with
+STEP_LOSSES_KEPT = 100  # metrics.json keeps the first this many step losses (determinism checks)
+
+
+def rolling(out):
+    """Paths of the rolling checkpoints in `out`, oldest first."""
+    found = []
+    for name in os.listdir(out) if os.path.isdir(out) else ():
+        match = ROLLING.match(name)
+        if match:
+            found.append((int(match.group(2)), int(match.group(1)), os.path.join(out, name)))
+    return [path for _, _, path in sorted(found)]
+
+
+class RunState:
+    """Where training stands: the next step to run and everything the epoch loop accumulates."""
+
+    def __init__(self, cfg, hparams, schedule, train_cell):
+        self.cfg, self.hparams, self.schedule, self.train_cell = cfg, hparams, schedule, train_cell
+        self.epoch, self.step = 1, 0  # the epoch to run next and the steps of it already done
+        self.epoch_losses, self.history, self.step_losses = [], [], []
+        self.best_acc, self.last_path, self.resumed_from = -1.0, None, None
+
+    @property
+    def global_step(self):
+        return (self.epoch - 1) * self.cfg.steps_per_epoch + self.step
+
+    def add_loss(self, loss, steps=1):
+        """Record the mean loss of the next `steps` steps (1 when fed step by step, a sink's length)."""
+        self.step += steps
+        self.epoch_losses.append(loss)
+        if len(self.step_losses) < STEP_LOSSES_KEPT:
+            self.step_losses.append(loss)
+
+    def end_epoch(self):
+        self.epoch, self.step, self.epoch_losses = self.epoch + 1, 0, []
+
+    def meta(self):
+        sched = self.schedule
+        return {"kind": "cpc", "hparams": self.hparams, "run": {k: getattr(self.cfg, k) for k in RUN_KEYS},
+                "epoch": self.epoch, "step": self.step, "global_step": self.global_step,
+                "schedule": {"lr": sched.lr, "best": sched.best, "wait": sched.wait},
+                "best_val_accuracy": self.best_acc, "history": self.history,
+                "epoch_losses": self.epoch_losses, "step_losses": self.step_losses}
+
+    def current_path(self):
+        """The rolling checkpoint name of the current state."""
+        return os.path.join(self.cfg.output_path, f"cpc_e{self.epoch}_s{self.global_step}.ckpt")
+
+    def save(self, train_cell):
+        """Write a rolling checkpoint of the current state; drop the oldest beyond keep_checkpoint_max.
+        Returns its path."""
+        path = self.current_path()
+        checkpoint.save(train_cell, path, self.meta())
+        self.last_path = path
+        for old in rolling(self.cfg.output_path)[:-self.cfg.keep_checkpoint_max]:
+            os.remove(old)
+        return path
+
+    def restore(self, meta, path):
+        run_then = dict(RUN_DEFAULTS, **(meta.get("run") or {}))
+        # checkpoints written before the encoder's shape keys existed hold the default encoder
+        hparams_then = dict(ENCODER_DEFAULTS, **(meta.get("hparams") or {}))
+        if hparams_then != self.hparams or run_then != {k: getattr(self.cfg, k) for k in RUN_KEYS}:
+            now = dict(self.hparams, **{k: getattr(self.cfg, k) for k in RUN_KEYS})
+            then = dict(hparams_then, **run_then)
+            diff = ", ".join(f"{k} {then.get(k)!r} != {v!r}" for k, v in now.items() if then.get(k) != v)
+            raise CPCError(f"cannot resume from {path}: it was trained with other settings "
+                           f"(checkpoint vs config: {diff}); use the same command, or another output_path")
+        self.epoch, self.step = meta["epoch"], meta["step"]
+        self.schedule.lr, self.schedule.best, self.schedule.wait = (meta["schedule"][k] for k in ("lr", "best", "wait"))
+        self.best_acc, self.history = meta["best_val_accuracy"], meta["history"]
+        self.epoch_losses, self.step_losses = meta["epoch_losses"], meta["step_losses"]
+        self.last_path = self.resumed_from = path
+
+
+def start(cfg, hparams, schedule, train_cell, optimizer):
+    """The RunState to train from: the newest readable rolling checkpoint with --resume True
+    (weights, Adam state and learning rate loaded into the train cell), else a fresh start (which
+    removes the rolling checkpoints of an earlier run in the same output_path)."""
+    state = RunState(cfg, hparams, schedule, train_cell)
+    found = rolling(cfg.output_path)
+    if not cfg.resume:
+        for old in found:
+            os.remove(old)
+        return state
+    for path in reversed(found):
+        try:
+            params, meta = checkpoint.load(path)
+        except CheckpointError as exc:
+            log.info("skipping unreadable checkpoint: %s", exc)
+            continue
+        if not meta or "schedule" not in meta:
+            log.info("skipping %s: no resume state in its metadata", path)
+            continue
+        state.restore(meta, path)
+        checkpoint.load_into(train_cell, params, path)
+        optimizer.learning_rate.set_data(ms.Tensor(schedule.lr, ms.float32))
+        log.info("resuming from %s: epoch %d, step %d of %d (global step %d), lr %.2e",
+                 path, state.epoch, state.step, cfg.steps_per_epoch, state.global_step, schedule.lr)
+        if state.step == cfg.steps_per_epoch:  # saved after the last step, before validation
+            log.info("epoch %d's steps are done: validating it", state.epoch)
+        return state
+    log.info("resume: no checkpoint to resume from in %s: starting fresh", cfg.output_path)
+    return state

@@ -1,0 +1,1 @@
+"""Utilities: errors, atomic file writes, run folders and logs, timing, plots."""

@@ -1,0 +1,130 @@
+"""Benchmark: training step time, data generation rate, feeding overhead, encoder inference.
+
+    python -m tools.benchmark --config_path config/cpc_mnist64_color.yaml --device_target CPU [--steps 30]
+
+Prints one JSON line: step_ms_median / step_ms_min / samples_per_s of the training step on a fixed
+pre-generated batch; fed_step_ms_median and feed_overhead_pct of the same step fed from the real
+GeneratorDataset pipeline; data_sequences_per_s of the sequence generator on one worker;
+images_per_s of the encoder in inference mode after the training steps, images_per_s_fresh the
+same measured first, in a process that has run nothing else (each from the median call, and
+*_best from the fastest); device_target, mindspore_version and encoder_form
+(kernel: the compiled CPU kernels; gather: MindSpore's ops, CPC_CPU_KERNELS=0 or no compiler;
+native: the device's conv2d).
+--profile_path DIR also profiles 10 steps with mindspore.Profiler and prints the top operator types.
+A benchmark, not a test: nothing here asserts a speed.
+"""
+import csv
+import glob
+import json
+import os
+import statistics
+import sys
+
+import mindspore as ms
+import numpy as np
+
+from src.config import model_hparams, parse_config
+from src.data.dataset import build_source, create_dataset
+from src.data.mnist import load_split
+from src.device import init_device
+from src.model.cpc import build_cpc
+from src.model.cpu.conv import use_fast_conv
+from src.train.trainer import build_train_cell
+from src.utils.errors import run_main
+from src.utils.timing import check_counts, inference_repeats, throughput, timed
+
+
+def _extra(parser):
+    parser.add_argument("--steps", type=int, default=30, help="timed training steps (>= 20 recommended)")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (compilation)")
+    parser.add_argument("--profile_path", default="",
+                        help="also run 10 steps under MindSpore's profiler, write its data here and print the "
+                             "operator types that take the most time (to stderr)")
+
+
+def profile_steps(step, path, steps=10, top=12):
+    """Run `step` under mindspore.Profiler; print the op types with the most time per step."""
+    profiler = ms.Profiler(output_path=path)
+    for _ in range(steps):
+        step()
+    profiler.stop()
+    profiler.analyse()
+    tables = glob.glob(os.path.join(path, "**", "cpu_op_type_info_*.csv"), recursive=True)
+    if not tables:
+        print(f"profiler data in {path} (no CPU operator table found)", file=sys.stderr)
+        return
+    with open(tables[0], encoding="utf-8") as handle:
+        rows = sorted(csv.DictReader(handle), key=lambda r: -float(r["total_compute_time"]))
+    total = sum(float(r["total_compute_time"]) for r in rows)
+    print(f"profiler data in {path}; operator types by time ({steps} steps):", file=sys.stderr)
+    for row in rows[:top]:
+        print(f"  {row['op_type']:<20} {float(row['total_compute_time']) / steps:8.1f} ms/step "
+              f"{100 * float(row['total_compute_time']) / total:5.1f}%  x{row['execution_frequency(per-step)']}",
+              file=sys.stderr)
+
+
+def loss_value(output):
+    """The loss of a train cell's output (a Tensor, or (loss, overflow, scale) under loss scaling);
+    reading it waits for the step to finish."""
+    return float((output[0] if isinstance(output, tuple) else output).asnumpy())
+
+
+def main(argv=None):
+    cfg = parse_config(argv, description="Benchmark the CPC training step", extra_args=_extra)
+    check_counts(cfg.steps, cfg.warmup)
+    target = init_device(cfg)
+    data = load_split(cfg.data_path, "train")
+    source = build_source(cfg, "train", cfg.warmup + cfg.steps, data=data)
+    net = build_cpc(model_hparams(cfg), use_fast_conv(target))
+    images = ms.Tensor(np.concatenate([source[0][0], source[0][1]], axis=1).reshape(
+        (-1,) + source[0][0].shape[2:]))
+
+    def encoder_images_per_s():
+        net.set_train(False)
+        def encode():
+            return net.encoder(images).asnumpy()
+        return throughput(encode, int(images.shape[0]), inference_repeats(cfg.steps))
+
+    fresh_inference = encoder_images_per_s()  # before anything else ran in this process
+    train_cell, _ = build_train_cell(net, cfg, target)
+    train_cell.set_train()
+
+    row = tuple(ms.Tensor(a) for a in source[0])  # (x, y, label), or (x, y, negatives, valid) for InfoNCE
+    def step():
+        return loss_value(train_cell(*row))
+    timed(step, cfg.warmup)
+    fixed = timed(step, cfg.steps)
+
+    rows = create_dataset(source, cfg.num_parallel_workers).create_tuple_iterator(num_epochs=1)
+    def fed_step():
+        return loss_value(train_cell(*next(rows)))
+    timed(fed_step, cfg.warmup)
+    fed = timed(fed_step, cfg.steps)
+    rows.stop()  # its workers would go on prefetching batches beside the timings below
+
+    if cfg.profile_path:
+        profile_steps(step, cfg.profile_path)
+
+    generate = timed(lambda: source.make_batch(np.random.randint(1 << 30)), max(10, cfg.steps // 2))
+
+    inference = encoder_images_per_s()  # after the training steps
+
+    median = statistics.median(fixed)
+    fed_median = statistics.median(fed)
+    print(json.dumps({
+        "framework": "mindspore", "mindspore_version": ms.__version__, "device_target": target,
+        "mode": cfg.mode, "encoder_form": net.encoder.blocks[0].conv.form, "image_size": cfg.image_size,
+        "color": cfg.color, "batch_size": cfg.batch_size,
+        "terms": cfg.terms, "predict_terms": cfg.predict_terms, "loss": cfg.loss, "steps": cfg.steps,
+        "step_ms_median": round(1000 * median, 2), "step_ms_min": round(1000 * min(fixed), 2),
+        "samples_per_s": round(cfg.batch_size / median, 1),
+        "fed_step_ms_median": round(1000 * fed_median, 2),
+        "feed_overhead_pct": round(100 * (fed_median / median - 1), 1),
+        "data_sequences_per_s": round(cfg.batch_size / statistics.median(generate), 1),
+        "images_per_s": round(inference[0], 1), "images_per_s_best": round(inference[1], 1),
+        "images_per_s_fresh": round(fresh_inference[0], 1), "images_per_s_fresh_best": round(fresh_inference[1], 1),
+        "num_parallel_workers": cfg.num_parallel_workers}))
+
+
+if __name__ == "__main__":
+    run_main(main)
