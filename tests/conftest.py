@@ -1,6 +1,13 @@
 """Shared fixtures and helpers: the repository root, a CPU graph-mode context, a tiny trained run,
-IDX files written from arrays, checkpoints read back as arrays."""
+IDX files written from arrays, checkpoints read back as arrays; and the two test tiers.
+
+Tiers: a test is end to end, marked `slow`, when it starts a process (an entry point, a script, a
+compiler: run_entry or subprocess in its source), uses a trained run (the fixtures in SLOW_FIXTURES),
+or carries @pytest.mark.slow itself (in-process training). Everything else is the fast tier:
+    python -m pytest -q tests -m "not slow"
+"""
 import gzip
+import inspect
 import json
 import os
 import subprocess
@@ -11,6 +18,25 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = os.path.join(REPO, "config", "cpc_tiny.yaml")
+
+
+SLOW_FIXTURES = {"tiny_run", "classify_run", "classifier"}
+SLOW_SOURCE = ("run_entry(", "subprocess.")
+
+
+def _starts_a_process(function):
+    try:
+        source = inspect.getsource(function)
+    except (OSError, TypeError):
+        return False
+    return any(word in source for word in SLOW_SOURCE)
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        function = getattr(item, "function", None)
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or (function and _starts_a_process(function)):
+            item.add_marker(pytest.mark.slow)
 
 
 def run_entry(args, cwd=REPO, env=None, timeout=600):

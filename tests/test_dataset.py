@@ -59,6 +59,7 @@ def test_shapes_and_ranges(size, color, padding, channels):
     assert x.min() >= -1 and x.max() <= 1 and x.std() > 0.2
 
 
+@pytest.mark.slow
 def test_pure_function_of_seed_split_index():
     a, b = _source(color=True, image_size=64, padding="valid"), _source(color=True, image_size=64,
                                                                          padding="valid")

@@ -7,7 +7,7 @@ import sys
 from tests.conftest import REPO, TINY, run_entry
 
 PROBE = ("from src.model.cpc import Encoder; e = Encoder(64, 3, 8, 'valid', fast_conv=True); "
-         "from src import kernels; print(kernels.library()); print(sorted({b.conv.form for b in e.blocks}))")
+         "from src.model.cpu import kernels; print(kernels.library()); print(sorted({b.conv.form for b in e.blocks}))")
 
 
 def _probe(env):

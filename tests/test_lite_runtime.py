@@ -18,6 +18,8 @@ from src.deploy import infer_io
 from tests.conftest import REPO, assert_accuracy_matches, error_lines, run_entry
 from tests.test_export import reference
 
+pytestmark = pytest.mark.slow  # builds and runs the C++ program: end to end
+
 CLASSIFIER_BATCH = 96  # 1,000 test digits: 10 full batches and one padded one
 CPC_BATCH, CPC_BATCHES = 16, 4
 FETCH_FAILED = 3  # scripts/fetch_lite.sh: the package registry could not be reached

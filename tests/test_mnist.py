@@ -62,6 +62,7 @@ def test_count_mismatch_and_missing(tmp_path):
         load_split(str(tmp_path / "nope"), "train")
 
 
+@pytest.mark.slow
 def test_embedded_split_is_fixed_and_disjoint():
     parts = {s: load_split("", s) for s in ("train", "val", "test")}
     assert [len(parts[s][0]) for s in ("train", "val", "test")] == [3500, 500, 1000]

@@ -133,10 +133,45 @@ def test_contrast_fused_into_first_im2col(ms_cpu, size, padding):
     assert Encoder(64, 3, 8, "valid", fast_conv=False, input_contrast=True).contrast is not None
 
 
+def _assert_batch_norm_parity(candidate, ref, batches, param_atol):
+    """candidate against ref (Cells (x, sens) -> scalar with a `bn` holding gamma and beta): the same
+    parameters, then per training batch the value and the input and parameter gradients, the moving
+    statistics after training, and the inference value."""
+    assert [(p.name, p.shape) for p in candidate.get_parameters()] == [(p.name, p.shape) for p in ref.get_parameters()]
+    rng = np.random.default_rng(0)
+    channels = ref.bn.gamma.shape[0]
+    gamma = ms.Tensor(rng.uniform(0.5, 1.5, channels).astype(np.float32))
+    beta = ms.Tensor(rng.uniform(-0.5, 0.5, channels).astype(np.float32))
+    for block in (candidate, ref):
+        block.set_train()
+        block.bn.gamma.set_data(gamma)
+        block.bn.beta.set_data(beta)
+    for x, sens in batches:
+        values = [b(x, sens).asnumpy() for b in (candidate, ref)]
+        np.testing.assert_allclose(values[0], values[1], rtol=1e-4, atol=1e-4)
+        grads = [ms.grad(b, grad_position=0, weights=[b.bn.gamma, b.bn.beta])(x, sens) for b in (candidate, ref)]
+        np.testing.assert_allclose(grads[0][0].asnumpy(), grads[1][0].asnumpy(), atol=1e-5)
+        for got, want in zip(grads[0][1], grads[1][1]):
+            np.testing.assert_allclose(got.asnumpy(), want.asnumpy(), rtol=1e-4, atol=param_atol)
+    for name in ("moving_mean", "moving_variance"):
+        want = getattr(ref.bn, name).asnumpy()
+        assert not np.allclose(want, 0 if name == "moving_mean" else 1)  # the statistics moved
+        np.testing.assert_allclose(getattr(candidate.bn, name).asnumpy(), want, rtol=1e-5, atol=1e-6)
+    for block in (candidate, ref):
+        block.set_train(False)
+    np.testing.assert_allclose(candidate(x, sens).asnumpy(), ref(x, sens).asnumpy(), rtol=1e-5)
+
+
+def _normal_batches(shape, means, seed=1):
+    rng = np.random.default_rng(seed)
+    return [(ms.Tensor(rng.normal(mean, 2.0, shape).astype(np.float32)),
+             ms.Tensor(rng.normal(size=shape).astype(np.float32))) for mean in means]
+
+
 def test_fast_cpu_layers_match_mindspore_layers(ms_cpu):
-    """FastBatchNorm1d / FastLeakyReLU (CPU) against nn.BatchNorm1d / nn.LeakyReLU: outputs,
-    gradients, moving statistics after training steps, inference outputs."""
-    from src.model.cpc import BN_EPS, BN_MOMENTUM, FastBatchNorm1d, FastLeakyReLU
+    """FastBatchNorm1d / FastLeakyReLU (CPU) against nn.BatchNorm1d / nn.LeakyReLU."""
+    from src.model.cpc import BN_EPS, BN_MOMENTUM
+    from src.model.cpu.layers import FastBatchNorm1d, FastLeakyReLU
 
     class Block(nn.Cell):
         def __init__(self, bn, act):
@@ -148,34 +183,15 @@ def test_fast_cpu_layers_match_mindspore_layers(ms_cpu):
 
     fast = Block(FastBatchNorm1d(16, BN_EPS, BN_MOMENTUM), FastLeakyReLU(0.3))
     ref = Block(nn.BatchNorm1d(16, eps=BN_EPS, momentum=BN_MOMENTUM), nn.LeakyReLU(0.3))
-    assert [(p.name, p.shape) for p in fast.get_parameters()] == [(p.name, p.shape) for p in ref.get_parameters()]
-    rng = np.random.default_rng(0)
-    for block in (fast, ref):
-        block.set_train()
-        block.bn.gamma.set_data(ms.Tensor(rng.uniform(0.5, 1.5, 16).astype(np.float32)))
-    fast.bn.gamma.set_data(ref.bn.gamma.data)
-    for step in range(3):
-        x = ms.Tensor(rng.normal(1.0, 2.0, (32, 16)).astype(np.float32))
-        sens = ms.Tensor(rng.normal(size=(32, 16)).astype(np.float32))
-        grads = [ms.grad(b, grad_position=0, weights=[b.bn.gamma, b.bn.beta])(x, sens) for b in (fast, ref)]
-        np.testing.assert_allclose(grads[0][0].asnumpy(), grads[1][0].asnumpy(), atol=1e-5)
-        for got, want in zip(grads[0][1], grads[1][1]):
-            np.testing.assert_allclose(got.asnumpy(), want.asnumpy(), rtol=1e-4, atol=1e-4)
-    for name in ("moving_mean", "moving_variance"):
-        want = getattr(ref.bn, name).asnumpy()
-        assert not np.allclose(want, 0 if name == "moving_mean" else 1)  # the statistics moved
-        np.testing.assert_allclose(getattr(fast.bn, name).asnumpy(), want, rtol=1e-5, atol=1e-6)
-    for block in (fast, ref):
-        block.set_train(False)
-    np.testing.assert_allclose(fast(x, sens).asnumpy(), ref(x, sens).asnumpy(), rtol=1e-5)
+    _assert_batch_norm_parity(fast, ref, _normal_batches((32, 16), [1.0] * 3), param_atol=1e-4)
 
 
 def test_fused_batchnorm_leaky_matches_mindspore_layers(ms_cpu):
     """The compiled BatchNorm + LeakyReLU (channels-last) against nn.BatchNorm2d + nn.LeakyReLU on the
-    same data in NCHW: outputs, input and parameter gradients, moving statistics after three training
-    steps, inference outputs."""
-    from src.model.cpc import BN_EPS, BN_MOMENTUM, LEAKY_ALPHA, BatchNormLeakyReLU2d
+    same data in NCHW."""
+    from src.model.cpc import BN_EPS, BN_MOMENTUM, LEAKY_ALPHA
     from src.model.cpu import kernels
+    from src.model.cpu.layers import BatchNormLeakyReLU2d
     assert kernels.available()
 
     class Block(nn.Cell):
@@ -188,31 +204,7 @@ def test_fused_batchnorm_leaky_matches_mindspore_layers(ms_cpu):
                 return (self.bn(x.transpose(0, 2, 3, 1)) * sens.transpose(0, 2, 3, 1)).sum()
             return (self.act(self.bn(x)) * sens).sum()
 
-    channels = 16
-    fused = Block(BatchNormLeakyReLU2d(channels, BN_EPS, BN_MOMENTUM, LEAKY_ALPHA), nhwc=True)
-    ref = Block(nn.BatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM), nn.LeakyReLU(LEAKY_ALPHA))
-    assert [(p.name, p.shape) for p in fused.get_parameters()] == [(p.name, p.shape) for p in ref.get_parameters()]
-    rng = np.random.default_rng(0)
-    gamma = ms.Tensor(rng.uniform(0.5, 1.5, channels).astype(np.float32))
-    beta = ms.Tensor(rng.uniform(-0.5, 0.5, channels).astype(np.float32))
-    for block in (fused, ref):
-        block.set_train()
-        block.bn.gamma.set_data(gamma)
-        block.bn.beta.set_data(beta)
-    for step in range(3):
-        # an offset mean (the one-pass variance must stay accurate) and a different batch each step
-        x = ms.Tensor(rng.normal(3.0 + step, 2.0, (8, channels, 9, 9)).astype(np.float32))
-        sens = ms.Tensor(rng.normal(size=(8, channels, 9, 9)).astype(np.float32))
-        values = [b(x, sens).asnumpy() for b in (fused, ref)]
-        np.testing.assert_allclose(values[0], values[1], rtol=1e-4)
-        grads = [ms.grad(b, grad_position=0, weights=[b.bn.gamma, b.bn.beta])(x, sens) for b in (fused, ref)]
-        np.testing.assert_allclose(grads[0][0].asnumpy(), grads[1][0].asnumpy(), atol=1e-5)
-        for got, want in zip(grads[0][1], grads[1][1]):
-            np.testing.assert_allclose(got.asnumpy(), want.asnumpy(), rtol=1e-4, atol=1e-3)
-    for name in ("moving_mean", "moving_variance"):
-        want = getattr(ref.bn, name).asnumpy()
-        assert not np.allclose(want, 0 if name == "moving_mean" else 1)  # the statistics moved
-        np.testing.assert_allclose(getattr(fused.bn, name).asnumpy(), want, rtol=1e-5, atol=1e-6)
-    for block in (fused, ref):
-        block.set_train(False)
-    np.testing.assert_allclose(fused(x, sens).asnumpy(), ref(x, sens).asnumpy(), rtol=1e-5)
+    fused = Block(BatchNormLeakyReLU2d(16, BN_EPS, BN_MOMENTUM, LEAKY_ALPHA), nhwc=True)
+    ref = Block(nn.BatchNorm2d(16, eps=BN_EPS, momentum=BN_MOMENTUM), nn.LeakyReLU(LEAKY_ALPHA))
+    # an offset mean (the one-pass variance must stay accurate) and a different batch each step
+    _assert_batch_norm_parity(fused, ref, _normal_batches((8, 16, 9, 9), [3.0, 4.0, 5.0]), param_atol=1e-3)

@@ -54,6 +54,7 @@ def test_amp_levels_refused_with_one_line(ms_cpu, level, target, message):
     assert str(err.value).startswith(message) and "\n" not in str(err.value)
 
 
+@pytest.mark.slow
 def test_loss_sum_adds_every_step_on_the_device(ms_cpu):
     cfg = _cfg()
     net = build_cpc(model_hparams(cfg), fast_conv=True)

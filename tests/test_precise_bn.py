@@ -43,6 +43,7 @@ def test_statistics_are_the_population_statistics_of_the_batches(ms_cpu, fast_co
         np.testing.assert_array_equal(before, param.asnumpy())   # only the statistics change
 
 
+@pytest.mark.slow
 def test_one_batch_makes_inference_match_training_mode(ms_cpu):
     """With the statistics of one batch, inference-mode outputs on that batch equal training-mode
     (batch-statistics) outputs up to the unbiased/biased variance factor."""

@@ -28,6 +28,7 @@ def uninterrupted(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_rolling_checkpoints_keep_the_newest(uninterrupted):
     names = sorted(p.name for p in uninterrupted.iterdir() if p.name.endswith(".ckpt"))
     # 2 epochs x 20 steps, saved every 5 steps and after each validation: the newest 3 remain
@@ -94,6 +95,7 @@ def _losses(ms_cpu, tmp_path, seed):
     return train(cfg, "CPU")["step_losses"], checkpoint_arrays(os.path.join(cfg.output_path, "cpc_last.ckpt"))[0]
 
 
+@pytest.mark.slow
 def test_same_seed_same_losses_other_seed_other_losses(ms_cpu, tmp_path):
     """Also the premise of the exact-resume test: two runs end with bit-identical parameters."""
     first, params = _losses(ms_cpu, tmp_path / "a", 0)
@@ -106,6 +108,7 @@ def test_same_seed_same_losses_other_seed_other_losses(ms_cpu, tmp_path):
     assert len(other) == 20 and other != first
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bad_step, kept", [(7, "cpc_e1_s5.ckpt"), (3, None)])
 def test_nan_loss_stops_naming_the_step_and_the_last_checkpoint(ms_cpu, tmp_path, monkeypatch, capsys,
                                                                  bad_step, kept):
@@ -209,6 +212,7 @@ def test_stop_signal_saves_then_resume_equals_uninterrupted(uninterrupted, tmp_p
     assert _metrics(tmp_path)["step_losses"] == _metrics(uninterrupted)["step_losses"]
 
 
+@pytest.mark.slow
 def test_second_signal_stops_at_once(tmp_path):
     """Passes of 200 steps (seconds on CPU): the second SIGTERM comes long before the pass ends."""
     proc = _start(tmp_path, "--steps_per_epoch", "200", "--log_interval", "200", "--save_checkpoint_steps", "0")

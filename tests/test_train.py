@@ -19,6 +19,7 @@ from src.utils.runlog import write_json
 from tests.conftest import TINY, bare_checkpoint, error_lines, export_embedded_test_split, run_entry
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_tiny_config_learns_on_several_seeds(ms_cpu, tmp_path, seed):
     """The 0.693 trap: the loss must fall clearly below ln 2 within a few CPU seconds."""
@@ -213,6 +214,7 @@ def test_bad_data_path_fails_before_writing(tiny_run, tmp_path, entry, message):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2])
 def test_tiny_colour_task_learns_with_input_contrast(ms_cpu, tmp_path, seed):
     """The colour task (digits as inverted, colour-shifted background) learns within 300 steps."""
@@ -225,6 +227,7 @@ def test_tiny_colour_task_learns_with_input_contrast(ms_cpu, tmp_path, seed):
     assert max(h["val_accuracy"] for h in history) > 0.7, history
 
 
+@pytest.mark.slow
 def test_learning_rate_change_reaches_the_compiled_step(ms_cpu):
     """The plateau schedule sets optimizer.learning_rate between epochs: the graph must see it."""
     from src.train.trainer import build_train_cell

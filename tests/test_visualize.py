@@ -1,15 +1,17 @@
-"""tools/visualize.py: the batch grid shows the batch it names, and the training-curve plot."""
+"""tools/visualize.py: the batch grid shows the batch it names; src/utils/plots.py: the training-curve plot."""
 import numpy as np
 import pytest
 from PIL import Image
 
 from src.config import parse_config
 from src.data.dataset import build_source
+from src.utils import plots
 from src.utils.errors import ConfigError
 from tests.conftest import TINY
 from tools import visualize
 
 
+@pytest.mark.slow
 def test_batch_grid_shows_the_named_batch(tmp_path, capsys):
     visualize.main(["--config_path", TINY, "--output_path", str(tmp_path), "--split", "val", "--index", "2",
                     "--rows", "3"])
@@ -42,7 +44,7 @@ def test_training_curves_plot(tmp_path):
     history = [{"epoch": e, "loss": 0.7 - 0.1 * e, "val_loss": 0.72 - 0.1 * e, "val_accuracy": 0.5 + 0.1 * e}
                for e in (1, 2, 3)]
     path = tmp_path / "curves.png"
-    visualize.plot_training_curves(history, 0.5, str(path))
+    plots.plot_training_curves(history, 0.5, str(path))
     with Image.open(path) as image:
         assert image.format == "PNG" and image.size == (900, 350)
         assert len(image.convert("RGB").getcolors(1 << 16)) > 10  # drawn, not blank
