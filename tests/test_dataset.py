@@ -37,6 +37,7 @@ def test_order_within_batch_is_shuffled_and_negatives_cover_digits():
     assert counts.min() > 0.5 * counts.mean()  # random replacements reach every digit
 
 
+@pytest.mark.slow
 def test_images_show_their_digits():
     """28x28 grey pixels are the split's images of the sequence's digit classes, scaled to [-1, 1]."""
     images, labels = load_split("", "val")

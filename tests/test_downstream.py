@@ -40,6 +40,7 @@ def _bn_stats(cell):
     return {p.name: p.asnumpy().copy() for p in cell.get_parameters() if "moving_" in p.name}
 
 
+@pytest.mark.slow
 def test_frozen_encoder_is_never_updated(ms_cpu):
     """run_downstream leaves the CPC encoder's weights and BatchNorm statistics untouched, while
     the supervised method does train its own encoder."""

@@ -91,6 +91,7 @@ def test_negatives_are_other_futures_and_collisions_are_masked(across):
     assert np.array_equal(valid == 0, digits.reshape(-1)[negatives] == digits[..., None])
 
 
+@pytest.mark.slow
 def test_infonce_batches_are_all_sorted():
     cfg = namespace(image_size=28, color=False, padding="same", loss="infonce", batch_size=16, num_negatives=9)
     batch = build_source(cfg, "train", 2).make_batch(1)

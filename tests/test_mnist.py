@@ -22,6 +22,7 @@ def test_idx_folder_layouts(tmp_path, layout, gz):
     np.testing.assert_array_equal(test_x, images)
 
 
+@pytest.mark.slow
 def test_eval_needs_only_t10k(tmp_path):
     export_embedded_test_split(str(tmp_path))
     assert sorted(os.listdir(tmp_path)) == ["t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]

@@ -23,6 +23,7 @@ def _cfg(*flags):
     return parse_config(["--config_path", TINY, "--batch_size", "4", "--num_negatives", "3", *flags])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss", ["binary", "infonce"])
 def test_amp_o2_train_cell_for_gpu_uses_the_float16_net_and_a_float32_loss(ms_cpu, loss):
     """Built for a GPU target (cells only): the loss wraps what ms.amp.auto_mixed_precision returned,

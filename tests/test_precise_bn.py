@@ -23,7 +23,8 @@ def _stats(net):
     return [(bn.moving_mean.asnumpy().copy(), bn.moving_variance.asnumpy().copy()) for bn in batch_norm_layers(net)]
 
 
-@pytest.mark.parametrize("fast_conv", [True, False])   # the CPU forms and nn.BatchNorm1d/2d (Ascend/GPU form)
+# the CPU forms, and nn.BatchNorm1d/2d (the Ascend/GPU form) in the slow tier
+@pytest.mark.parametrize("fast_conv", [True, pytest.param(False, marks=pytest.mark.slow)])
 def test_statistics_are_the_population_statistics_of_the_batches(ms_cpu, fast_conv):
     net, (first, second), both = _net_and_sources(fast_conv)
     assert len(batch_norm_layers(net)) == 5   # 4 conv blocks + the dense layer of the tiny config's encoder
