@@ -17,8 +17,8 @@ from types import SimpleNamespace
 
 import yaml
 
-from src.model.geometry import encoder_output_size
 from src.utils.errors import ConfigError, first_line
+from src.utils.geometry import encoder_output_size
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIG = os.path.join(REPO_ROOT, "config", "cpc_mnist64_color.yaml")

@@ -2,8 +2,8 @@
 import pytest
 
 from src.config import SCHEMA, namespace, parse_config, read_yaml
-from src.model.geometry import encoder_output_size
 from src.utils.errors import ConfigError
+from src.utils.geometry import encoder_output_size
 from tests.conftest import REPO, TINY
 
 CONFIGS = ["cpc_mnist64_color.yaml", "cpc_mnist28_gray.yaml", "cpc_tiny.yaml"]

@@ -6,8 +6,8 @@ import pytest
 
 from src.config import model_hparams, parse_config
 from src.data.dataset import build_source
+from src.eval.precise_bn import PreciseBatchNorm, array_batches, batch_norm_layers, sequence_batches
 from src.model.cpc import build_cpc
-from src.train.precise_bn import PreciseBatchNorm, array_batches, batch_norm_layers, sequence_batches
 from tests.conftest import TINY, run_entry
 
 

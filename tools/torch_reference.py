@@ -29,8 +29,8 @@ except ImportError:
     sys.exit("error: tools/torch_reference.py needs PyTorch (pip install torch, the CPU build)")
 
 from src.config import parse_config  # noqa: E402  (pure Python: no MindSpore import)
-from src.model.geometry import conv_geometry  # noqa: E402
 from src.utils.errors import run_main  # noqa: E402
+from src.utils.geometry import conv_geometry  # noqa: E402
 from src.utils.timing import check_counts, inference_repeats, throughput, timed  # noqa: E402
 
 BN_EPS, BN_MOMENTUM, LEAKY_ALPHA = 1e-3, 0.01, 0.3   # PyTorch's momentum is the new value's share

@@ -34,8 +34,8 @@ from src import checkpoint
 from src.config import SCHEMA, namespace
 from src.model.classifier import HEAD_HIDDEN, NUM_CLASSES
 from src.model.cpc import BN_EPS, LEAKY_ALPHA
-from src.model.geometry import encoder_output_size
 from src.utils.errors import ConfigError, CPCError, first_line
+from src.utils.geometry import encoder_output_size
 
 KINDS = ("encoder", "classifier")
 ENCODER_PREFIX, HEAD_PREFIX = "encoder.", "head.layers."

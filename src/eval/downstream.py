@@ -27,10 +27,10 @@ from src.config import model_hparams
 from src.data.dataset import render_digits
 from src.data.mnist import load_split
 from src.device import init_device
+from src.eval.precise_bn import PreciseBatchNorm, array_batches
 from src.model.classifier import Classifier, DigitHead, build_classifier
 from src.model.cpc import build_encoder
 from src.model.cpu.conv import use_fast_conv
-from src.train.precise_bn import PreciseBatchNorm, array_batches
 from src.utils.errors import CheckpointError, ConfigError, CPCError
 from src.utils.plots import save_figure
 from src.utils.runlog import prepare_output, setup_logging, write_json
@@ -75,7 +75,7 @@ def predict(net, inputs):
 def fit(net, inputs, labels, steps, batch_size, learning_rate, seed):
     """Adam on softmax cross-entropy for `steps` steps over reshuffled passes of (inputs, labels),
     then net's BatchNorm statistics re-estimated on its training inputs with the final weights
-    (PreciseBN, src/train/precise_bn.py); returns the mean loss of the last 10% of the steps."""
+    (PreciseBN, src/eval/precise_bn.py); returns the mean loss of the last 10% of the steps."""
     loss_net = nn.WithLossCell(net, nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean"))
     step = nn.TrainOneStepCell(loss_net, nn.Adam(net.trainable_params(), learning_rate=learning_rate))
     step.set_train()

@@ -10,7 +10,7 @@ from mindspore import Tensor, nn, ops
 from src.config import ENCODER_DEFAULTS, ENCODER_SHAPE_KEYS
 from src.model.cpu.conv import Conv3x3S2
 from src.model.cpu.layers import BatchNormLeakyReLU2d, FastBatchNorm1d, FastLeakyReLU
-from src.model.geometry import border_mean_weights, conv_geometry, encoder_output_size
+from src.utils.geometry import border_mean_weights, conv_geometry, encoder_output_size
 
 ENCODER_CHANNELS = ENCODER_DEFAULTS["encoder_channels"]  # the defaults; model keys encoder_channels/_hidden/_layers
 ENCODER_HIDDEN = ENCODER_DEFAULTS["encoder_hidden"]

@@ -138,7 +138,7 @@ class EpochEnd(Callback):
         self.trained_steps += cfg.steps_per_epoch - first
         self.step_seconds += seconds
         if self.precise_bn is not None:
-            self.precise_bn()  # BatchNorm statistics of the current weights (src/train/precise_bn.py)
+            self.precise_bn()  # BatchNorm statistics of the current weights (src/eval/precise_bn.py)
         self.sync_buffers()  # BatchNorm statistics saw only this rank's data
         val = self.last_val = self.validate()
         epoch, lr_used = run.epoch, schedule.lr

@@ -19,13 +19,13 @@ from src.data.dataset import build_source, create_train_dataset
 from src.data.mnist import load_split
 from src.device import check_for_target
 from src.eval.evaluate import evaluate, make_scorer
+from src.eval.precise_bn import PreciseBatchNorm, sequence_batches
 from src.model.cpc import build_cpc
 from src.model.cpu.conv import use_fast_conv
 from src.model.loss import build_loss_cell
 from src.train import resume
 from src.train.callbacks import EpochClock, EpochEnd, LossSum, StepMonitor, StopOnSignal
 from src.train.distributed import AnyRank, BufferSync, rank_and_size
-from src.train.precise_bn import PreciseBatchNorm, sequence_batches
 from src.utils.errors import CPCError
 from src.utils.plots import plot_training_curves
 from src.utils.runlog import write_json

@@ -18,7 +18,7 @@ import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import XavierUniform, initializer
 
-from src.model.geometry import KERNEL, STRIDE, border_mean_weights, conv_geometry
+from src.utils.geometry import KERNEL, STRIDE, border_mean_weights, conv_geometry
 
 
 def conv_form(fast):

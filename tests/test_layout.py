@@ -1,0 +1,74 @@
+"""src/ is a library in layers: each package imports only from its own layer or the ones below it,
+no module imports itself back through a cycle, and nothing in src/ is a command (tools/ and the
+top-level entry points are)."""
+import ast
+import glob
+import os
+
+from tests.conftest import REPO
+
+# lower number = lower layer; a module may import from its own layer and below
+LAYERS = {"utils": 0, "config": 1, "device": 1, "checkpoint": 2, "model": 3, "data": 3, "eval": 4, "train": 5,
+          "deploy": 4}
+
+
+def _modules():
+    for path in glob.glob(os.path.join(REPO, "src", "**", "*.py"), recursive=True):
+        name = os.path.relpath(path, REPO)[:-3].replace(os.sep, ".").removesuffix(".__init__")
+        yield name, path
+
+
+def _imports(path):
+    tree = ast.parse(open(path, encoding="utf-8").read())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "src":
+            for alias in node.names:
+                yield f"{node.module}.{alias.name}"  # a submodule or a name in the module
+        elif isinstance(node, ast.Import):
+            yield from (a.name for a in node.names if a.name.split(".")[0] == "src")
+
+
+def _package(module):
+    parts = module.split(".")
+    return parts[1].removesuffix(".py") if len(parts) > 1 else None
+
+
+def _resolve(name, known):
+    while name not in known and "." in name:
+        name = name.rsplit(".", 1)[0]
+    return name
+
+
+def test_every_package_imports_only_its_own_layer_and_below():
+    modules = dict(_modules())
+    assert set(LAYERS) == {_package(m) for m in modules if _package(m)}  # every package has a layer
+    upward = []
+    for module, path in modules.items():
+        for name in _imports(path):
+            target = _resolve(name, modules)
+            if _package(target) and LAYERS[_package(target)] > LAYERS[_package(module)]:
+                upward.append(f"{module} -> {target}")
+    assert not upward, upward
+
+
+def test_no_import_cycles():
+    modules = dict(_modules())
+    graph = {m: {_resolve(n, modules) for n in _imports(p)} - {m, "src"} for m, p in modules.items()}
+    state = {}
+
+    def visit(node, trail):
+        if state.get(node) == "done":
+            return
+        assert state.get(node) != "open", " -> ".join(trail + [node])
+        state[node] = "open"
+        for nxt in graph.get(node, ()):
+            visit(nxt, trail + [node])
+        state[node] = "done"
+
+    for module in graph:
+        visit(module, [])
+
+
+def test_nothing_in_src_is_a_command():
+    commands = [m for m, p in _modules() if "__main__" in open(p, encoding="utf-8").read()]
+    assert not commands, commands
