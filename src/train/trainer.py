@@ -26,7 +26,7 @@ from src.train import resume
 from src.train.callbacks import EpochClock, EpochEnd, LossSum, StepMonitor, StopOnSignal
 from src.train.distributed import AnyRank, BufferSync, rank_and_size
 from src.train.precise_bn import PreciseBatchNorm, sequence_batches
-from src.utils.errors import CPCError
+from src.utils.errors import CPCError, memory_guard
 from src.utils.plots import plot_training_curves
 from src.utils.runlog import write_json
 
@@ -83,17 +83,24 @@ def train(cfg, target, data=None):
 
     data: optional (train, val) from load_training_data."""
     train_data, val_data = data if data is not None else load_training_data(cfg)
-    save_config(cfg, os.path.join(cfg.output_path, "config.yaml"))
     hparams = model_hparams(cfg)
     net = build_cpc(hparams, use_fast_conv(target))
     train_cell, optimizer = build_train_cell(net, cfg, target)
     schedule = PlateauLR(cfg.learning_rate, cfg.lr_factor, cfg.lr_patience, cfg.lr_min)
-    run = resume.start(cfg, hparams, schedule, train_cell, optimizer)
-    steps, epochs, chunk = cfg.steps_per_epoch, cfg.epoch_size, sink_size(cfg)
+    run = resume.start(cfg, hparams, schedule, train_cell, optimizer)  # refuses before anything is written
+    chunk = sink_size(cfg)
     if run.step % chunk:
         raise CPCError(f"{run.resumed_from} was saved at step {run.step} of an epoch, which is not a multiple of "
                        f"the sink size {chunk} (the common divisor of steps_per_epoch, log_interval and "
                        f"save_checkpoint_steps): resume with the settings it was written with")
+    save_config(cfg, os.path.join(cfg.output_path, "config.yaml"))
+    with memory_guard("batch_size", cfg.batch_size):
+        return _train(cfg, target, net, train_cell, optimizer, schedule, run, train_data, val_data)
+
+
+def _train(cfg, target, net, train_cell, optimizer, schedule, run, train_data, val_data):
+    """The checked run: epochs, validation, metrics.json, the curves."""
+    steps, epochs, chunk = cfg.steps_per_epoch, cfg.epoch_size, sink_size(cfg)
     rank, size = rank_and_size()  # data parallel: rank k trains on batches k, k + size, ... of the source
     val_source = build_source(cfg, "val", cfg.val_steps, data=val_data)
     scorer, clock = make_scorer(net, cfg.loss), EpochClock()

@@ -1,5 +1,7 @@
 """User-facing errors: one clear line on stderr and a non-zero exit, never a traceback."""
+import re
 import sys
+from contextlib import contextmanager
 
 
 class CPCError(Exception):
@@ -28,6 +30,35 @@ def first_line(exc, fallback=None):
     if text:
         return text.splitlines()[0]
     return type(exc).__name__ if fallback is None else fallback
+
+
+def out_of_memory(exc):
+    """What an exception says about memory that ran out (MindSpore's allocator or compiler, NumPy), or
+    None when it is about something else."""
+    if isinstance(exc, MemoryError):
+        return "out of host memory"
+    text = str(exc)
+    match = re.search(r"Memory isn't enough and alloc failed, kernel name: (\S+?), alloc size: (\d+)B", text)
+    if match:
+        kernel = match.group(1).rsplit("/", 1)[-1]
+        return f"MindSpore could not allocate {int(match.group(2)) / 1e9:.2f} GB for {kernel}"
+    if "bad_alloc" in text or "Memory not enough" in text or "MemoryError" in text:
+        return "MindSpore ran out of memory compiling or running the graph"
+    return None
+
+
+@contextmanager
+def memory_guard(key, value):
+    """Run the block; memory running out in it becomes one CPCError naming the config key that asked
+    for the memory (MindSpore raises a RuntimeError with a framework stack instead)."""
+    try:
+        yield
+    except (RuntimeError, MemoryError) as exc:
+        why = out_of_memory(exc)
+        if why is None:
+            raise
+        raise CPCError(f"{key} {value} needs more memory than this machine can give ({why}); "
+                       f"use a smaller {key}") from None
 
 
 def run_main(main, argv=None):
