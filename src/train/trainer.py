@@ -94,7 +94,9 @@ def train(cfg, target, data=None):
                        f"the sink size {chunk} (the common divisor of steps_per_epoch, log_interval and "
                        f"save_checkpoint_steps): resume with the settings it was written with")
     save_config(cfg, os.path.join(cfg.output_path, "config.yaml"))
-    with memory_guard("batch_size", cfg.batch_size):
+    side, channels = cfg.image_size, 3 if cfg.color else 1
+    asked = f"{cfg.batch_size} sequences of {cfg.terms} + {cfg.predict_terms} images {channels}x{side}x{side} a step"
+    with memory_guard("batch_size", cfg.batch_size, asked):
         return _train(cfg, target, net, train_cell, optimizer, schedule, run, train_data, val_data)
 
 

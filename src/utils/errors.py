@@ -48,17 +48,17 @@ def out_of_memory(exc):
 
 
 @contextmanager
-def memory_guard(key, value):
+def memory_guard(key, value, asked=""):
     """Run the block; memory running out in it becomes one CPCError naming the config key that asked
-    for the memory (MindSpore raises a RuntimeError with a framework stack instead)."""
+    for the memory and what it asked for (MindSpore raises a RuntimeError with a framework stack)."""
     try:
         yield
     except (RuntimeError, MemoryError) as exc:
         why = out_of_memory(exc)
         if why is None:
             raise
-        raise CPCError(f"{key} {value} needs more memory than this machine can give ({why}); "
-                       f"use a smaller {key}") from None
+        raise CPCError(f"{key} {value}{f' ({asked})' if asked else ''} needs more memory than this machine "
+                       f"can give ({why}); use a smaller {key}") from None
 
 
 def run_main(main, argv=None):
