@@ -48,17 +48,22 @@ def out_of_memory(exc):
 
 
 @contextmanager
-def memory_guard(key, value, asked=""):
-    """Run the block; memory running out in it becomes one CPCError naming the config key that asked
-    for the memory and what it asked for (MindSpore raises a RuntimeError with a framework stack)."""
+def memory_guard(subject, advice):
+    """Run the block; memory running out in it becomes one CPCError naming what asked for the memory
+    (`subject`: the config keys and their values) and what to do (MindSpore raises a RuntimeError
+    with a framework stack, NumPy a MemoryError)."""
     try:
         yield
     except (RuntimeError, MemoryError) as exc:
         why = out_of_memory(exc)
         if why is None:
             raise
-        raise CPCError(f"{key} {value}{f' ({asked})' if asked else ''} needs more memory than this machine "
-                       f"can give ({why}); use a smaller {key}") from None
+        raise CPCError(f"{subject} needs more memory than this machine can give ({why}); {advice}") from None
+
+
+def batch_guard(key, value, asked=""):
+    """memory_guard for a batch size key: '<key> <value> (<asked>) needs more memory ...'."""
+    return memory_guard(f"{key} {value}" + (f" ({asked})" if asked else ""), f"use a smaller {key}")
 
 
 def run_main(main, argv=None):
