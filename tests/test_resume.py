@@ -300,3 +300,18 @@ def test_resume_with_a_new_learning_rate_applies_and_logs_it(uninterrupted, tmp_
     assert [h["learning_rate"] for h in history] == [1e-3, 5e-4]
     params, _ = checkpoint_arrays(run / "cpc_last.ckpt")
     assert np.float32(params["learning_rate"]) == np.float32(5e-4)
+
+
+def test_a_new_learning_rate_is_told_from_the_scheduled_one():
+    """Only a rate other than the run's starting rate replaces the checkpoint's scheduled rate (a
+    plateau reduction is kept); a checkpoint from before the starting rate was stored gives epoch 1's."""
+    from src.config import namespace
+    from src.train.resume import _apply_new_learning_rate
+    from src.train.trainer import PlateauLR
+    for meta in ({"learning_rate": 1e-3, "history": []}, {"history": [{"learning_rate": 1e-3}]}):
+        kept = PlateauLR(1e-3 / 3, 1 / 3, 2, 1e-4)
+        _apply_new_learning_rate(namespace(learning_rate=1e-3), meta, kept)
+        assert kept.lr == 1e-3 / 3
+        lowered = PlateauLR(1e-3 / 3, 1 / 3, 2, 1e-4)
+        _apply_new_learning_rate(namespace(learning_rate=2e-4), meta, lowered)
+        assert lowered.lr == 2e-4

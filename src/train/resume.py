@@ -150,7 +150,8 @@ def _check_epochs(cfg, state, path):
 def _apply_new_learning_rate(cfg, meta, schedule):
     """A learning_rate other than the one the run was started with (e.g. lowered after a NaN, as
     docs/troubleshooting.md advises) replaces the checkpoint's scheduled rate, and says so."""
-    started = meta.get("learning_rate")
+    history = meta.get("history") or [{}]
+    started = meta.get("learning_rate", history[0].get("learning_rate"))  # older checkpoints: epoch 1's rate
     if started is None or started == cfg.learning_rate:
         return
     log.info("learning_rate %.2e given (the run started at %.2e): continuing at %.2e instead of the "
