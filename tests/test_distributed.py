@@ -2,6 +2,7 @@
 CPU workers through msrun compared with one process on the same global batch."""
 import json
 import os
+import re
 import stat
 
 import numpy as np
@@ -340,3 +341,14 @@ def test_a_stale_rank_table_environment_is_named_as_the_cause(tmp_path):
     assert lines[0].startswith("error: cannot initialise distributed communication: the environment "
                                "(RANK_TABLE_FILE=") and "RANK_SIZE=2" in lines[0]
     assert "unset RANK_TABLE_FILE RANK_SIZE" in lines[0] and not out.exists()
+
+
+@pytest.mark.slow
+def test_msrun_form_prints_a_failing_ranks_error_line(tmp_path):
+    runs = tmp_path / "runs"
+    proc = run_entry(["bash", SCRIPT, "CPU", "2", TINY, "", "--seed", "99999999999999"],
+                     env={"RUNS_DIR": str(runs)}, timeout=300)
+    (run_dir,) = runs.iterdir()
+    assert proc.returncode != 0
+    assert re.fullmatch(rf"error: first failing rank \({run_dir}/msrun_logs/worker_[01]\.log\): config key 'seed' "
+                        r"must be <= 4294967295, got 99999999999999", error_lines(proc.stderr)[-1])
