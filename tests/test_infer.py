@@ -14,7 +14,7 @@ import preprocess
 from src.data.dataset import render_digits
 from src.data.mnist import load_split
 from src.deploy import infer_io
-from src.utils.errors import CPCError, DataError
+from src.utils.errors import ConfigError, CPCError, DataError
 from tests.conftest import REPO, TINY, assert_accuracy_matches, error_lines, run_entry
 
 BATCH = 96  # 1,000 test digits: 10 full batches and one padded one
@@ -150,3 +150,8 @@ def test_postprocess_on_a_damaged_record_or_labels_is_one_line(tmp_path, damage,
     with pytest.raises(DataError, match=message):
         postprocess.main(["--data_path", str(pre), "--result_path", str(res)])
     assert not (tmp_path / "infer_metrics.json").exists()
+
+
+def test_preprocess_seed_is_bounded_like_the_configs():
+    with pytest.raises(ConfigError, match=r"--seed must be in \[0, 4294967295\], got 99999999999999"):
+        preprocess.parse_args(["--mindir_path", "m.mindir", "--output_path", "out", "--seed", "99999999999999"])
