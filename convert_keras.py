@@ -13,14 +13,16 @@ A file that is not one of these models stops with one error line; nothing is wri
 from src.config import ArgParser
 from src.deploy.keras_import import KINDS, write_checkpoint
 from src.utils.errors import run_main
+from src.utils.paths import expand
 
 
 def parse_args(argv):
     parser = ArgParser(description="Import a Keras CPC encoder or classifier (Keras 2 HDF5) as a checkpoint")
-    parser.add_argument("--h5_path", required=True, help="Keras model file (model.save, Keras 2.x HDF5)")
+    parser.add_argument("--h5_path", type=expand, required=True, help="Keras model file (model.save, Keras 2.x HDF5)")
     parser.add_argument("--kind", required=True, choices=list(KINDS),
                         help="encoder: OUTPUT/encoder.ckpt; classifier: OUTPUT/classifier.ckpt (supervised.h5)")
-    parser.add_argument("--output_path", required=True, help="folder for the checkpoint (created if needed)")
+    parser.add_argument("--output_path", type=expand, required=True,
+                        help="folder for the checkpoint (created if needed)")
     return parser.parse_args(argv)
 
 

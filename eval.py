@@ -16,7 +16,7 @@ from src import checkpoint
 from src.config import parse_config
 from src.eval import downstream
 from src.eval.evaluate import evaluate_checkpoint
-from src.utils.errors import ConfigError, run_main
+from src.utils.errors import ConfigError, batch_guard, run_main
 
 
 def _extra(parser):
@@ -35,8 +35,10 @@ def main(argv=None):
         raise ConfigError("config key 'ckpt_path' is required: the checkpoint to evaluate")
     params, meta = checkpoint.load(cfg.ckpt_path)
     if cfg.task == "classify":
-        return downstream.classify(cfg, params, meta)
-    evaluate_checkpoint(cfg, params, meta)
+        with batch_guard("head_batch_size", cfg.head_batch_size):
+            return downstream.classify(cfg, params, meta)
+    with batch_guard("batch_size", cfg.batch_size):
+        evaluate_checkpoint(cfg, params, meta)
 
 
 if __name__ == "__main__":

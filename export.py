@@ -10,7 +10,6 @@ re-typed flags. Here --batch_size is the batch baked into the exported graph (de
 training key of the config, which export does not use. The file is written under a temporary name
 and renamed, so a failed export leaves nothing behind.
 """
-import glob
 import os
 
 import mindspore as ms
@@ -19,8 +18,9 @@ from src import checkpoint
 from src.config import ArgParser, model_hparams, parse_config
 from src.deploy import nets as deploy
 from src.device import check_for_target, init_device
-from src.utils.atomic import WriteError
+from src.utils.atomic import WriteError, private_folder
 from src.utils.errors import ConfigError, CPCError, first_line, run_main
+from src.utils.paths import expand
 
 SUFFIX = {"MINDIR": ".mindir", "AIR": ".air", "ONNX": ".onnx"}
 
@@ -30,7 +30,8 @@ def _extra(parser):
                         help="classifier: image -> digit logits; encoder: image -> code; "
                              "cpc: context and future images -> logit")
     parser.add_argument("--file_format", default="MINDIR", choices=list(SUFFIX))
-    parser.add_argument("--file_name", default="cpc", help="output file name without suffix")
+    parser.add_argument("--file_name", default="cpc", help="output file; the format's suffix is added unless "
+                                                           "it ends in it")
 
 
 # --batch_size is taken out of the command line before parsing (split_batch_size); say so in --help
@@ -47,28 +48,40 @@ def split_batch_size(argv):
     return known.batch_size, rest
 
 
-def export_atomically(cell, inputs, file_name, file_format):
-    """ms.export to a temporary name in the target folder, then rename to file_name + suffix."""
-    final = os.path.abspath(file_name + SUFFIX[file_format])
-    folder = os.path.dirname(final)
-    if not os.path.isdir(folder):
-        raise CPCError(f"folder of --file_name does not exist: {folder}")
-    tmp = os.path.join(folder, f".{os.path.basename(final)}.tmp-{os.getpid()}")
-    try:
+def output_file(file_name, file_format):
+    """The file export writes: --file_name (`~` expanded) with the format's suffix added unless it is
+    there already (enc.mindir stays enc.mindir); CPCError for a folder or a missing parent folder."""
+    suffix = SUFFIX[file_format]
+    path = expand(file_name)
+    if path.endswith(os.sep) or os.path.isdir(path) or os.path.basename(path) in ("", ".", ".."):
+        raise ConfigError(f"--file_name {file_name} is a folder; give a file name, e.g. "
+                          f"{os.path.join(file_name, 'cpc')} (the suffix {suffix} is added)")
+    final = os.path.abspath(path if path.lower().endswith(suffix) else path + suffix)
+    if os.path.isdir(final):
+        raise ConfigError(f"--file_name {file_name}: {final} is a folder")
+    if not os.path.isdir(os.path.dirname(final)):
+        raise CPCError(f"folder of --file_name does not exist: {os.path.dirname(final)}")
+    return final
+
+
+def export_atomically(cell, inputs, final, file_format):
+    """ms.export into a private temporary folder beside `final`, then rename the one file it wrote
+    to `final`. MindSpore chooses the written name (it adds the suffix) and its ONNX writer changes
+    the mode of the folder it writes into: both stay inside the private folder."""
+    with private_folder(final, f"{file_format} file") as private:
+        stem = os.path.join(private, "net")
         try:
-            ms.export(cell, *[ms.Tensor(x) for x in inputs], file_name=tmp, file_format=file_format)
+            ms.export(cell, *[ms.Tensor(x) for x in inputs], file_name=stem, file_format=file_format)
         except (RuntimeError, ValueError, TypeError) as exc:
             first = first_line(exc)
             raise CPCError(f"{file_format} export failed: {first}") from None
-        written = glob.glob(glob.escape(tmp) + "*")
+        written = [name for name in os.listdir(private) if name.endswith(SUFFIX[file_format])]
         if len(written) != 1:
             raise CPCError(f"export wrote {len(written)} files, expected one {SUFFIX[file_format]} file")
-        os.replace(written[0], final)
-    except OSError as exc:
-        raise WriteError(f"cannot write {final}: {exc.strerror or exc}") from None
-    finally:
-        for leftover in glob.glob(glob.escape(tmp) + "*"):
-            os.remove(leftover)
+        try:
+            os.replace(os.path.join(private, written[0]), final)
+        except OSError as exc:
+            raise WriteError(f"cannot write {final}: {exc.strerror or exc}") from None
     return final
 
 
@@ -88,7 +101,8 @@ def main(argv=None):
         check_for_target(cfg, target)
     hparams = model_hparams(cfg)
     cell = deploy.build_inference_net(cfg.net, hparams, params, meta, cfg.ckpt_path)
-    final = export_atomically(cell, deploy.example_inputs(cfg.net, hparams, batch), cfg.file_name, cfg.file_format)
+    final = output_file(cfg.file_name, cfg.file_format)  # checked before anything is written
+    export_atomically(cell, deploy.example_inputs(cfg.net, hparams, batch), final, cfg.file_format)
     print(f"exported {cfg.net} ({cfg.file_format}, batch {batch}) to {final}")
 
 

@@ -17,24 +17,58 @@ import numpy as np
 
 from src.config import ArgParser
 from src.deploy import infer_io
-from src.utils.errors import DataError, run_main
+from src.utils.errors import DataError, first_line, run_main
+from src.utils.paths import expand, require_file, require_folder_target
 from src.utils.runlog import write_json
 
 
 def parse_args(argv):
     parser = ArgParser(description="Accuracy of classifier inference results")
-    parser.add_argument("--data_path", required=True, help="folder written by preprocess.py")
-    parser.add_argument("--result_path", required=True, help="folder of <name>_0.bin results")
-    parser.add_argument("--output_path", default="",
+    parser.add_argument("--data_path", type=expand, required=True, help="folder written by preprocess.py")
+    parser.add_argument("--result_path", type=expand, required=True, help="folder of <name>_0.bin results")
+    parser.add_argument("--output_path", type=expand, default="",
                         help="folder for infer_metrics.json (default: the parent of --result_path)")
     return parser.parse_args(argv)
 
 
 def read_json(path, what):
-    if not os.path.isfile(path):
-        raise DataError(f"{what} not found: {path}")
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+    """The JSON object in `path`; DataError (one line) when it is missing, a folder, empty or damaged."""
+    path = require_file(path, what, DataError)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{what} {path} is damaged (not JSON: {first_line(exc)}); run preprocess.py again") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{what} {path} holds no JSON object; run preprocess.py again")
+    return data
+
+
+def read_info(data_path):
+    """preprocess.py's record, its batch_size and net checked (they decide how results are read)."""
+    path = os.path.join(data_path, infer_io.INFO)
+    info = read_json(path, "preprocess.py's record")
+    batch = info.get("batch_size")
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise DataError(f"preprocess.py's record {path} has batch_size {batch!r}, expected a whole number >= 1; "
+                        f"run preprocess.py again")
+    if info.get("net", "classifier") not in ("classifier", "cpc"):
+        raise DataError(f"preprocess.py's record {path} names net {info.get('net')!r}, expected classifier or cpc")
+    return info
+
+
+def read_labels(data_path):
+    """labels.npy as a 1-D integer array; DataError when missing, damaged or not labels."""
+    path = require_file(os.path.join(data_path, infer_io.LABELS), "labels", DataError)
+    try:
+        labels = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataError(f"labels {path} are damaged ({first_line(exc)}); run preprocess.py again") from None
+    if not isinstance(labels, np.ndarray) or labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer) \
+            or not len(labels):
+        raise DataError(f"labels {path} hold {getattr(labels, 'dtype', '?')} {getattr(labels, 'shape', '')}, "
+                        f"expected a non-empty 1-D integer array; run preprocess.py again")
+    return labels
 
 
 def read_logits(data_path, result_path, batch, width=infer_io.NUM_CLASSES):
@@ -53,11 +87,7 @@ def read_logits(data_path, result_path, batch, width=infer_io.NUM_CLASSES):
 
 def main(argv=None):
     args = parse_args(argv)
-    info = read_json(os.path.join(args.data_path, infer_io.INFO), "preprocess.py's record")
-    labels_path = os.path.join(args.data_path, infer_io.LABELS)
-    if not os.path.isfile(labels_path):
-        raise DataError(f"labels not found: {labels_path} (run preprocess.py first)")
-    labels = np.load(labels_path)
+    info, labels = read_info(args.data_path), read_labels(args.data_path)
     cpc = info.get("net") == "cpc"
     logits = read_logits(args.data_path, args.result_path, info["batch_size"], 1 if cpc else infer_io.NUM_CLASSES)
     if len(logits) < len(labels):
@@ -70,7 +100,8 @@ def main(argv=None):
     latency = os.path.join(args.result_path, infer_io.LATENCY)
     if os.path.isfile(latency):
         metrics["latency"] = read_json(latency, "latency record")
-    out = args.output_path or os.path.dirname(os.path.abspath(args.result_path))
+    out = require_folder_target(args.output_path or os.path.dirname(os.path.abspath(args.result_path)),
+                                "output_path", DataError)
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, "infer_metrics.json")
     write_json(path, metrics)

@@ -19,25 +19,29 @@ import os
 
 import numpy as np
 
-from src.config import ArgParser
+from src.config import SEED_MAX, ArgParser
 from src.data.dataset import SequenceSource, render_digits
 from src.data.mnist import load_split
 from src.deploy import infer_io
 from src.utils.atomic import atomic_write
 from src.utils.errors import ConfigError, CPCError, run_main
+from src.utils.paths import expand
 from src.utils.runlog import write_json
 
 
 def parse_args(argv):
     parser = ArgParser(description="Write the test digits as .bin inputs of an exported classifier")
-    parser.add_argument("--mindir_path", required=True, help="MINDIR written by export.py --net classifier")
-    parser.add_argument("--output_path", required=True, help="folder to create (must not exist, or be empty)")
-    parser.add_argument("--data_path", default="", help="folder with MNIST t10k-* IDX files; empty = embedded digits")
+    parser.add_argument("--mindir_path", type=expand, required=True,
+                        help="MINDIR written by export.py --net classifier")
+    parser.add_argument("--output_path", type=expand, required=True,
+                        help="folder to create (must not exist, or be empty)")
+    parser.add_argument("--data_path", type=expand, default="",
+                        help="folder with MNIST t10k-* IDX files; empty = embedded digits")
     parser.add_argument("--seed", type=int, default=0, help="the config's seed (colour backgrounds depend on it)")
     parser.add_argument("--num_batches", type=int, default=8, help="cpc net only: test batches of sequences")
     args = parser.parse_args(argv)
-    if args.seed < 0:
-        raise ConfigError(f"--seed must be >= 0, got {args.seed}")
+    if not 0 <= args.seed <= SEED_MAX:
+        raise ConfigError(f"--seed must be in [0, {SEED_MAX}], got {args.seed}")
     if args.num_batches < 1:
         raise ConfigError(f"--num_batches must be >= 1, got {args.num_batches}")
     return args

@@ -88,6 +88,18 @@ check_lite_home() {  # check_lite_home HINT...: MS_LITE_HOME is a MindSpore Lite
     done
 }
 
+first_rank_error() {  # first_rank_error LOG...: the error line of the rank that failed first, on stderr
+    # the rank that failed first stopped writing its log first; the others usually fail after it,
+    # waiting for it (a lost peer), so their lines name a consequence, not the cause
+    local log line
+    while read -r log; do
+        line="$(grep -m 1 '^error: ' "$log" 2> /dev/null)" || continue
+        echo "error: first failing rank ($log): ${line#error: }" >&2
+        return 0
+    done < <(ls -1tr "$@" 2> /dev/null)
+    return 1
+}
+
 logged_exit() {  # logged_exit LOG COMMAND...: run, copy its output to LOG, report the run folder, exit with its status
     local log="$1"
     shift

@@ -43,10 +43,14 @@ if [ "$1" = "CPU" ] || [ "$1" = "GPU" ]; then
     echo "run folder: $RUN_DIR ($WORKER_NUM $DEVICE_TARGET workers through msrun, logs in $RUN_DIR/msrun_logs)"
     cd "$REPO_ROOT" || exit 2
     env > "$RUN_DIR/env.log"
-    logged_exit "$RUN_DIR/msrun.log" "$MSRUN" --worker_num "$WORKER_NUM" --local_worker_num "$WORKER_NUM" \
+    "$MSRUN" --worker_num "$WORKER_NUM" --local_worker_num "$WORKER_NUM" \
         --master_port "$PORT" --log_dir "$RUN_DIR/msrun_logs" --join True \
         train.py --config_path "$CONFIG_PATH" --device_target "$DEVICE_TARGET" --data_path "$DATA_PATH" \
-        --output_path "$RUN_DIR" "${@:5}"
+        --output_path "$RUN_DIR" "${@:5}" 2>&1 | tee "$RUN_DIR/msrun.log"
+    status=$?
+    [ "$status" -eq 0 ] || first_rank_error "$RUN_DIR"/msrun_logs/worker_*.log
+    echo "run folder: $RUN_DIR (exit $status)"
+    exit "$status"
 fi
 
 # Ascend: one process per device of this server, as listed in the rank table.
@@ -77,5 +81,6 @@ status=0
 for pid in "${pids[@]}"; do
     wait "$pid" || status=1
 done
+[ "$status" -eq 0 ] || first_rank_error "$RUN_DIR"/device*/train.log
 echo "run folder: $RUN_DIR (exit $status; per-device logs in $RUN_DIR/device*/train.log)"
 exit $status

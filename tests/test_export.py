@@ -165,3 +165,17 @@ def test_trained_checkpoint_exports(ms_cpu, tiny_run, tmp_path):
     expected = reference("cpc", ckpt, hparams)(*map(ms.Tensor, inputs)).asnumpy()
     got = nn.GraphCell(ms.load(str(tmp_path / "cpc.mindir")))(*map(ms.Tensor, inputs)).asnumpy()
     np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_file_name_keeps_a_given_suffix_and_refuses_a_folder(tmp_path, monkeypatch):
+    """--file_name enc.mindir is not doubled; a folder (trailing slash or existing) is refused; ~ expands."""
+    assert export.output_file(str(tmp_path / "enc.mindir"), "MINDIR") == str(tmp_path / "enc.mindir")
+    assert export.output_file(str(tmp_path / "enc.ONNX"), "ONNX") == str(tmp_path / "enc.ONNX")
+    assert export.output_file(str(tmp_path / "enc"), "ONNX") == str(tmp_path / "enc.onnx")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert export.output_file("~/enc", "MINDIR") == str(tmp_path / "enc.mindir")
+    (tmp_path / "folder").mkdir()
+    for name in (str(tmp_path / "new") + "/", str(tmp_path / "folder")):
+        with pytest.raises(ConfigError, match="is a folder; give a file name"):
+            export.output_file(name, "MINDIR")
+    assert sorted(os.listdir(tmp_path)) == ["folder"]

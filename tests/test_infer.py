@@ -14,7 +14,7 @@ import preprocess
 from src.data.dataset import render_digits
 from src.data.mnist import load_split
 from src.deploy import infer_io
-from src.utils.errors import CPCError, DataError
+from src.utils.errors import ConfigError, CPCError, DataError
 from tests.conftest import REPO, TINY, assert_accuracy_matches, error_lines, run_entry
 
 BATCH = 96  # 1,000 test digits: 10 full batches and one padded one
@@ -118,3 +118,40 @@ def test_cpp_sources_compile_against_the_mindspore_headers():
                            "-isystem", MS_INCLUDE, "-I", infer, os.path.join(infer, "src", "main.cc"),
                            os.path.join(infer, "src", "utils.cc")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("json", r"preprocess.py's record .*preprocess\.json is damaged \(not JSON"),
+    ("json_list", r"preprocess\.json holds no JSON object"),
+    ("batch", r"preprocess\.json has batch_size 'two', expected a whole number >= 1"),
+    ("labels", r"labels .*labels\.npy are damaged"),
+    ("labels_2d", r"labels .*labels\.npy hold float64 \(2, 2\), expected a non-empty 1-D integer array"),
+    ("labels_empty", r"labels .*labels\.npy is empty \(0 bytes\)"),
+])
+def test_postprocess_on_a_damaged_record_or_labels_is_one_line(tmp_path, damage, message):
+    pre, res = tmp_path / "pre", tmp_path / "res"
+    preprocess.write_batches(str(pre), np.zeros((2, 1, 28, 28), np.float32), np.arange(2), 2,
+                             {"batch_size": 2, "num_images": 2})
+    res.mkdir()
+    infer_io.write_bin(str(res / "digits_00000_0.bin"), np.eye(10, dtype=np.float32)[:2])
+    info, labels = pre / infer_io.INFO, pre / infer_io.LABELS
+    if damage == "json":
+        info.write_text('{"batch_size": 2, "num_')
+    elif damage == "json_list":
+        info.write_text("[2]")
+    elif damage == "batch":
+        info.write_text('{"batch_size": "two"}')
+    elif damage == "labels":
+        labels.write_bytes(labels.read_bytes()[:60])
+    elif damage == "labels_2d":
+        np.save(str(labels), np.zeros((2, 2)))
+    else:
+        labels.write_bytes(b"")
+    with pytest.raises(DataError, match=message):
+        postprocess.main(["--data_path", str(pre), "--result_path", str(res)])
+    assert not (tmp_path / "infer_metrics.json").exists()
+
+
+def test_preprocess_seed_is_bounded_like_the_configs():
+    with pytest.raises(ConfigError, match=r"--seed must be in \[0, 4294967295\], got 99999999999999"):
+        preprocess.parse_args(["--mindir_path", "m.mindir", "--output_path", "out", "--seed", "99999999999999"])

@@ -343,3 +343,22 @@ def test_diverging_head_is_a_user_error(ms_cpu):
     codes = np.full((8, 4), 1e30, np.float32) * np.arange(1, 9, dtype=np.float32)[:, None]
     with pytest.raises(CPCError, match="diverged"):
         fit(DigitHead(4, "linear"), codes, np.arange(8) % 10, 3, 8, 1e-3, 0)
+
+
+def _other_tool_h5(path, layers):
+    """An HDF5 file another tool wrote: it claims Keras 2 but its layers lack Keras's fields."""
+    import h5py
+    with h5py.File(path, "w") as f:
+        f.attrs["keras_version"] = "2.0.6"
+        f.attrs["model_config"] = json.dumps({"class_name": "Model", "config": {"layers": layers}})
+        f.create_group("model_weights")
+    return str(path)
+
+
+@pytest.mark.parametrize("layers", [[{"foo": 1}, {"bar": 2}], ["input", "conv"]])
+def test_hdf5_keras_did_not_write_is_one_line(tmp_path, layers):
+    from src.deploy.keras_import import KerasImportError, convert
+    with pytest.raises(KerasImportError, match="its model_config is not one Keras writes"):
+        convert(_other_tool_h5(tmp_path / "other.h5", layers), "encoder")
+    with pytest.raises(KerasImportError, match="Keras file .* is a folder, not a file"):
+        convert(str(tmp_path), "encoder")

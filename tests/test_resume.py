@@ -246,3 +246,76 @@ def test_second_run_into_a_busy_folder_is_refused_and_a_killed_run_leaves_no_loc
     third = run_entry(["train.py"] + FLAGS + long + ["--output_path", str(tmp_path), "--resume", "True",
                                                      "--epoch_size", "1"])
     assert third.returncode == 0 and "resuming from" in third.stdout, third.stderr[-2000:]
+
+
+# ------------------------------------------------ issue 25, class 2: nothing lost or silently changed on re-runs
+
+def _copy(uninterrupted, tmp_path):
+    """A copy of the finished 2-epoch run (the module's fixture stays as it is)."""
+    import shutil
+    return shutil.copytree(uninterrupted, tmp_path / "run")
+
+
+def _snapshot(folder):
+    """Every file's bytes but the log and the lock (which holds the pid of the last run that took it)."""
+    return {p.name: p.read_bytes() for p in folder.iterdir()
+            if p.is_file() and p.name not in ("train.log", ".train.lock")}
+
+
+def _refused(args):
+    proc = run_entry(["train.py"] + FLAGS + args)
+    lines = error_lines(proc.stderr)
+    assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    return lines[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("extra, message", [
+    (["--resume", "True", "--code_size", "16"], "cannot resume from .*code_size 32 != 16"),
+    (["--resume", "True", "--epoch_size", "1"],
+     r"cannot resume from .*cpc_e3_s40\.ckpt: it has trained 2 epochs, more than epoch_size 1; "
+     r"resume with --epoch_size 2 or more$"),
+    ([], r"output_path .*run holds 3 rolling checkpoints of an earlier run \(newest cpc_e3_s40\.ckpt\): "
+         r"continue it with --resume True"),
+])
+def test_a_refused_rerun_writes_nothing(uninterrupted, tmp_path, extra, message):
+    """A changed model key, an epoch_size below the epochs done, a fresh run over a resumable state:
+    one line, and config.yaml, metrics.json and every checkpoint exactly as they were."""
+    import re
+    run = _copy(uninterrupted, tmp_path)
+    before = _snapshot(run)
+    line = _refused(["--output_path", str(run)] + extra)
+    assert re.search(message, line), line
+    assert _snapshot(run) == before
+
+
+@pytest.mark.slow
+def test_resume_with_a_new_learning_rate_applies_and_logs_it(uninterrupted, tmp_path):
+    """The NaN advice (docs/troubleshooting.md): --resume True --learning_rate LOWER continues at LOWER."""
+    run = _copy(uninterrupted, tmp_path)
+    for name in ("cpc_e2_s40.ckpt", "cpc_e3_s40.ckpt"):  # back to epoch 2, step 15
+        os.remove(run / name)
+    proc = run_entry(["train.py"] + FLAGS + ["--output_path", str(run), "--resume", "True",
+                                             "--learning_rate", "5e-4"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "learning_rate 5.00e-04 given (the run started at 1.00e-03): continuing at 5.00e-04" in proc.stdout
+    assert "resuming from " + str(run / "cpc_e2_s35.ckpt") in proc.stdout and "lr 5.00e-04" in proc.stdout
+    history = _metrics(run)["history"]
+    assert [h["learning_rate"] for h in history] == [1e-3, 5e-4]
+    params, _ = checkpoint_arrays(run / "cpc_last.ckpt")
+    assert np.float32(params["learning_rate"]) == np.float32(5e-4)
+
+
+def test_a_new_learning_rate_is_told_from_the_scheduled_one():
+    """Only a rate other than the run's starting rate replaces the checkpoint's scheduled rate (a
+    plateau reduction is kept); a checkpoint from before the starting rate was stored gives epoch 1's."""
+    from src.config import namespace
+    from src.train.resume import _apply_new_learning_rate
+    from src.train.trainer import PlateauLR
+    for meta in ({"learning_rate": 1e-3, "history": []}, {"history": [{"learning_rate": 1e-3}]}):
+        kept = PlateauLR(1e-3 / 3, 1 / 3, 2, 1e-4)
+        _apply_new_learning_rate(namespace(learning_rate=1e-3), meta, kept)
+        assert kept.lr == 1e-3 / 3
+        lowered = PlateauLR(1e-3 / 3, 1 / 3, 2, 1e-4)
+        _apply_new_learning_rate(namespace(learning_rate=2e-4), meta, lowered)
+        assert lowered.lr == 2e-4

@@ -18,6 +18,7 @@ import numpy as np
 
 from src.utils.atomic import atomic_write
 from src.utils.errors import CPCError, DataError
+from src.utils.paths import require_file
 
 LABELS = "labels.npy"
 INFO = "preprocess.json"
@@ -53,8 +54,7 @@ def batch_names(root):
 def mindir_inputs(path):
     """Input shapes [[N, C, S, S], ...] of a MINDIR file (float32 inputs only); CPCError if unreadable."""
     from mindspore.train import mind_ir_pb2  # imported only here: postprocess.py needs no MindSpore
-    if not os.path.isfile(path):
-        raise CPCError(f"MINDIR file not found: {path}")
+    path = require_file(path, "MINDIR file")
     model = mind_ir_pb2.ModelProto()
     try:
         with open(path, "rb") as handle:

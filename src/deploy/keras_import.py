@@ -36,6 +36,7 @@ from src.model.classifier import HEAD_HIDDEN, NUM_CLASSES
 from src.model.cpc import BN_EPS, LEAKY_ALPHA
 from src.utils.errors import ConfigError, CPCError, first_line
 from src.utils.geometry import encoder_output_size
+from src.utils.paths import require_file, require_folder_target
 
 KINDS = ("encoder", "classifier")
 ENCODER_PREFIX, HEAD_PREFIX = "encoder.", "head.layers."
@@ -53,8 +54,7 @@ def read_h5(path):
     """(model_config dict, {layer name: {weight name: array}}, keras_version) of a Keras 2 model file.
 
     Weights of a nested Model are keyed '<inner layer>/<weight>' (e.g. 'conv2d_1/kernel')."""
-    if not os.path.isfile(path):
-        raise KerasImportError(f"Keras file not found: {path}")
+    path = require_file(path, "Keras file", KerasImportError)
     with open(path, "rb") as handle:
         magic = handle.read(8)
     if magic[:2] == b"PK":
@@ -349,7 +349,14 @@ def convert(h5_path, kind):
     if kind not in KINDS:
         raise KerasImportError(f"--kind must be one of {', '.join(KINDS)}, got {kind!r}")
     config, weights, version = read_h5(h5_path)
-    found, enc, head, nested = parse_model(config)
+    try:
+        found, enc, head, nested = parse_model(config)
+    except (KeyError, TypeError, IndexError, AttributeError, ValueError) as exc:
+        # a model_config Keras did not write (another tool's HDF5 file, or edited by hand): its
+        # layers lack the fields every Keras 2 layer has
+        raise KerasImportError(f"{h5_path}: its model_config is not one Keras writes ({type(exc).__name__} "
+                               f"{first_line(exc, '')}); the importer reads files saved by Keras 2 model.save") \
+            from None
     if kind == "classifier" and found != "classifier":
         raise KerasImportError(f"{h5_path} holds an encoder alone, no classifier head; use --kind encoder")
     if found == "classifier":
@@ -398,7 +405,7 @@ def write_checkpoint(h5_path, kind, output_path):
     import mindspore as ms
     params, meta = convert(h5_path, kind)
     net = build_net(kind, meta["hparams"])
-    path = os.path.join(output_path, f"{kind}.ckpt")
+    path = os.path.join(require_folder_target(output_path, "output_path", KerasImportError), f"{kind}.ckpt")
     # load_into checks that every parameter of the port's network is present with its shape
     checkpoint.load_into(net, {k: ms.Parameter(ms.Tensor(v), name=k) for k, v in params.items()}, h5_path)
     extra = sorted(set(params) - {p.name for p in net.get_parameters()})

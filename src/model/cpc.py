@@ -136,7 +136,7 @@ class CPC(nn.Cell):
         codes = self.encoder(images)
         z_context = codes[:batch * self.terms].reshape(batch, self.terms, self.code_size)
         z_future = codes[batch * self.terms:].reshape(batch, self.predict_terms, self.code_size)
-        _, hidden = self.gru(z_context)
+        hidden = self.gru(z_context)[1]  # h_n alone: an unused outputs element was an isolated node MindSpore warned of
         predicted = self.predictor(hidden[-1]).reshape(batch, self.predict_terms, self.code_size)
         return predicted, z_future
 

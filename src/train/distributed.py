@@ -107,17 +107,34 @@ def launch_kind(environ=None):
     return None
 
 
+LAUNCHER_VARIABLES = {"rank_table": ("RANK_TABLE_FILE", "RANK_SIZE", "RANK_ID"),
+                      "msrun": ("MS_ROLE", "MS_WORKER_NUM", "MS_SCHED_HOST", "MS_SCHED_PORT")}
+
+
+def launcher_environment(kind, environ=None):
+    """Why this process tried to join a job: the launcher's variables it found set, named as the
+    likely cause when communication fails (a shell left with a launcher's exports starts a single
+    run as one rank of a job that does not exist)."""
+    env = os.environ if environ is None else environ
+    found = " ".join(f"{name}={env[name]}" for name in LAUNCHER_VARIABLES[kind] if env.get(name))
+    launcher = "a rank table (scripts/run_distribute_train.sh)" if kind == "rank_table" else "msrun"
+    return (f"the environment ({found}) says this process is one rank of a job launched by {launcher}; "
+            f"if it is not, they are stale: unset {' '.join(LAUNCHER_VARIABLES[kind][:2])}")
+
+
 def init_distributed():
     """Join the job if this process was launched by msrun or a rank table; returns (rank, size),
     (0, 1) for a single process. Call after the device is set and before building the network."""
-    if launch_kind() is None:
+    kind = launch_kind()
+    if kind is None:
         return 0, 1
     import mindspore as ms
     from mindspore.communication import get_group_size, get_rank, init
     try:
         init()
     except (RuntimeError, ValueError) as exc:
-        raise CPCError(f"cannot initialise distributed communication: {first_line(exc)}") from None
+        raise CPCError(f"cannot initialise distributed communication: {launcher_environment(kind)}; "
+                       f"MindSpore says: {first_line(exc)}") from None
     rank, size = get_rank(), get_group_size()
     ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True,
                                  device_num=size)

@@ -64,6 +64,7 @@ class RunState:
     def meta(self):
         sched = self.schedule
         return {"kind": "cpc", "hparams": self.hparams, "run": {k: getattr(self.cfg, k) for k in RUN_KEYS},
+                "learning_rate": self.cfg.learning_rate,
                 "epoch": self.epoch, "step": self.step, "global_step": self.global_step,
                 "schedule": {"lr": sched.lr, "best": sched.best, "wait": sched.wait},
                 "best_val_accuracy": self.best_acc, "history": self.history,
@@ -102,13 +103,17 @@ class RunState:
 
 def start(cfg, hparams, schedule, train_cell, optimizer):
     """The RunState to train from: the newest readable rolling checkpoint with --resume True
-    (weights, Adam state and learning rate loaded into the train cell), else a fresh start (which
-    removes the rolling checkpoints of an earlier run in the same output_path)."""
+    (weights, Adam state and learning rate loaded into the train cell), else a fresh start. Every
+    refusal comes before anything is written: a fresh start into a folder holding rolling
+    checkpoints (the resumable state of an earlier run is never deleted unasked), a checkpoint of
+    other settings, an epoch_size below the epochs already done."""
     state = RunState(cfg, hparams, schedule, train_cell)
     found = rolling(cfg.output_path)
     if not cfg.resume:
-        for old in found:
-            os.remove(old)
+        if found:
+            raise CPCError(f"output_path {cfg.output_path} holds {len(found)} rolling checkpoints of an earlier run "
+                           f"(newest {os.path.basename(found[-1])}): continue it with --resume True, or start "
+                           f"afresh in another output_path (or delete its cpc_e*_s*.ckpt files)")
         return state
     for path in reversed(found):
         try:
@@ -120,7 +125,9 @@ def start(cfg, hparams, schedule, train_cell, optimizer):
             log.info("skipping %s: no resume state in its metadata", path)
             continue
         state.restore(meta, path)
+        _check_epochs(cfg, state, path)
         checkpoint.load_into(train_cell, params, path)
+        _apply_new_learning_rate(cfg, meta, schedule)
         optimizer.learning_rate.set_data(ms.Tensor(schedule.lr, ms.float32))
         log.info("resuming from %s: epoch %d, step %d of %d (global step %d), lr %.2e",
                  path, state.epoch, state.step, cfg.steps_per_epoch, state.global_step, schedule.lr)
@@ -129,3 +136,24 @@ def start(cfg, hparams, schedule, train_cell, optimizer):
         return state
     log.info("resume: no checkpoint to resume from in %s: starting fresh", cfg.output_path)
     return state
+
+
+def _check_epochs(cfg, state, path):
+    """Refuse an epoch_size below the epochs the checkpoint has already trained (metrics.json would
+    count epochs the run says it never had)."""
+    if state.global_step > cfg.epoch_size * cfg.steps_per_epoch:
+        done = state.epoch - 1 + (state.step > 0)
+        raise CPCError(f"cannot resume from {path}: it has trained {done} epochs, more than epoch_size "
+                       f"{cfg.epoch_size}; resume with --epoch_size {done} or more")
+
+
+def _apply_new_learning_rate(cfg, meta, schedule):
+    """A learning_rate other than the one the run was started with (e.g. lowered after a NaN, as
+    docs/troubleshooting.md advises) replaces the checkpoint's scheduled rate, and says so."""
+    history = meta.get("history") or [{}]
+    started = meta.get("learning_rate", history[0].get("learning_rate"))  # older checkpoints: epoch 1's rate
+    if started is None or started == cfg.learning_rate:
+        return
+    log.info("learning_rate %.2e given (the run started at %.2e): continuing at %.2e instead of the "
+             "checkpoint's scheduled %.2e", cfg.learning_rate, started, cfg.learning_rate, schedule.lr)
+    schedule.lr = cfg.learning_rate

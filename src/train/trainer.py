@@ -26,7 +26,7 @@ from src.model.loss import build_loss_cell
 from src.train import resume
 from src.train.callbacks import EpochClock, EpochEnd, LossSum, StepMonitor, StopOnSignal
 from src.train.distributed import AnyRank, BufferSync, rank_and_size
-from src.utils.errors import CPCError
+from src.utils.errors import CPCError, batch_guard, memory_guard
 from src.utils.plots import plot_training_curves
 from src.utils.runlog import write_json
 
@@ -64,6 +64,12 @@ def build_train_cell(net, cfg, target):
     return nn.TrainOneStepWithLossScaleCell(loss_cell, optimizer, scale_sense=scale), optimizer
 
 
+def network_subject(hparams):
+    """The model keys that size the network, for a memory error: 'the network (hidden_size 100000, ...)'."""
+    keys = ("image_size", "encoder_channels", "encoder_hidden", "code_size", "hidden_size")
+    return "the network (" + ", ".join(f"{k} {hparams[k]}" for k in keys) + ")"
+
+
 def sink_size(cfg):
     """Steps per Model.train pass (one sink on a device): the largest number dividing the epoch,
     log_interval and save_checkpoint_steps, so log lines and checkpoints land on sink ends."""
@@ -83,17 +89,27 @@ def train(cfg, target, data=None):
 
     data: optional (train, val) from load_training_data."""
     train_data, val_data = data if data is not None else load_training_data(cfg)
-    save_config(cfg, os.path.join(cfg.output_path, "config.yaml"))
     hparams = model_hparams(cfg)
-    net = build_cpc(hparams, use_fast_conv(target))
-    train_cell, optimizer = build_train_cell(net, cfg, target)
+    with memory_guard(network_subject(hparams), "use smaller model keys"):
+        net = build_cpc(hparams, use_fast_conv(target))
+        train_cell, optimizer = build_train_cell(net, cfg, target)
     schedule = PlateauLR(cfg.learning_rate, cfg.lr_factor, cfg.lr_patience, cfg.lr_min)
-    run = resume.start(cfg, hparams, schedule, train_cell, optimizer)
-    steps, epochs, chunk = cfg.steps_per_epoch, cfg.epoch_size, sink_size(cfg)
+    run = resume.start(cfg, hparams, schedule, train_cell, optimizer)  # refuses before anything is written
+    chunk = sink_size(cfg)
     if run.step % chunk:
         raise CPCError(f"{run.resumed_from} was saved at step {run.step} of an epoch, which is not a multiple of "
                        f"the sink size {chunk} (the common divisor of steps_per_epoch, log_interval and "
                        f"save_checkpoint_steps): resume with the settings it was written with")
+    save_config(cfg, os.path.join(cfg.output_path, "config.yaml"))
+    side, channels = cfg.image_size, 3 if cfg.color else 1
+    asked = f"{cfg.batch_size} sequences of {cfg.terms} + {cfg.predict_terms} images {channels}x{side}x{side} a step"
+    with batch_guard("batch_size", cfg.batch_size, asked):
+        return _train(cfg, target, net, train_cell, optimizer, schedule, run, train_data, val_data)
+
+
+def _train(cfg, target, net, train_cell, optimizer, schedule, run, train_data, val_data):
+    """The checked run: epochs, validation, metrics.json, the curves."""
+    steps, epochs, chunk = cfg.steps_per_epoch, cfg.epoch_size, sink_size(cfg)
     rank, size = rank_and_size()  # data parallel: rank k trains on batches k, k + size, ... of the source
     val_source = build_source(cfg, "val", cfg.val_steps, data=val_data)
     scorer, clock = make_scorer(net, cfg.loss), EpochClock()

@@ -1,5 +1,7 @@
 """User-facing errors: one clear line on stderr and a non-zero exit, never a traceback."""
+import re
 import sys
+from contextlib import contextmanager
 
 
 class CPCError(Exception):
@@ -28,6 +30,40 @@ def first_line(exc, fallback=None):
     if text:
         return text.splitlines()[0]
     return type(exc).__name__ if fallback is None else fallback
+
+
+def out_of_memory(exc):
+    """What an exception says about memory that ran out (MindSpore's allocator or compiler, NumPy), or
+    None when it is about something else."""
+    if isinstance(exc, MemoryError):
+        return "out of host memory"
+    text = str(exc)
+    match = re.search(r"Memory isn't enough and alloc failed, kernel name: (\S+?), alloc size: (\d+)B", text)
+    if match:
+        kernel = match.group(1).rsplit("/", 1)[-1]
+        return f"MindSpore could not allocate {int(match.group(2)) / 1e9:.2f} GB for {kernel}"
+    if "bad_alloc" in text or "Memory not enough" in text or "MemoryError" in text:
+        return "MindSpore ran out of memory compiling or running the graph"
+    return None
+
+
+@contextmanager
+def memory_guard(subject, advice):
+    """Run the block; memory running out in it becomes one CPCError naming what asked for the memory
+    (`subject`: the config keys and their values) and what to do (MindSpore raises a RuntimeError
+    with a framework stack, NumPy a MemoryError)."""
+    try:
+        yield
+    except (RuntimeError, MemoryError) as exc:
+        why = out_of_memory(exc)
+        if why is None:
+            raise
+        raise CPCError(f"{subject} needs more memory than this machine can give ({why}); {advice}") from None
+
+
+def batch_guard(key, value, asked=""):
+    """memory_guard for a batch size key: '<key> <value> (<asked>) needs more memory ...'."""
+    return memory_guard(f"{key} {value}" + (f" ({asked})" if asked else ""), f"use a smaller {key}")
 
 
 def run_main(main, argv=None):

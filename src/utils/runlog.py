@@ -8,10 +8,12 @@ from contextlib import contextmanager
 
 from src.utils.atomic import atomic_write
 from src.utils.errors import CPCError
+from src.utils.paths import require_folder_target
 
 
 def prepare_output(path):
     """Create the output folder and check it is writable; CPCError otherwise."""
+    require_folder_target(path, "output_path")
     try:
         os.makedirs(path, exist_ok=True)
         with tempfile.TemporaryFile(dir=path):
