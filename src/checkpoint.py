@@ -6,6 +6,7 @@ A checkpoint holds the parameters plus an entry 'cpc_meta' (a JSON string) with 
 those hyper-parameters, so no flag has to be repeated. Files are saved under a temporary name in
 the same folder and renamed, so an interrupted save never leaves a file that looks complete.
 """
+import hashlib
 import json
 import logging
 import os
@@ -34,9 +35,37 @@ def save(obj, path, meta):
             raise WriteError(f"cannot write checkpoint {path}: {first}") from None
 
 
+DIGEST_SUFFIX = ".sha256"  # a published checkpoint (pretrained/) carries its digest beside it
+
+
+def sha256_of(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_digest(path):
+    """Where `path`.sha256 exists (sha256sum's format: HEX, then the file name), the file must match it:
+    a damaged download or another file under the published name is refused before MindSpore reads it."""
+    digest_path = path + DIGEST_SUFFIX
+    if not os.path.isfile(digest_path):
+        return
+    with open(digest_path, encoding="utf-8", errors="replace") as handle:
+        expected = (handle.read().split() or [""])[0].lower()
+    actual = sha256_of(path)
+    if actual != expected:
+        raise CheckpointError(f"checkpoint {path} does not match {os.path.basename(digest_path)} (sha256 "
+                              f"{actual[:12]}..., expected {expected[:12]}...): the file is damaged or not the "
+                              f"published one")
+
+
 def load(path):
-    """(parameter dict, meta dict or None) of a checkpoint; CheckpointError if unreadable."""
+    """(parameter dict, meta dict or None) of a checkpoint; CheckpointError if unreadable or if it
+    does not match its published sha256."""
     path = require_file(path, "checkpoint", CheckpointError)  # a folder or 0 bytes: said so, not MindSpore's
+    check_digest(path)
     try:
         params = ms.load_checkpoint(path)
     except Exception as exc:  # MindSpore raises ValueError/RuntimeError/... for corrupt files
