@@ -6,6 +6,7 @@ from PIL import Image
 from src.config import parse_config
 from src.data.dataset import build_source
 from src.utils.errors import ConfigError
+from src.utils.plots import plot_training_curves
 from tests.conftest import TINY
 from tools import visualize
 
@@ -42,7 +43,7 @@ def test_training_curves_plot(tmp_path):
     history = [{"epoch": e, "loss": 0.7 - 0.1 * e, "val_loss": 0.72 - 0.1 * e, "val_accuracy": 0.5 + 0.1 * e}
                for e in (1, 2, 3)]
     path = tmp_path / "curves.png"
-    visualize.plot_training_curves(history, 0.5, str(path))
+    plot_training_curves(history, 0.5, str(path))
     with Image.open(path) as image:
         assert image.format == "PNG" and image.size == (900, 350)
         assert len(image.convert("RGB").getcolors(1 << 16)) > 10  # drawn, not blank
