@@ -1,4 +1,6 @@
 """Per-epoch representation quality (kNN, linear probe) and per-future-step validation metrics."""
+import os
+
 import mindspore as ms
 import numpy as np
 import pytest
@@ -150,6 +152,7 @@ def test_training_curves_show_digit_and_per_step_panels(tmp_path):
 def _short_run(tmp_path, repr_eval):
     cfg = parse_config(["--config_path", TINY, "--output_path", str(tmp_path / str(repr_eval)), "--epoch_size", "2",
                         "--steps_per_epoch", "20", "--repr_eval", str(repr_eval)])
+    os.makedirs(cfg.output_path)
     ms.set_seed(cfg.seed)
     return train(cfg, "CPU")
 
