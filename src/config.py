@@ -119,6 +119,9 @@ SCHEMA = {
     "head_steps": Key(int, 1000, "Adam steps of each downstream classifier, whatever its label fraction",
                       minimum=1),
     "head_batch_size": Key(int, 64, "digits per step of the downstream classifiers", minimum=1),
+    "tsne_points": Key(int, 1000, "test codes (class-balanced, fixed) per encoder in eval.py --task classify's "
+                                  "t-SNE plot, codes_tsne.png (0 = no t-SNE; its time grows faster than the "
+                                  "number of codes)", minimum=0),
     "head_learning_rate": Key(float, 1e-3, "Adam learning rate of the downstream classifiers (the published "
                                              "probe's)"),
 }

@@ -36,6 +36,17 @@ def test_pca_finds_the_main_direction():
     assert points[:, 0].var() > 1000 * points[:, 1].var()
 
 
+def test_tsne_keeps_the_clusters_apart():
+    """t-SNE's map keeps each code's neighbours: a kNN on the 2-D points still finds the digit."""
+    from src.eval.represent import knn_accuracy
+    rng = np.random.default_rng(0)
+    labels = np.arange(200) % 10
+    codes = 3 * rng.normal(size=(10, 32))[labels] + rng.normal(size=(200, 32))
+    points = downstream.tsne_2d(codes.astype(np.float32), seed=0)
+    assert points.shape == (200, 2)
+    assert knn_accuracy(points[:100], labels[:100], points[100:], labels[100:], k=5) > 0.95
+
+
 def _bn_stats(cell):
     return {p.name: p.asnumpy().copy() for p in cell.get_parameters() if "moving_" in p.name}
 
@@ -82,7 +93,7 @@ def test_classify_writes_every_result(classify_run):
         assert set(row) >= {"method", "label_fraction", "accuracy", "train_images", "test_images",
                             "epochs", "seed"}
     assert "cpc_mlp" in stdout and "100% labels" in stdout  # the table in the log
-    for name in ("downstream_accuracy.png", "codes_pca.png"):
+    for name in ("downstream_accuracy.png", "codes_pca.png", "codes_tsne.png"):
         with Image.open(out / name) as image:
             assert image.format == "PNG" and image.size[0] > 200
 

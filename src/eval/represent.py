@@ -20,7 +20,6 @@ import time
 import numpy as np
 
 from src.data.dataset import render_digits
-from src.eval.downstream import encode
 
 DIGIT_CHANCE = 0.1  # ten balanced digit classes
 SUBSET_STREAM = 4   # random stream of the fixed subsets (downstream.py uses 2 and 3)
@@ -75,6 +74,7 @@ class RepresentationMonitor:
 
     def __call__(self):
         """{knn_accuracy, probe_accuracy, repr_seconds} of the encoder as it is now."""
+        from src.eval.downstream import encode  # downstream imports fixed_subset from here
         start, mode = time.perf_counter(), self.encoder.training
         try:
             train_codes, val_codes = (encode(self.encoder, x) for x in self.inputs)
