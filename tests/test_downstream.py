@@ -54,7 +54,7 @@ def _bn_stats(cell):
 
 def test_frozen_encoder_is_never_updated(ms_cpu):
     """run_downstream leaves the CPC encoder's weights and BatchNorm statistics untouched, while
-    the supervised method does train its own encoder."""
+    cpc_finetune trains a copy of it."""
     from src.data.mnist import load_split
     from src.model.cpc import build_encoder
     cfg = namespace(image_size=28, color=False, padding="same", code_size=16, head_steps=5,
@@ -65,8 +65,8 @@ def test_frozen_encoder_is_never_updated(ms_cpu):
     images, labels = load_split("", "test")
     data = downstream.DownstreamData((images[:200], labels[:200]), (images[200:300], labels[200:300]), hparams, 1)
     results, frozen, codes = downstream.run_downstream(encoder, data, cfg, True,
-                                                       methods=("cpc_mlp", "supervised"), fractions=(1.0,))
-    assert {r["method"] for r in results} == {"cpc_mlp", "supervised"}
+                                                       methods=("cpc_mlp", "cpc_finetune"), fractions=(1.0,))
+    assert {r["method"] for r in results} == {"cpc_mlp", "cpc_finetune"}
     after = {p.name.replace("encoder.", "", 1): p.asnumpy() for p in encoder.get_parameters()}
     assert any("moving_mean" in name for name in before)
     for name, value in before.items():
@@ -79,7 +79,8 @@ def test_frozen_encoder_is_never_updated(ms_cpu):
 # tiny_run's checkpoint, 10% and 100% labels, classifier seeds 0-2 (PreciseBN after each fit): cpc_mlp
 # 0.78-0.82, cpc_linear 0.37-0.42, random_mlp 0.56-0.62, supervised 0.84-0.92 (chance 0.1); each method
 # must stay clearly above chance
-MIN_ACCURACY = {"cpc_mlp": 0.6, "cpc_linear": 0.2, "random_mlp": 0.12, "supervised": 0.2}
+MIN_ACCURACY = {"cpc_mlp": 0.6, "cpc_linear": 0.2, "random_mlp": 0.12, "supervised": 0.2,
+                "cpc_finetune": 0.2}  # cpc_finetune: the supervised bound (it is supervised training too)
 
 
 def test_classify_writes_every_result(classify_run):
@@ -200,3 +201,17 @@ def test_classify_over_seeds_reports_every_seed_and_the_spread(tiny_run, tmp_pat
         assert cell["seeds"] == 2 and cell["mean"] == pytest.approx(np.mean(accs))
         assert cell["std"] == pytest.approx(np.std(accs, ddof=1))
     assert not (tmp_path / "codes_tsne.png").exists() and " +- " in proc.stdout
+
+
+def test_finetune_starts_from_a_copy_of_the_cpc_encoder(ms_cpu):
+    from src.model.classifier import build_classifier
+    from src.model.cpc import build_encoder
+    hparams = model_hparams(namespace(image_size=28, color=False, padding="same", code_size=16))
+    source, net = build_encoder(hparams, fast_conv=True), build_classifier(hparams, "mlp", fast_conv=True)
+    downstream.copy_weights(source, net.encoder)
+    for a, b in zip(source.get_parameters(), net.encoder.get_parameters()):
+        np.testing.assert_array_equal(a.asnumpy(), b.asnumpy(), err_msg=b.name)
+    b.set_data(b + 1)  # a copy: changing the fine-tuned net leaves the CPC encoder as it was
+    assert not np.array_equal(a.asnumpy(), b.asnumpy())
+    with pytest.raises(ValueError, match="same structure"):
+        downstream.copy_weights(source, net)

@@ -1,11 +1,13 @@
 """Does CPC pay off? Digit classification on top of the encoder, with baselines and label fractions.
 
-Four methods, each trained on a class-balanced fraction of the training split's labels and scored
+Five methods, each trained on a class-balanced fraction of the training split's labels and scored
 on the test split (never on the data it was trained on):
   cpc_mlp     the published probe: frozen CPC encoder + Dense 128 -> BatchNorm -> LeakyReLU -> Dense 10
   cpc_linear  frozen CPC encoder + Dense 10 (a linear probe)
   random_mlp  the same encoder frozen at its random initialisation + the MLP head (the control)
   supervised  encoder + MLP head trained end to end from the labels alone (the reference)
+  cpc_finetune  the same, its encoder starting from the CPC weights (CPC v2's few-label protocol;
+              the same steps and learning rate as supervised; the CPC encoder itself is untouched)
 A frozen encoder stays in inference mode (BatchNorm uses its moving statistics, which are never
 updated): its codes are computed once and the head is trained on them, which is exactly the frozen
 network and much cheaper than running the encoder at every step. Every method takes the same
@@ -39,7 +41,8 @@ from src.utils.runlog import prepare_output, setup_logging, write_json
 
 log = logging.getLogger("cpc")
 
-METHODS = ("cpc_mlp", "cpc_linear", "random_mlp", "supervised")
+METHODS = ("cpc_mlp", "cpc_linear", "random_mlp", "supervised", "cpc_finetune")
+END_TO_END = ("supervised", "cpc_finetune")
 LABEL_FRACTIONS = (0.01, 0.1, 1.0)
 ENCODE_BATCH = 500
 SUBSET_STREAM, BATCH_STREAM = 2, 3  # random streams of the label subsets and of the batch order
@@ -59,6 +62,18 @@ def balanced_subset(labels, fraction, seed):
         if len(members):
             chosen.append(rng.permutation(members)[:max(1, int(fraction * len(members) + 0.5))])
     return np.sort(np.concatenate(chosen))
+
+
+def copy_weights(source, target):
+    """Set every parameter of `target` (BatchNorm statistics included) to a copy of the same
+    parameter of `source`, a Cell of the same structure; source is left as it was."""
+    def names(cell):
+        return [p.name.removeprefix("encoder.") for p in cell.get_parameters()]
+    if names(source) != names(target):
+        raise ValueError("copy_weights needs two Cells of the same structure")
+    pairs = zip(source.get_parameters(), target.get_parameters())
+    for a, b in pairs:
+        b.set_data(Tensor(a.asnumpy().copy()))
 
 
 def encode(encoder, images):
@@ -135,8 +150,10 @@ def run_downstream(cpc_encoder, data, cfg, fast_conv, methods=METHODS, fractions
         for method in methods:
             start = time.perf_counter()
             ms.set_seed(cfg.seed)
-            if method == "supervised":
+            if method in END_TO_END:
                 net = build_classifier(hparams, "mlp", fast)
+                if method == "cpc_finetune":
+                    copy_weights(cpc_encoder, net.encoder)
                 loss = fit(net, data.train_x[subset], labels, cfg.head_steps, cfg.head_batch_size,
                            cfg.head_learning_rate, cfg.seed)
                 predicted = predict(net, data.test_x)
