@@ -30,7 +30,7 @@ from src.config import model_hparams
 from src.data.dataset import render_digits
 from src.data.mnist import load_split
 from src.device import init_device
-from src.eval.represent import fixed_subset
+from src.eval.represent import ENCODE_BATCH, encode, fixed_subset
 from src.model.classifier import Classifier, DigitHead, build_classifier
 from src.model.cpc import build_encoder
 from src.model.cpu.conv import use_fast_conv
@@ -44,7 +44,6 @@ log = logging.getLogger("cpc")
 METHODS = ("cpc_mlp", "cpc_linear", "random_mlp", "supervised", "cpc_finetune")
 END_TO_END = ("supervised", "cpc_finetune")
 LABEL_FRACTIONS = (0.01, 0.1, 1.0)
-ENCODE_BATCH = 500
 SUBSET_STREAM, BATCH_STREAM = 2, 3  # random streams of the label subsets and of the batch order
 TSNE_SPLIT_ID = 2  # fixed_subset's stream for the t-SNE plot's test codes (the split id of test)
 
@@ -74,13 +73,6 @@ def copy_weights(source, target):
     pairs = zip(source.get_parameters(), target.get_parameters())
     for a, b in pairs:
         b.set_data(Tensor(a.asnumpy().copy()))
-
-
-def encode(encoder, images):
-    """Codes [N, code_size] of float32 images, encoder in inference mode (nothing is updated)."""
-    encoder.set_train(False)
-    return np.concatenate([encoder(Tensor(images[i:i + ENCODE_BATCH])).asnumpy()
-                           for i in range(0, len(images), ENCODE_BATCH)])
 
 
 def predict(net, inputs):

@@ -18,11 +18,20 @@ statistics, updates nothing) and the codes are numpy arrays no gradient reaches.
 import time
 
 import numpy as np
+from mindspore import Tensor
 
 from src.data.dataset import render_digits
 
 DIGIT_CHANCE = 0.1  # ten balanced digit classes
+ENCODE_BATCH = 500  # images per encoder call (one compiled shape for subsets of multiples of it)
 SUBSET_STREAM = 4   # random stream of the fixed subsets (downstream.py uses 2 and 3)
+
+
+def encode(encoder, images):
+    """Codes [N, code_size] of float32 images, encoder in inference mode (nothing is updated)."""
+    encoder.set_train(False)
+    return np.concatenate([encoder(Tensor(images[i:i + ENCODE_BATCH])).asnumpy()
+                           for i in range(0, len(images), ENCODE_BATCH)])
 
 
 def fixed_subset(labels, count, seed, split_id):
@@ -74,7 +83,6 @@ class RepresentationMonitor:
 
     def __call__(self):
         """{knn_accuracy, probe_accuracy, repr_seconds} of the encoder as it is now."""
-        from src.eval.downstream import encode  # downstream imports fixed_subset from here
         start, mode = time.perf_counter(), self.encoder.training
         try:
             train_codes, val_codes = (encode(self.encoder, x) for x in self.inputs)
