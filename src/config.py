@@ -119,6 +119,8 @@ SCHEMA = {
     "head_steps": Key(int, 1000, "Adam steps of each downstream classifier, whatever its label fraction",
                       minimum=1),
     "head_batch_size": Key(int, 64, "digits per step of the downstream classifiers", minimum=1),
+    "ae_steps": Key(int, 1000, "Adam steps of the autoencoder baseline (autoencoder_* methods; the budget of "
+                               "one downstream classifier, head_batch_size images each, MSE)", minimum=1),
     "tsne_points": Key(int, 1000, "test codes (class-balanced, fixed) per encoder in eval.py --task classify's "
                                   "t-SNE plot, codes_tsne.png (0 = no t-SNE; its time grows faster than the "
                                   "number of codes)", minimum=0),

@@ -80,7 +80,8 @@ def test_frozen_encoder_is_never_updated(ms_cpu):
 # 0.78-0.82, cpc_linear 0.37-0.42, random_mlp 0.56-0.62, supervised 0.84-0.92 (chance 0.1); each method
 # must stay clearly above chance
 MIN_ACCURACY = {"cpc_mlp": 0.6, "cpc_linear": 0.2, "random_mlp": 0.12, "supervised": 0.2,
-                "cpc_finetune": 0.2}  # cpc_finetune: the supervised bound (it is supervised training too)
+                "cpc_finetune": 0.2,  # cpc_finetune: the supervised bound (it is supervised training too)
+                "autoencoder_linear": 0.12, "autoencoder_mlp": 0.12}  # autoencoder: the random encoder's bound
 
 
 def test_classify_writes_every_result(classify_run):
@@ -215,3 +216,26 @@ def test_finetune_starts_from_a_copy_of_the_cpc_encoder(ms_cpu):
     assert not np.array_equal(a.asnumpy(), b.asnumpy())
     with pytest.raises(ValueError, match="same structure"):
         downstream.copy_weights(source, net)
+
+
+def test_autoencoder_learns_to_reconstruct_and_keeps_the_encoder_shape(ms_cpu):
+    import mindspore as ms
+
+    from src.model.autoencoder import build_autoencoder
+    from src.model.cpc import build_encoder
+    cfg = namespace(image_size=16, color=False, padding="same", code_size=16, head_batch_size=16, ae_steps=30,
+                    head_learning_rate=3e-3)
+    hparams = model_hparams(cfg)
+    rng = np.random.default_rng(0)
+    images = np.where(rng.random((32, 1, 16, 16)) > 0.5, 0.8, -0.8).astype(np.float32)
+    images[:16, :, :8] = -1.0  # two kinds of image: structure to learn
+
+    def mse(net):
+        net.set_train(False)
+        return float(np.mean((net(ms.Tensor(images)).asnumpy() - images) ** 2))
+    ms.set_seed(cfg.seed)
+    initial = mse(build_autoencoder(hparams, fast_conv=True))  # the same initialisation as train_autoencoder's
+    net, _ = downstream.train_autoencoder(images, cfg, fast_conv=True)
+    assert mse(net) < 0.7 * initial
+    assert [p.name for p in net.encoder.get_parameters()] == \
+        ["encoder." + p.name for p in build_encoder(hparams, fast_conv=True).get_parameters()]

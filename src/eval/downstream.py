@@ -1,6 +1,6 @@
 """Does CPC pay off? Digit classification on top of the encoder, with baselines and label fractions.
 
-Five methods, each trained on a class-balanced fraction of the training split's labels and scored
+Seven methods, each trained on a class-balanced fraction of the training split's labels and scored
 on the test split (never on the data it was trained on):
   cpc_mlp     the published probe: frozen CPC encoder + Dense 128 -> BatchNorm -> LeakyReLU -> Dense 10
   cpc_linear  frozen CPC encoder + Dense 10 (a linear probe)
@@ -8,6 +8,9 @@ on the test split (never on the data it was trained on):
   supervised  encoder + MLP head trained end to end from the labels alone (the reference)
   cpc_finetune  the same, its encoder starting from the CPC weights (CPC v2's few-label protocol;
               the same steps and learning rate as supervised; the CPC encoder itself is untouched)
+  autoencoder_linear, autoencoder_mlp  the linear / MLP head on the frozen encoder of an autoencoder
+              trained on the same training images for ae_steps (src/model/autoencoder.py): what a
+              non-contrastive self-supervised encoder of the same shape gives
 A frozen encoder stays in inference mode (BatchNorm uses its moving statistics, which are never
 updated): its codes are computed once and the head is trained on them, which is exactly the frozen
 network and much cheaper than running the encoder at every step. Every method takes the same
@@ -31,6 +34,7 @@ from src.data.dataset import render_digits
 from src.data.mnist import load_split
 from src.device import init_device
 from src.eval.represent import ENCODE_BATCH, encode, fixed_subset
+from src.model.autoencoder import build_autoencoder
 from src.model.classifier import Classifier, DigitHead, build_classifier
 from src.model.cpc import build_encoder
 from src.model.cpu.conv import use_fast_conv
@@ -41,7 +45,10 @@ from src.utils.runlog import prepare_output, setup_logging, write_json
 
 log = logging.getLogger("cpc")
 
-METHODS = ("cpc_mlp", "cpc_linear", "random_mlp", "supervised", "cpc_finetune")
+METHODS = ("cpc_mlp", "cpc_linear", "random_mlp", "supervised", "cpc_finetune", "autoencoder_linear",
+           "autoencoder_mlp")
+FROZEN_SOURCES = ("cpc", "random", "autoencoder")  # the encoders whose frozen codes the heads are trained on
+ENCODER_TITLES = {"cpc": "CPC", "random": "random", "autoencoder": "autoencoder"}
 END_TO_END = ("supervised", "cpc_finetune")
 LABEL_FRACTIONS = (0.01, 0.1, 1.0)
 SUBSET_STREAM, BATCH_STREAM = 2, 3  # random streams of the label subsets and of the batch order
@@ -82,17 +89,19 @@ def predict(net, inputs):
                            for i in range(0, len(inputs), ENCODE_BATCH)])
 
 
-def fit(net, inputs, labels, steps, batch_size, learning_rate, seed):
-    """Adam on softmax cross-entropy for `steps` steps over reshuffled passes of (inputs, labels),
+def fit(net, inputs, labels, steps, batch_size, learning_rate, seed, loss_fn=None):
+    """Adam on `loss_fn` (default: softmax cross-entropy on integer labels; the autoencoder's: MSE
+    against labels = the inputs) for `steps` steps over reshuffled passes of (inputs, labels),
     then net's BatchNorm statistics re-estimated on its training inputs with the final weights
     (PreciseBN, src/train/precise_bn.py); returns the mean loss of the last 10% of the steps."""
-    loss_net = nn.WithLossCell(net, nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean"))
+    if loss_fn is None:
+        loss_fn, labels = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean"), labels.astype(np.int32)
+    loss_net = nn.WithLossCell(net, loss_fn)
     step = nn.TrainOneStepCell(loss_net, nn.Adam(net.trainable_params(), learning_rate=learning_rate))
     step.set_train()
     rng = np.random.default_rng([seed, BATCH_STREAM, len(labels)])
     batch = min(batch_size, len(labels))
     order, pos, losses = rng.permutation(len(labels)), 0, []
-    labels = labels.astype(np.int32)
     for _ in range(steps):
         if pos + batch > len(order):
             order, pos = rng.permutation(len(labels)), 0
@@ -122,13 +131,15 @@ def run_downstream(cpc_encoder, data, cfg, fast_conv, methods=METHODS, fractions
 
     cpc_encoder: the trained encoder Cell (left untouched); the other encoders are built like it
     from cfg's model keys, with the same fast_conv. frozen classifiers: {(method, fraction):
-    Classifier} for the frozen methods. codes: {"cpc": test codes, "random": test codes}."""
+    Classifier} for the frozen methods. codes: {source: test codes} for the FROZEN_SOURCES used."""
     hparams, fast = model_hparams(cfg), fast_conv
     ms.set_seed(cfg.seed)
     random_encoder = build_encoder(hparams, fast)
     encoders = {"cpc": cpc_encoder, "random": random_encoder}
+    if any(m.startswith("autoencoder") for m in methods):
+        encoders["autoencoder"] = train_autoencoder(data.train_x, cfg, fast)[0].encoder
     codes, test_codes = {}, {}
-    for name in ("cpc", "random"):
+    for name in FROZEN_SOURCES:
         if any(m.startswith(name) for m in methods):
             start = time.perf_counter()
             codes[name] = encode(encoders[name], data.train_x)
@@ -166,6 +177,20 @@ def run_downstream(cpc_encoder, data, cfg, fast_conv, methods=METHODS, fractions
             log.info("%-10s labels %5.1f%% (%5d images): test accuracy %.4f  (train loss %.3f, %.1f s)",
                      method, 100 * fraction, len(subset), accuracy, loss, seconds)
     return results, frozen, test_codes
+
+
+def train_autoencoder(images, cfg, fast_conv):
+    """(autoencoder, final training MSE): src/model/autoencoder.py trained on all the training images
+    (no labels) for `ae_steps` Adam steps of MSE, head_batch_size images each at head_learning_rate,
+    its BatchNorm statistics then re-estimated (PreciseBN)."""
+    start = time.perf_counter()
+    ms.set_seed(cfg.seed)
+    net = build_autoencoder(model_hparams(cfg), fast_conv)
+    loss = fit(net, images, images, cfg.ae_steps, cfg.head_batch_size, cfg.head_learning_rate, cfg.seed,
+               nn.MSELoss())
+    log.info("autoencoder: %d steps on %d training images, final reconstruction MSE %.4f, %.1f s", cfg.ae_steps,
+             len(images), loss, time.perf_counter() - start)
+    return net, loss
 
 
 def parse_lists(cfg):
@@ -346,12 +371,12 @@ def plot_codes(test_codes, labels, path, embed=pca_2d, method="PCA"):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    names = [n for n in ("cpc", "random") if n in test_codes]
+    names = [n for n in FROZEN_SOURCES if n in test_codes]
     fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 4.5), dpi=100, squeeze=False)
     for ax, name in zip(axes[0], names):
         points = embed(test_codes[name])
         scatter = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", s=4, vmin=-0.5, vmax=9.5)
-        ax.set_title(f"{'CPC' if name == 'cpc' else 'random'} encoder: test codes, {method}")
+        ax.set_title(f"{ENCODER_TITLES[name]} encoder: test codes, {method}")
         ax.set_xticks([])
         ax.set_yticks([])
     fig.colorbar(scatter, ax=axes[0].tolist(), ticks=range(10), label="digit")
