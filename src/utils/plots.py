@@ -14,11 +14,14 @@ def save_figure(fig, path, dpi=100):
 
 def _per_step(axis, epochs, history, key, label):
     """Thin lines of one per-step history key (a list per epoch), one per future step k."""
+    import matplotlib
     rows = [r.get(key) for r in history]
     if not all(rows):
         return
-    for k, values in enumerate(zip(*rows), 1):
-        axis.plot(epochs, values, "-", linewidth=0.8, alpha=0.6, label=f"{label} k={k}")
+    steps, colours = len(rows[0]), matplotlib.colormaps["viridis"]
+    for k, values in enumerate(zip(*rows), 1):  # step k has the same colour in every panel
+        axis.plot(epochs, values, "-", linewidth=0.8, color=colours(0.85 * (k - 1) / max(1, steps - 1)),
+                  label=f"{label} k={k}")
 
 
 def plot_training_curves(history, chance, path, digit_chance=0.1):
