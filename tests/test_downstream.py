@@ -168,6 +168,7 @@ def test_summary_and_table_give_mean_and_std_over_seeds():
     assert (cells["cpc_mlp"]["seeds"], cells["supervised"]["std"]) == (3, 0.0)
     table = downstream.results_table(results)
     assert "0.8400 +- 0.0400" in table and "0.5000" in table
+    assert len({len(line) for line in table.splitlines()}) == 1  # columns aligned, cells apart
 
 
 @pytest.mark.parametrize("text", ["a", "1,1", "-1", "0,x"])

@@ -316,15 +316,16 @@ def results_table(results):
     fractions = sorted({r["label_fraction"] for r in results})
     methods = [m for m in METHODS if any(r["method"] == m for r in results)]
     cells = {(c["method"], c["label_fraction"]): c for c in summarise(results)}
+    name_width, width = max(len(m) for m in methods) + 1, 18
 
     def cell(key):
         if key not in cells:
-            return f"{'-':>16}"
+            return "-".rjust(width)
         c = cells[key]
-        return f"{c['mean']:>16.4f}" if c["seeds"] == 1 else f"{c['mean']:.4f} +- {c['std']:.4f}".rjust(16)
-    lines = ["method       " + "".join(f"{f'{100 * f:g}% labels':>16}" for f in fractions)]
+        return (f"{c['mean']:.4f}" if c["seeds"] == 1 else f"{c['mean']:.4f} +- {c['std']:.4f}").rjust(width)
+    lines = ["method".ljust(name_width) + "".join(f"{100 * f:g}% labels".rjust(width) for f in fractions)]
     for method in methods:
-        lines.append(f"{method:<13}" + "".join(cell((method, f)) for f in fractions))
+        lines.append(method.ljust(name_width) + "".join(cell((method, f)) for f in fractions))
     return "\n".join(lines)
 
 
