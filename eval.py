@@ -8,7 +8,8 @@
 writes EVAL/eval_metrics.json.
 --task classify: digit classification on the frozen encoder with baselines and label fractions
 (src/eval/downstream.py); writes EVAL/downstream_metrics.json, EVAL/classifier.ckpt (the frozen encoder
-+ MLP head trained on all labels, exportable with export.py --net classifier) and two PNG plots.
++ MLP head trained on all labels, exportable with export.py --net classifier) and three PNG plots
+(accuracy, PCA and t-SNE of the codes); --seeds 0,1,2 repeats it per seed (mean and std per cell).
 The network is rebuilt from the hyper-parameters stored in the checkpoint; the data keys
 (data_path, batch_size, test_steps, head_*, seed) come from the config and the command line.
 """
