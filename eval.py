@@ -8,7 +8,8 @@
 writes EVAL/eval_metrics.json.
 --task classify: digit classification on the frozen encoder with baselines and label fractions
 (src/eval/downstream.py); writes EVAL/downstream_metrics.json, EVAL/classifier.ckpt (the frozen encoder
-+ MLP head trained on all labels, exportable with export.py --net classifier) and two PNG plots.
++ MLP head trained on all labels, exportable with export.py --net classifier) and three PNG plots
+(accuracy, PCA and t-SNE of the codes); --seeds 0,1,2 repeats it per seed (mean and std per cell).
 The network is rebuilt from the hyper-parameters stored in the checkpoint; the data keys
 (data_path, batch_size, test_steps, head_*, seed) come from the config and the command line.
 """
@@ -27,6 +28,9 @@ def _extra(parser):
                         help="classify: comma-separated subset of " + ",".join(downstream.METHODS))
     parser.add_argument("--label_fractions", default=",".join(map(str, downstream.LABEL_FRACTIONS)),
                         help="classify: comma-separated fractions of the training labels, each in (0, 1]")
+    parser.add_argument("--seeds", default="",
+                        help="classify: comma-separated seeds, each a new draw of the labelled subsets and "
+                             "of the heads (mean and standard deviation per cell); empty = --seed alone")
 
 
 def main(argv=None):

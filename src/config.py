@@ -107,12 +107,29 @@ SCHEMA = {
     "keep_checkpoint_max": Key(int, 5, "rolling checkpoints cpc_e<epoch>_s<step>.ckpt kept (the newest)",
                                minimum=1),
     "resume": Key(bool, False, "continue from the newest rolling checkpoint in output_path (same command)"),
+    # --- representation quality each epoch (src/eval/represent.py) ---
+    "repr_eval": Key(bool, True, "after each validation, score the encoder's codes as digit features: kNN "
+                                 "accuracy and a linear probe on fixed digit subsets (inference mode: training "
+                                 "is unchanged)"),
+    "repr_train_digits": Key(int, 1000, "training digits (class-balanced, fixed) whose codes the kNN and the "
+                                        "probe are fitted on", minimum=10),
+    "repr_val_digits": Key(int, 500, "validation digits (class-balanced, fixed) they are scored on (500 = "
+                                     "all of the embedded sample's)", minimum=10),
+    "knn_k": Key(int, 20, "neighbours of the kNN vote, cosine distance (about 20, as lightly and solo-learn)",
+                 minimum=1),
+    "probe_alpha": Key(float, 1.0, "ridge penalty of the linear probe on standardised codes (mild: the probe "
+                                   "is fitted on 1,000 codes of at most a few hundred dimensions)"),
     # --- evaluation ---
     "test_steps": Key(int, 50, "test batches evaluated by eval.py (1,600 sequences)", minimum=1),
     # --- downstream digit classification (eval.py --task classify) ---
     "head_steps": Key(int, 1000, "Adam steps of each downstream classifier, whatever its label fraction",
                       minimum=1),
     "head_batch_size": Key(int, 64, "digits per step of the downstream classifiers", minimum=1),
+    "ae_steps": Key(int, 1000, "Adam steps of the autoencoder baseline (autoencoder_* methods; the budget of "
+                               "one downstream classifier, head_batch_size images each, MSE)", minimum=1),
+    "tsne_points": Key(int, 1000, "test codes (class-balanced, fixed) per encoder in eval.py --task classify's "
+                                  "t-SNE plot, codes_tsne.png (0 = no t-SNE; its time grows faster than the "
+                                  "number of codes)", minimum=0),
     "head_learning_rate": Key(float, 1e-3, "Adam learning rate of the downstream classifiers (the published "
                                              "probe's)"),
 }
@@ -176,6 +193,8 @@ def validate(cfg):
     if not 0 < cfg.lr_min <= cfg.learning_rate:
         raise ConfigError(f"config key 'lr_min' must be in (0, learning_rate={cfg.learning_rate}], "
                           f"got {cfg.lr_min}")
+    if not cfg.probe_alpha > 0:
+        raise ConfigError(f"config key 'probe_alpha' must be > 0, got {cfg.probe_alpha}")
     if not 0 < cfg.lr_factor < 1:
         raise ConfigError(f"config key 'lr_factor' must be in (0, 1), got {cfg.lr_factor}")
     if cfg.loss == "infonce":

@@ -8,6 +8,7 @@ from PIL import Image
 from src import checkpoint
 from src.config import model_hparams, namespace
 from src.eval import downstream
+from src.utils.errors import ConfigError
 from tests.conftest import TINY, error_lines, export_embedded_test_split, run_entry, write_idx
 
 
@@ -36,6 +37,17 @@ def test_pca_finds_the_main_direction():
     assert points[:, 0].var() > 1000 * points[:, 1].var()
 
 
+def test_tsne_keeps_the_clusters_apart():
+    """t-SNE's map keeps each code's neighbours: a kNN on the 2-D points still finds the digit."""
+    from src.eval.represent import knn_accuracy
+    rng = np.random.default_rng(0)
+    labels = np.arange(200) % 10
+    codes = 3 * rng.normal(size=(10, 32))[labels] + rng.normal(size=(200, 32))
+    points = downstream.tsne_2d(codes.astype(np.float32), seed=0)
+    assert points.shape == (200, 2)
+    assert knn_accuracy(points[:100], labels[:100], points[100:], labels[100:], k=5) > 0.95
+
+
 def _bn_stats(cell):
     return {p.name: p.asnumpy().copy() for p in cell.get_parameters() if "moving_" in p.name}
 
@@ -43,7 +55,7 @@ def _bn_stats(cell):
 @pytest.mark.slow
 def test_frozen_encoder_is_never_updated(ms_cpu):
     """run_downstream leaves the CPC encoder's weights and BatchNorm statistics untouched, while
-    the supervised method does train its own encoder."""
+    cpc_finetune trains a copy of it."""
     from src.data.mnist import load_split
     from src.model.cpc import build_encoder
     cfg = namespace(image_size=28, color=False, padding="same", code_size=16, head_steps=5,
@@ -54,8 +66,8 @@ def test_frozen_encoder_is_never_updated(ms_cpu):
     images, labels = load_split("", "test")
     data = downstream.DownstreamData((images[:200], labels[:200]), (images[200:300], labels[200:300]), hparams, 1)
     results, frozen, codes = downstream.run_downstream(encoder, data, cfg, True,
-                                                       methods=("cpc_mlp", "supervised"), fractions=(1.0,))
-    assert {r["method"] for r in results} == {"cpc_mlp", "supervised"}
+                                                       methods=("cpc_mlp", "cpc_finetune"), fractions=(1.0,))
+    assert {r["method"] for r in results} == {"cpc_mlp", "cpc_finetune"}
     after = {p.name.replace("encoder.", "", 1): p.asnumpy() for p in encoder.get_parameters()}
     assert any("moving_mean" in name for name in before)
     for name, value in before.items():
@@ -68,7 +80,9 @@ def test_frozen_encoder_is_never_updated(ms_cpu):
 # tiny_run's checkpoint, 10% and 100% labels, classifier seeds 0-2 (PreciseBN after each fit): cpc_mlp
 # 0.78-0.82, cpc_linear 0.37-0.42, random_mlp 0.56-0.62, supervised 0.84-0.92 (chance 0.1); each method
 # must stay clearly above chance
-MIN_ACCURACY = {"cpc_mlp": 0.6, "cpc_linear": 0.2, "random_mlp": 0.12, "supervised": 0.2}
+MIN_ACCURACY = {"cpc_mlp": 0.6, "cpc_linear": 0.2, "random_mlp": 0.12, "supervised": 0.2,
+                "cpc_finetune": 0.2,  # cpc_finetune: the supervised bound (it is supervised training too)
+                "autoencoder_linear": 0.12, "autoencoder_mlp": 0.12}  # autoencoder: the random encoder's bound
 
 
 def test_classify_writes_every_result(classify_run):
@@ -83,7 +97,7 @@ def test_classify_writes_every_result(classify_run):
         assert set(row) >= {"method", "label_fraction", "accuracy", "train_images", "test_images",
                             "epochs", "seed"}
     assert "cpc_mlp" in stdout and "100% labels" in stdout  # the table in the log
-    for name in ("downstream_accuracy.png", "codes_pca.png"):
+    for name in ("downstream_accuracy.png", "codes_pca.png", "codes_tsne.png"):
         with Image.open(out / name) as image:
             assert image.format == "PNG" and image.size[0] > 200
 
@@ -144,3 +158,86 @@ def test_classify_reads_an_idx_folder(tiny_run, tmp_path):
         (row,) = json.load(handle)["results"]
     assert (row["method"], row["train_images"], row["test_images"]) == ("cpc_linear", 2000, 1000)
     assert not (out / "classifier.ckpt").exists()  # only the cpc_mlp classifier is saved
+
+
+def test_summary_and_table_give_mean_and_std_over_seeds():
+    results = [{"method": "cpc_mlp", "label_fraction": 0.1, "accuracy": a, "seed": s}
+               for s, a in enumerate((0.80, 0.84, 0.88))]
+    results.append({"method": "supervised", "label_fraction": 0.1, "accuracy": 0.5, "seed": 0})
+    cells = {c["method"]: c for c in downstream.summarise(results)}
+    assert cells["cpc_mlp"]["mean"] == pytest.approx(0.84) and cells["cpc_mlp"]["std"] == pytest.approx(0.04)
+    assert (cells["cpc_mlp"]["seeds"], cells["supervised"]["std"]) == (3, 0.0)
+    table = downstream.results_table(results)
+    assert "0.8400 +- 0.0400" in table and "0.5000" in table
+    assert len({len(line) for line in table.splitlines()}) == 1  # columns aligned, cells apart
+
+
+@pytest.mark.parametrize("text", ["a", "1,1", "-1", "0,x"])
+def test_bad_seeds_are_refused(text):
+    cfg = namespace()
+    cfg.seeds = text
+    with pytest.raises(ConfigError, match="--seeds"):
+        downstream.parse_seeds(cfg)
+
+
+def test_empty_seeds_mean_the_config_seed():
+    cfg = namespace(seed=7)
+    cfg.seeds = ""
+    assert downstream.parse_seeds(cfg) == [7]
+    cfg.seeds = "0, 2,1"
+    assert downstream.parse_seeds(cfg) == [0, 2, 1]
+
+
+@pytest.mark.slow
+def test_classify_over_seeds_reports_every_seed_and_the_spread(tiny_run, tmp_path):
+    run_dir, _ = tiny_run
+    proc = run_entry(["eval.py", "--task", "classify", "--config_path", TINY, "--ckpt_path",
+                      str(run_dir / "cpc_best.ckpt"), "--output_path", str(tmp_path), "--methods",
+                      "cpc_linear,random_mlp", "--label_fractions", "0.1", "--seeds", "0,1", "--tsne_points", "0"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    metrics = json.loads((tmp_path / "downstream_metrics.json").read_text())
+    assert metrics["seeds"] == [0, 1]
+    assert sorted((r["method"], r["seed"]) for r in metrics["results"]) == [
+        ("cpc_linear", 0), ("cpc_linear", 1), ("random_mlp", 0), ("random_mlp", 1)]
+    for cell in metrics["summary"]:
+        accs = [r["accuracy"] for r in metrics["results"] if r["method"] == cell["method"]]
+        assert cell["seeds"] == 2 and cell["mean"] == pytest.approx(np.mean(accs))
+        assert cell["std"] == pytest.approx(np.std(accs, ddof=1))
+    assert not (tmp_path / "codes_tsne.png").exists() and " +- " in proc.stdout
+
+
+def test_finetune_starts_from_a_copy_of_the_cpc_encoder(ms_cpu):
+    from src.model.classifier import build_classifier
+    from src.model.cpc import build_encoder
+    hparams = model_hparams(namespace(image_size=28, color=False, padding="same", code_size=16))
+    source, net = build_encoder(hparams, fast_conv=True), build_classifier(hparams, "mlp", fast_conv=True)
+    downstream.copy_weights(source, net.encoder)
+    for a, b in zip(source.get_parameters(), net.encoder.get_parameters()):
+        np.testing.assert_array_equal(a.asnumpy(), b.asnumpy(), err_msg=b.name)
+    b.set_data(b + 1)  # a copy: changing the fine-tuned net leaves the CPC encoder as it was
+    assert not np.array_equal(a.asnumpy(), b.asnumpy())
+    with pytest.raises(ValueError, match="same structure"):
+        downstream.copy_weights(source, net)
+
+
+def test_autoencoder_learns_to_reconstruct_and_keeps_the_encoder_shape(ms_cpu):
+    import mindspore as ms
+
+    from src.model.autoencoder import build_autoencoder
+    from src.model.cpc import build_encoder
+    cfg = namespace(image_size=16, color=False, padding="same", code_size=16, head_batch_size=16, ae_steps=30,
+                    head_learning_rate=3e-3)
+    hparams = model_hparams(cfg)
+    rng = np.random.default_rng(0)
+    images = np.where(rng.random((32, 1, 16, 16)) > 0.5, 0.8, -0.8).astype(np.float32)
+    images[:16, :, :8] = -1.0  # two kinds of image: structure to learn
+
+    def mse(net):
+        net.set_train(False)
+        return float(np.mean((net(ms.Tensor(images)).asnumpy() - images) ** 2))
+    ms.set_seed(cfg.seed)
+    initial = mse(build_autoencoder(hparams, fast_conv=True))  # the same initialisation as train_autoencoder's
+    net, _ = downstream.train_autoencoder(images, cfg, fast_conv=True)
+    assert mse(net) < 0.7 * initial
+    assert [p.name for p in net.encoder.get_parameters()] == \
+        ["encoder." + p.name for p in build_encoder(hparams, fast_conv=True).get_parameters()]

@@ -66,6 +66,8 @@ def test_eval_round_trip_matches_in_process(ms_cpu, tiny_run, tmp_path):
     checkpoint.load_into(net, params, "cpc_best.ckpt")
     expected = evaluate(net, build_source(cfg, "test", cfg.test_steps))
     assert result["test_accuracy"] == pytest.approx(expected["accuracy"])
+    assert len(result["test_accuracy_per_step"]) == len(result["test_loss_per_step"]) == cfg.predict_terms
+    assert result["test_accuracy_per_step"] == pytest.approx(expected["accuracy_per_step"])
     assert result["test_accuracy"] > 0.6
 
 

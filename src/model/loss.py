@@ -40,6 +40,19 @@ class CPCPredictions(nn.Cell):
         return self.net.predictions(x, y)
 
 
+class CPCStepScores(nn.Cell):
+    """(x, y) -> (the CPC net's logit [B, 1], its per-step scores [B, predict_terms]): the logit is
+    the mean of the scores, computed as the net's own construct computes it."""
+
+    def __init__(self, net):
+        super().__init__(auto_prefix=False)
+        self.net = net
+
+    def construct(self, x, y):
+        scores = self.net.scores(x, y)
+        return scores.mean(-1, keep_dims=True), scores
+
+
 def infonce_logits(predicted, z_future, negatives, valid):
     """Candidate logits [B, K, 1 + M]: column 0 the positive z_{b,k}^T p_{b,k}, then the M negatives
     (MASKED_LOGIT where valid is 0). predicted, z_future: [B, K, D]; negatives: int32 [B, K, M]
@@ -116,6 +129,23 @@ def infonce_metrics(logits, valid):
             "accuracy": float(np.mean(logits[..., 0] > negative.max(-1))),
             "chance_accuracy": float(np.mean(1.0 / (1 + valid.sum(-1)))),
             "collision_rate": float(1 - valid.mean())}
+
+
+def binary_per_step(scores, labels):
+    """Per future step k, the binary metrics of step k's score alone as the logit (numpy):
+    {"accuracy": [K floats], "loss": [K floats]}. scores [B, K], labels [B, 1] or [B]."""
+    scores, labels = np.asarray(scores), np.asarray(labels).reshape(-1)
+    steps = range(scores.shape[1])
+    return {"accuracy": [binary_accuracy(scores[:, k], labels) for k in steps],
+            "loss": [binary_cross_entropy(scores[:, k], labels) for k in steps]}
+
+
+def infonce_per_step(logits, valid):
+    """Per future step k, InfoNCE loss and top-1 accuracy of step k's candidates alone (numpy):
+    {"accuracy": [K floats], "loss": [K floats]}; their means are infonce_metrics' loss and accuracy
+    (every step has the same number of positives). logits [B, K, 1 + M], valid [B, K, M]."""
+    per_step = [infonce_metrics(logits[:, k], valid[:, k]) for k in range(np.asarray(logits).shape[1])]
+    return {"accuracy": [m["accuracy"] for m in per_step], "loss": [m["loss"] for m in per_step]}
 
 
 CHANCE_ACCURACY = 0.5  # binary loss: half of every batch is positive

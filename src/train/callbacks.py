@@ -33,6 +33,8 @@ from mindspore import Parameter, Tensor, nn, ops
 from mindspore.train import Callback
 
 from src import checkpoint
+from src.eval.evaluate import format_per_step
+from src.eval.represent import DIGIT_CHANCE
 from src.utils.errors import CPCError
 
 log = logging.getLogger("cpc")
@@ -119,11 +121,12 @@ class StepMonitor(Callback):
 class EpochEnd(Callback):
     """At the end of each epoch (the Model pass whose last step is the epoch's last): finish it."""
 
-    def __init__(self, cfg, run, net, optimizer, schedule, validate, sync_buffers, clock, precise_bn=None):
+    def __init__(self, cfg, run, net, optimizer, schedule, validate, sync_buffers, clock, precise_bn=None,
+                 represent=None):
         super().__init__()
         self.cfg, self.run, self.net, self.optimizer, self.schedule = cfg, run, net, optimizer, schedule
         self.validate, self.sync_buffers, self.clock = validate, sync_buffers, clock
-        self.precise_bn = precise_bn
+        self.precise_bn, self.represent = precise_bn, represent  # represent: src/eval/represent.py
         self.last_val = None
         self.trained_steps, self.step_seconds = 0, 0.0
 
@@ -148,11 +151,20 @@ class EpochEnd(Callback):
                                               2)}
         if "collision_rate" in val:
             record["val_collision_rate"] = val["collision_rate"]
+        record["val_accuracy_per_step"], record["val_loss_per_step"] = val["accuracy_per_step"], val["loss_per_step"]
+        if self.represent is not None:
+            record.update(self.represent())
         run.history.append(record)
         log.info("epoch %d/%d loss %.4f val_loss %.4f val_acc %.4f (chance %.3f%s) lr %.2e time %.1f s %.1f seq/s",
                  epoch, cfg.epoch_size, record["loss"], val["loss"], val["accuracy"], val["chance_accuracy"],
                  f", negatives showing the positive's digit {val['collision_rate']:.1%} masked"
                  if "collision_rate" in val else "", lr_used, seconds, record["samples_per_second"])
+        log.info("epoch %d/%d validation per future step: %s", epoch, cfg.epoch_size, format_per_step(val))
+        if "knn_accuracy" in record:
+            log.info("epoch %d/%d codes as digit features: kNN accuracy %.4f, linear probe %.4f (chance %.2f) in "
+                     "%.2f s (%.1f%% of the epoch's training)", epoch, cfg.epoch_size, record["knn_accuracy"],
+                     record["probe_accuracy"], DIGIT_CHANCE, record["repr_seconds"],
+                     100 * record["repr_seconds"] / max(seconds, 1e-9))
         state = {"kind": "cpc", "hparams": run.hparams, "epoch": epoch, "step": epoch * cfg.steps_per_epoch,
                  "val_accuracy": val["accuracy"], "learning_rate": lr_used}
         out = cfg.output_path

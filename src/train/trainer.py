@@ -20,6 +20,7 @@ from src.data.mnist import load_split
 from src.device import check_for_target
 from src.eval.evaluate import evaluate, make_scorer
 from src.eval.precise_bn import PreciseBatchNorm, sequence_batches
+from src.eval.represent import DIGIT_CHANCE, RepresentationMonitor
 from src.model.cpc import build_cpc
 from src.model.cpu.conv import use_fast_conv
 from src.model.loss import build_loss_cell
@@ -118,8 +119,9 @@ def _train(cfg, target, net, train_cell, optimizer, schedule, run, train_data, v
     if cfg.precise_bn_batches:
         calibration = build_source(cfg, "train", cfg.precise_bn_batches, data=train_data)
         precise_bn = PreciseBatchNorm(net, sequence_batches(calibration))
+    represent = RepresentationMonitor(net.encoder, train_data, val_data, cfg) if cfg.repr_eval else None
     epoch_end = EpochEnd(cfg, run, net, optimizer, schedule, lambda: evaluate(net, val_source, scorer),
-                         BufferSync(net, size), clock, precise_bn)
+                         BufferSync(net, size), clock, precise_bn, represent)
     start = time.perf_counter()
     with StopOnSignal(run, AnyRank(size)) as stop:  # from here SIGTERM/SIGINT save, then stop
         if run.step == steps:  # resumed from a checkpoint written after an epoch's last step, before validation
@@ -144,6 +146,8 @@ def _train(cfg, target, net, train_cell, optimizer, schedule, run, train_data, v
     history = run.history
     metrics = {"val_accuracy": history[-1]["val_accuracy"], "best_val_accuracy": run.best_acc,
                "chance_accuracy": val["chance_accuracy"], "loss": cfg.loss, "epochs": len(history),
+               "digit_chance_accuracy": DIGIT_CHANCE if represent is not None else None,
+               "repr_digits": represent.sizes() if represent is not None else None,
                "steps": epochs * steps, "resumed_from": run.resumed_from,
                "train_seconds": round(time.perf_counter() - start, 3),
                "samples_per_second": round(trained * cfg.batch_size / seconds, 2) if trained and seconds else None,
@@ -151,7 +155,8 @@ def _train(cfg, target, net, train_cell, optimizer, schedule, run, train_data, v
                "sink_size": chunk if sinks else 1, "amp_level": cfg.amp_level, "rank": rank, "group_size": size,
                "mindspore_version": ms.__version__, "history": history, "step_losses": run.step_losses}
     write_json(os.path.join(cfg.output_path, "metrics.json"), metrics)
-    plot_training_curves(history, metrics["chance_accuracy"], os.path.join(cfg.output_path, "training_curves.png"))
+    plot_training_curves(history, metrics["chance_accuracy"], os.path.join(cfg.output_path, "training_curves.png"),
+                         DIGIT_CHANCE)
     log.info("done: val_acc %.4f (best %.4f, chance %.3f) in %.1f s; checkpoints in %s",
              metrics["val_accuracy"], run.best_acc, metrics["chance_accuracy"], metrics["train_seconds"],
              cfg.output_path)
