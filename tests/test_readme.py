@@ -7,7 +7,7 @@ import re
 from src.config import SCHEMA
 from tests.conftest import REPO
 
-README_MAX_BYTES = 15 * 1024
+README_MAX_BYTES = 15_000  # "at most 15 KB", read strictly
 PAGES = [os.path.join(REPO, "README.md")] + sorted(glob.glob(os.path.join(REPO, "docs", "*.md")))
 PATH = re.compile(r"(?<![\w/.~-])((?:config|scripts|src|tools|tests|docs|ascend310_infer)/[\w./-]*[\w])")
 MODULE = re.compile(r"python -m (tools\.\w+)")

@@ -1,0 +1,71 @@
+"""Published models: tools/publish_pretrained.py writes net-only checkpoints with their sha256 and a
+JSON whose figures eval.py reproduces on the published file; a damaged copy is refused with one line;
+the files shipped in pretrained/ match their digests and their JSON."""
+import json
+import os
+import shutil
+
+import pytest
+
+from src import checkpoint
+from tests.conftest import REPO, error_lines, run_entry
+
+SHIPPED = os.path.join(REPO, "pretrained")
+
+
+@pytest.fixture(scope="module")
+def published(classify_run, tmp_path_factory):
+    run_dir, eval_dir, _, _ = classify_run
+    out = tmp_path_factory.mktemp("pretrained")
+    proc = run_entry(["-m", "tools.publish_pretrained", "--run_dir", str(run_dir), "--eval_dir", str(eval_dir),
+                      "--output_dir", str(out)])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with open(out / "cpc_mnist64_color.json", encoding="utf-8") as handle:
+        return out, json.load(handle)
+
+
+def test_published_figures_are_what_eval_gives_on_the_published_file(published, tmp_path):
+    out, card = published
+    ckpt = out / card["files"]["cpc"]["file"]
+    params, _ = checkpoint.load(str(ckpt))
+    assert not any(k.startswith(("moment", "adam", "beta1_power", "global_step")) for k in params)  # net only
+    # the card's figures are eval.py's on the default config (the model keys come from the checkpoint)
+    proc = run_entry(["eval.py", "--device_target", "CPU", "--ckpt_path", str(ckpt), "--output_path", str(tmp_path)])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    measured = json.loads((tmp_path / "eval_metrics.json").read_text())
+    for key in ("test_accuracy", "test_loss", "num_sequences"):
+        assert measured[key] == card["figures"]["contrastive"][key], key
+    assert 0.5 < card["figures"]["contrastive"]["test_accuracy"] <= 1.0
+    assert 0.1 < card["figures"]["classifier"]["test_digit_accuracy"] <= 1.0
+
+
+def test_damaged_published_copy_is_refused_by_eval_and_export(published, tmp_path):
+    out, card = published
+    name = card["files"]["cpc"]["file"]
+    copy = tmp_path / name
+    shutil.copy(out / name, copy)
+    shutil.copy(out / (name + ".sha256"), tmp_path / (name + ".sha256"))
+    data = bytearray(copy.read_bytes())
+    data[-100] ^= 0x01
+    copy.write_bytes(bytes(data))
+    for entry, extra in (("eval.py", ["--output_path", str(tmp_path / "e")]),
+                         ("export.py", ["--net", "encoder", "--file_name", str(tmp_path / "x" / "enc")])):
+        proc = run_entry([entry, "--ckpt_path", str(copy)] + extra)
+        assert proc.returncode != 0
+        lines = error_lines(proc.stderr)
+        assert len(lines) == 1 and "does not match" in lines[0] and "sha256" in lines[0], proc.stderr[-1000:]
+    assert not (tmp_path / "e" / "eval_metrics.json").exists() and not (tmp_path / "x").exists()
+
+
+@pytest.mark.skipif(not os.path.isdir(SHIPPED), reason="no pretrained/ folder in this checkout")
+def test_shipped_files_match_their_digests_and_card():
+    with open(os.path.join(SHIPPED, "cpc_mnist64_color.json"), encoding="utf-8") as handle:
+        card = json.load(handle)
+    for entry in card["files"].values():
+        path = os.path.join(SHIPPED, entry["file"])
+        assert os.path.getsize(path) == entry["bytes"]
+        assert checkpoint.sha256_of(path) == entry["sha256"]
+        with open(path + checkpoint.DIGEST_SUFFIX, encoding="utf-8") as handle:
+            assert handle.read().split()[0] == entry["sha256"]
+        params, meta = checkpoint.load(path)
+        assert params and meta["hparams"]["image_size"] == 64
