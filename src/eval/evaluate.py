@@ -54,6 +54,21 @@ def evaluate(net, source, scorer=None):
     result["num_sequences"] = int(len(targets))
     return result
 
+
+def evaluate_patches(net, source, scorer):
+    """Image task: patch InfoNCE loss, top-1 accuracy and chance accuracy (1 / candidates) of an
+    ImageCPC `net` over every batch of a PatchSource (inference mode). scorer: PatchInfoNCE(net)."""
+    net.set_train(False)
+    losses, accuracies = [], []
+    for row in create_dataset(source).create_tuple_iterator(num_epochs=1):
+        loss, accuracy = scorer(row[0])
+        losses.append(float(loss.asnumpy()))
+        accuracies.append(float(accuracy.asnumpy()))
+    net.set_train(True)
+    candidates = source.batch_size * net.grid * net.grid
+    return {"loss": float(np.mean(losses)), "accuracy": float(np.mean(accuracies)),
+            "chance_accuracy": 1.0 / candidates, "num_images": len(losses) * source.batch_size}
+
 def evaluate_checkpoint(cfg, params, meta):
     """eval.py --task contrastive: the checkpoint's CPC net on cfg.test_steps test batches; writes
     eval_metrics.json into cfg.output_path."""

@@ -156,13 +156,20 @@ def encoder_shape(hparams):
 
 
 def build_encoder(hparams, fast_conv):
-    """An Encoder from the hyper-parameter dict stored in checkpoints (config.model_hparams)."""
+    """An Encoder from the hyper-parameter dict stored in checkpoints (config.model_hparams); for
+    the image task the ImageEncoder (src/model/image_cpc.py)."""
+    if hparams.get("task") == "image":
+        from src.model.image_cpc import build_image_encoder
+        return build_image_encoder(hparams, fast_conv)
     return Encoder(hparams["image_size"], 3 if hparams["color"] else 1, hparams["code_size"], hparams["padding"],
                    fast_conv, hparams["input_contrast"], *encoder_shape(hparams))
 
 
 def build_cpc(hparams, fast_conv):
     """A CPC net from the hyper-parameter dict stored in checkpoints (config.model_hparams; keys
-    that do not shape the network, such as the loss, are ignored)."""
+    that do not shape the network, such as the loss, are ignored); for the image task the ImageCPC."""
+    if hparams.get("task") == "image":
+        from src.model.image_cpc import build_image_cpc
+        return build_image_cpc(hparams, fast_conv)
     return CPC(build_encoder(hparams, fast_conv), hparams["terms"], hparams["predict_terms"], hparams["code_size"],
                hparams["hidden_size"])

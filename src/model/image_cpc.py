@@ -1,0 +1,246 @@
+"""CPC on images (task: image), as CPC v2 (Henaff et al. 2020) made it work, as MindSpore Cells.
+
+Each image is cut into a grid of overlapping square patches (PatchGrid; 64x64 with 16x16 patches
+at stride 8: 7x7, 28x28 with 8x8 at stride 4: 6x6). Every patch is encoded to a code z by the
+port's conv encoder (3x3 stride-2 conv blocks, Dense, Dense) whose normalisation is the `norm` key:
+layer (default, CPC v2), group, batch or none. A context network of masked 3x3 convolutions over
+the grid of codes gives each position c_{i,j} that sees its own row and the rows above only
+(PixelCNN style). For each row offset k >= min_row_offset a linear map W_k predicts the code
+k rows below: W_k c_{i,j} ~ z_{i+k,j} (src/model/patch_loss.py scores it with InfoNCE).
+
+ImageEncoder (images -> one vector each: the mean of its patch codes) is the frozen encoder of the
+downstream classifier and what export.py --net encoder writes.
+"""
+import numpy as np
+from mindspore import Tensor, nn, ops
+
+from src.model.cpc import ConvBlock, InputContrast, batch_norm_1d, leaky_relu
+from src.model.cpu.conv import Conv3x3S2
+from src.model.geometry import GROUP_SIZE, conv_geometry, patch_grid_size, patch_origins
+
+NORM_EPS = 1e-5  # nn.LayerNorm / nn.GroupNorm default
+
+
+def patch_index(image_size, patch_size, stride):
+    """int32 [G*G*P*P]: the flat pixel of every patch pixel, patches row-major over the grid."""
+    origins = patch_origins(image_size, patch_size, stride)
+    inner = np.arange(patch_size)
+    rows = origins[:, None, None, None] + inner[None, None, :, None]        # [G, 1, P, 1]
+    cols = origins[None, :, None, None] + inner[None, None, None, :]        # [1, G, 1, P]
+    return (rows * image_size + cols).reshape(-1).astype(np.int32)
+
+
+class PatchGrid(nn.Cell):
+    """Images [B, C, S, S] -> patches [B, G*G, C, P, P], grid row-major (one Gather)."""
+
+    def __init__(self, image_size, patch_size, stride):
+        super().__init__()
+        self.grid, self.patch = patch_grid_size(image_size, patch_size, stride), patch_size
+        self.index = Tensor(patch_index(image_size, patch_size, stride))
+
+    def construct(self, x):
+        b, c, h, w = x.shape
+        patches = ops.gather(x.reshape(b, c, h * w), self.index, 2)
+        patches = patches.reshape(b, c, self.grid * self.grid, self.patch, self.patch)
+        return patches.transpose(0, 2, 1, 3, 4)
+
+
+class GroupNorm2d(nn.Cell):
+    """nn.GroupNorm's function and parameters (gamma, beta per channel) on NCHW or, for the compiled
+    CPU convolutions, channels-last input; groups=1 is layer normalisation over (C, H, W). Statistics
+    are per sample: one image's patches never see another's. The statistics are MindSpore's fused
+    LayerNorm kernel over each (sample, group) row; the per-channel affine follows it."""
+
+    def __init__(self, groups, channels, channels_last):
+        super().__init__()
+        norm = nn.GroupNorm(groups, channels, eps=NORM_EPS)
+        self.gamma, self.beta = norm.gamma, norm.beta
+        self.groups, self.channels_last = groups, channels_last
+        self.layer_norm = ops.LayerNorm(begin_norm_axis=1, begin_params_axis=1, epsilon=NORM_EPS)
+
+    def _normalise(self, rows):
+        ones, zeros = ops.ones(rows.shape[1:], rows.dtype), ops.zeros(rows.shape[1:], rows.dtype)
+        return self.layer_norm(rows, ones, zeros)[0]
+
+    def construct(self, x):
+        shape = x.shape
+        if self.channels_last and self.groups > 1:  # groups are channel blocks: normalise in NCHW
+            return self.construct_nchw(x.transpose(0, 3, 1, 2)).transpose(0, 2, 3, 1)
+        if self.channels_last:
+            return self._normalise(x.reshape(shape[0], -1)).reshape(shape) * self.gamma + self.beta
+        return self.construct_nchw(x)
+
+    def construct_nchw(self, x):
+        shape = x.shape
+        y = self._normalise(x.reshape(shape[0] * self.groups, -1)).reshape(shape)
+        return y * self.gamma.reshape(1, -1, 1, 1) + self.beta.reshape(1, -1, 1, 1)
+
+
+class NormConvBlock(nn.Cell):
+    """conv 3x3 stride 2 -> group/layer norm or none -> LeakyReLU (norm: batch uses cpc.ConvBlock)."""
+
+    def __init__(self, in_channels, in_size, padding, fast_conv, input_grad, out_channels, norm):
+        super().__init__()
+        self.conv = Conv3x3S2(in_channels, out_channels, in_size, padding, fast_conv, input_grad)
+        self.channels_last = self.conv.form == "kernel"
+        groups = {"layer": 1, "group": max(1, out_channels // GROUP_SIZE)}.get(norm)
+        self.norm = None if groups is None else GroupNorm2d(groups, out_channels, self.channels_last)
+        self.act = leaky_relu(fast_conv)
+        self.out_size = self.conv.out_size
+
+    def construct(self, x):
+        x = self.conv(x)
+        if self.norm is not None:
+            x = self.norm(x)
+        return self.act(x)
+
+
+def dense_norm(hidden, norm, fast_conv):
+    """The norm after the encoder's dense layer: BatchNorm for batch, LayerNorm for layer and group
+    (a [N, hidden] vector has no groups of positions), none for none."""
+    if norm == "batch":
+        return batch_norm_1d(hidden, fast_conv)
+    if norm in ("layer", "group"):
+        return nn.LayerNorm((hidden,), begin_norm_axis=-1, begin_params_axis=-1, epsilon=NORM_EPS)
+    return nn.Identity()
+
+
+class PatchEncoder(nn.Cell):
+    """Patches [M, C, P, P] -> codes [M, code_size]: the port's encoder (layers x conv 3x3/2 with
+    `width` filters -> norm -> LeakyReLU, flatten in (C, H, W) order, Dense hidden -> norm ->
+    LeakyReLU -> Dense code) with the normalisation chosen by `norm`."""
+
+    def __init__(self, patch_size, channels, code_size, padding, fast_conv, norm, layers, width, hidden):
+        super().__init__()
+        blocks, size = [], patch_size
+        for i in range(layers):
+            args = (channels if i == 0 else width, size, padding, fast_conv)
+            if norm == "batch":
+                blocks.append(ConvBlock(*args, input_grad=i > 0, out_channels=width))
+            else:
+                blocks.append(NormConvBlock(*args, i > 0, width, norm))
+            size = conv_geometry(size, padding)[0]
+        self.blocks = nn.SequentialCell(blocks)
+        self.channels_last = blocks[-1].channels_last
+        self.flatten = nn.Flatten()
+        self.dense = nn.Dense(width * size * size, hidden, weight_init="XavierUniform")
+        self.norm = dense_norm(hidden, norm, fast_conv)
+        self.act = leaky_relu(fast_conv)
+        self.embedding = nn.Dense(hidden, code_size, weight_init="XavierUniform")
+
+    def construct(self, x):
+        x = self.blocks(x)
+        if self.channels_last:  # flatten in (C, H, W) order in every form: the dense weights are shared
+            x = x.transpose(0, 3, 1, 2)
+        return self.embedding(self.act(self.norm(self.dense(self.flatten(x)))))
+
+
+class ImageEncoder(nn.Cell):
+    """Images [B, C, S, S] in [-1, 1] -> [B, code_size], the mean of the image's patch codes.
+
+    patches(): input contrast (src/model/cpc.py InputContrast, on the whole image) then the grid;
+    encode_patches(): patches [B, G*G, C, P, P] -> codes [B, G*G, code_size] (training feeds
+    patches cut and augmented by the data pipeline, src/data/patches.py)."""
+
+    def __init__(self, image_size, channels, code_size, patch_size, stride, padding="same", fast_conv=True,
+                 input_contrast=False, norm="layer", layers=3, width=64, hidden=256):
+        super().__init__()
+        self.contrast = InputContrast(image_size) if input_contrast else None
+        self.grid = PatchGrid(image_size, patch_size, stride)
+        self.patch_encoder = PatchEncoder(patch_size, channels, code_size, padding, fast_conv, norm, layers,
+                                          width, hidden)
+
+    def patches(self, x):
+        if self.contrast is not None:
+            x = self.contrast(x)
+        return self.grid(x)
+
+    def encode_patches(self, patches):
+        b, n = patches.shape[:2]
+        return self.patch_encoder(patches.reshape((b * n,) + patches.shape[2:])).reshape(b, n, -1)
+
+    def construct(self, x):
+        return self.encode_patches(self.patches(x)).mean(1)
+
+
+class MaskedConv(nn.Cell):
+    """3x3 convolution over a grid [B, G, G, Cin] -> [B, G, G, Cout] in which position (i, j) reads
+    rows i - 2 .. i only (zero padding above and at the sides, none below): a PixelCNN-style mask
+    that lets a position see its own row and the rows above. Written as 9 shifted slices and one
+    Dense, which on CPU is faster than nn.Conv2d's reference kernel."""
+
+    TAPS = 3
+
+    def __init__(self, in_channels, out_channels):
+        super().__init__()
+        self.dense = nn.Dense(self.TAPS * self.TAPS * in_channels, out_channels, weight_init="XavierUniform")
+
+    def construct(self, x):
+        b, g, _, c = x.shape
+        side = ops.zeros((b, g, 1, c), x.dtype)
+        padded = ops.concat((side, x, side), 2)                                     # [B, G, G+2, C]
+        padded = ops.concat((ops.zeros((b, self.TAPS - 1, g + 2, c), x.dtype), padded), 1)  # [B, G+2, G+2, C]
+        taps = [padded[:, t // self.TAPS:t // self.TAPS + g, t % self.TAPS:t % self.TAPS + g, :]
+                for t in range(self.TAPS * self.TAPS)]
+        return self.dense(ops.concat(taps, -1))
+
+
+class MaskedContext(nn.Cell):
+    """Codes [B, G, G, D] -> contexts [B, G, G, H]: a masked conv to H channels, then (layers - 1)
+    residual masked convs, LeakyReLU after each; every position sees its own row and those above."""
+
+    def __init__(self, code_size, hidden_size, layers):
+        super().__init__()
+        self.first = MaskedConv(code_size, hidden_size)
+        self.rest = nn.CellList([MaskedConv(hidden_size, hidden_size) for _ in range(layers - 1)])
+        self.act = nn.LeakyReLU(0.2)
+
+    def construct(self, z):
+        c = self.act(self.first(z))
+        for conv in self.rest:
+            c = c + self.act(conv(c))
+        return c
+
+
+class ImageCPC(nn.Cell):
+    """Patches [B, G*G, C, P, P] -> (predictions [B, G, G, K, D], codes [B, G, G, D]): for each row
+    offset k in `offsets` (K of them) the linear prediction W_k c_{i,j} of z_{i+k,j} (rows
+    i + k >= G predict nothing; the loss ignores them)."""
+
+    def __init__(self, encoder, grid, offsets, code_size, hidden_size, context_layers):
+        super().__init__()
+        self.grid, self.offsets, self.code_size = grid, tuple(offsets), code_size
+        self.encoder = encoder
+        self.context = MaskedContext(code_size, hidden_size, context_layers)
+        # rows [k*code_size, (k+1)*code_size) of the weight are W_k (one linear map per row offset)
+        self.predictor = nn.Dense(hidden_size, len(self.offsets) * code_size, weight_init="XavierUniform")
+
+    def codes(self, patches):
+        """Patch codes as a grid [B, G, G, D]."""
+        return self.encoder.encode_patches(patches).reshape(patches.shape[0], self.grid, self.grid, -1)
+
+    def construct(self, patches):
+        z = self.codes(patches)
+        predicted = self.predictor(self.context(z))
+        return predicted.reshape(z.shape[:3] + (len(self.offsets), self.code_size)), z
+
+
+def row_offsets(hparams):
+    """The predicted row offsets: min_row_offset .. G - 1 (G the grid side)."""
+    grid = patch_grid_size(hparams["image_size"], hparams["patch_size"], hparams["patch_stride"])
+    return tuple(range(hparams["min_row_offset"], grid))
+
+
+def build_image_encoder(hparams, fast_conv):
+    """An ImageEncoder from the hyper-parameters stored in image-task checkpoints."""
+    return ImageEncoder(hparams["image_size"], 3 if hparams["color"] else 1, hparams["code_size"],
+                        hparams["patch_size"], hparams["patch_stride"], hparams["padding"], fast_conv,
+                        hparams["input_contrast"], hparams["norm"], hparams["encoder_layers"],
+                        hparams["encoder_channels"], hparams["encoder_hidden"])
+
+
+def build_image_cpc(hparams, fast_conv):
+    """An ImageCPC from the hyper-parameters stored in image-task checkpoints."""
+    grid = patch_grid_size(hparams["image_size"], hparams["patch_size"], hparams["patch_stride"])
+    return ImageCPC(build_image_encoder(hparams, fast_conv), grid, row_offsets(hparams), hparams["code_size"],
+                    hparams["hidden_size"], hparams["context_layers"])
