@@ -49,11 +49,11 @@ class ImageTask:
         if amp_level != "O0":
             import mindspore as ms
             scored = ms.amp.auto_mixed_precision(net, amp_level)
-        return PatchInfoNCEWithLoss(scored, net.offsets)
+        return PatchInfoNCEWithLoss(scored, net.grid, net.offsets, cfg.batch_size)
 
     @staticmethod
     def scorer(net, cfg):
-        return PatchInfoNCE(net, net.offsets)
+        return PatchInfoNCE(net, net.grid, net.offsets, cfg.batch_size)
 
     @staticmethod
     def evaluate(net, source, scorer):
