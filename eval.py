@@ -9,7 +9,8 @@ writes EVAL/eval_metrics.json.
 --task classify: digit classification on the frozen encoder with baselines and label fractions
 (src/eval/downstream.py); writes EVAL/downstream_metrics.json, EVAL/classifier.ckpt (the frozen encoder
 + MLP head trained on all labels, exportable with export.py --net classifier) and two PNG plots.
-The network is rebuilt from the hyper-parameters stored in the checkpoint; the data keys
+The network (and the config key `task`, sequence or image, which --task does not set) is rebuilt
+from the hyper-parameters stored in the checkpoint; the data keys
 (data_path, batch_size, test_steps, head_*, seed) come from the config and the command line.
 """
 from src import checkpoint
@@ -20,7 +21,7 @@ from src.utils.errors import ConfigError, run_main
 
 
 def _extra(parser):
-    parser.add_argument("--task", default="contrastive", choices=["contrastive", "classify"],
+    parser.add_argument("--task", dest="eval_task", default="contrastive", choices=["contrastive", "classify"],
                         help="contrastive: sorted/unsorted accuracy of the CPC net on the test split; "
                              "classify: digit accuracy of classifiers on the frozen encoder and baselines")
     parser.add_argument("--methods", default=",".join(downstream.METHODS),
@@ -34,7 +35,7 @@ def main(argv=None):
     if not cfg.ckpt_path:
         raise ConfigError("config key 'ckpt_path' is required: the checkpoint to evaluate")
     params, meta = checkpoint.load(cfg.ckpt_path)
-    if cfg.task == "classify":
+    if cfg.eval_task == "classify":
         return downstream.classify(cfg, params, meta)
     evaluate_checkpoint(cfg, params, meta)
 

@@ -86,6 +86,9 @@ SCHEMA = {
                                   "its own row and the rows above)", minimum=1, maximum=8),
     "min_row_offset": Key(int, 2, "image task: the nearest row predicted (2: half-overlapping patches leak the next "
                                   "row); one linear predictor per offset up to the grid's last row", minimum=1),
+    "pool_grid": Key(int, 3, "image task: the encoder's vector is its patch codes averaged over a pool_grid x "
+                             "pool_grid grid of regions of the patch grid, concatenated (a digit is its strokes' "
+                             "layout: one mean over all patches loses it; 1 = the plain mean)", minimum=1),
     "patch_jitter": Key(int, 0, "image task augmentation: each training patch is cut at a random shift of up to "
                                 "this many pixels per axis (0 = off)", minimum=0),
     "color_drop": Key(float, 0.0, "image task augmentation: probability that a training patch keeps one random "
@@ -217,6 +220,8 @@ def validate_image(cfg):
     if encoder_output_size(cfg.patch_size, cfg.padding, cfg.encoder_layers) < 1:
         raise ConfigError(f"config key 'patch_size' = {cfg.patch_size} is too small for {cfg.encoder_layers} "
                           f"3x3 stride-2 '{cfg.padding}' convolutions (use fewer encoder_layers or padding: same)")
+    if cfg.pool_grid > grid:
+        raise ConfigError(f"config key 'pool_grid' must be <= the {grid}x{grid} patch grid, got {cfg.pool_grid}")
     if cfg.norm == "group" and cfg.encoder_channels % GROUP_SIZE:
         raise ConfigError(f"config key 'encoder_channels' must be a multiple of {GROUP_SIZE} with norm: group, "
                           f"got {cfg.encoder_channels}")
@@ -258,7 +263,8 @@ def _flag_type(name):
 def parse_config(argv=None, description="CPC (MindSpore)", extra_args=None, key_help=None):
     """Parse `--config_path` + overrides; returns a validated namespace of every SCHEMA key.
 
-    extra_args: optional callable(parser) adding entry-point-only flags (e.g. eval's --task).
+    extra_args: optional callable(parser) adding entry-point-only flags (e.g. eval's --task, stored as
+    eval_task); a SCHEMA key whose flag it takes (task) is then set by the YAML only.
     key_help: optional {key: text} replacing a key's --help text (e.g. export's --batch_size).
     """
     pre = ArgParser(add_help=False)
@@ -269,11 +275,14 @@ def parse_config(argv=None, description="CPC (MindSpore)", extra_args=None, key_
 
     parser = ArgParser(description=description)
     parser.add_argument("--config_path", default=DEFAULT_CONFIG, help="YAML file of the experiment")
-    for name, key in SCHEMA.items():
-        parser.add_argument(f"--{name}", type=_flag_type(name), default=values[name],
-                            help=(key_help or {}).get(name, f"{key.doc} (default: {values[name]!r})"))
     if extra_args is not None:
         extra_args(parser)
+    for name, key in SCHEMA.items():
+        if f"--{name}" in parser._option_string_actions:  # an entry point's own flag (eval.py --task):
+            parser.set_defaults(**{name: values[name]})  # the key comes from the YAML (or the checkpoint)
+            continue
+        parser.add_argument(f"--{name}", type=_flag_type(name), default=values[name],
+                            help=(key_help or {}).get(name, f"{key.doc} (default: {values[name]!r})"))
     cfg = parser.parse_args(argv)
     cfg.config_path = os.path.abspath(cfg.config_path)
     return validate(cfg)
@@ -294,7 +303,7 @@ def save_config(cfg, path):
 # the encoder's depth and widths; MODEL_KEYS: every key that shapes the network or its input images
 ENCODER_SHAPE_KEYS = ("encoder_layers", "encoder_channels", "encoder_hidden")
 # the image task's model keys: stored in its checkpoints only, so a sequence checkpoint is unchanged
-IMAGE_MODEL_KEYS = ("task", "patch_size", "patch_stride", "norm", "context_layers", "min_row_offset")
+IMAGE_MODEL_KEYS = ("task", "patch_size", "patch_stride", "norm", "context_layers", "min_row_offset", "pool_grid")
 MODEL_KEYS = ("image_size", "color", "padding", "input_contrast", "terms", "predict_terms", "code_size",
               "hidden_size", "loss") + ENCODER_SHAPE_KEYS
 # the encoder's shape keys: a checkpoint written before they existed was trained with these values

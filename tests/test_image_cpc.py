@@ -8,8 +8,8 @@ from src import checkpoint
 from src.config import model_hparams, namespace
 from src.data.patches import PatchSource, cut_patches, drop_colour, input_contrast
 from src.deploy.nets import build_inference_net
-from src.model.cpc import InputContrast, build_cpc
-from src.model.image_cpc import GroupNorm2d, PatchGrid
+from src.model.cpc import InputContrast, build_cpc, feature_size
+from src.model.image_cpc import GroupNorm2d, PatchGrid, region_pooling
 from src.model.patch_loss import patch_infonce, query_tables
 from src.utils.errors import ConfigError
 
@@ -215,5 +215,14 @@ def test_inference_encoder_equals_the_training_cell(ms_cpu, tmp_path):
     x = images(hparams, 3, 0)
     net.set_train(False)
     want = net.encoder(Tensor(x)).asnumpy()
-    assert want.shape == (3, hparams["code_size"])
+    assert want.shape == (3, feature_size(hparams))
     np.testing.assert_allclose(exported(Tensor(x)).asnumpy(), want, atol=1e-5)
+
+
+def test_region_pooling_spans_the_grid():
+    codes = np.random.default_rng(0).normal(0, 1, (7 * 7, 4))
+    np.testing.assert_allclose(region_pooling(7, 1) @ codes, codes.mean(0, keepdims=True), atol=1e-6)
+    np.testing.assert_allclose(region_pooling(7, 7) @ codes, codes, atol=1e-6)
+    table = region_pooling(7, 3)
+    np.testing.assert_allclose(table.sum(1), 1, atol=1e-6)  # each region is a mean
+    assert np.all(table.reshape(9, 7, 7).max(0) > 0)        # every patch is in some region

@@ -28,7 +28,7 @@ from src.data.dataset import render_digits
 from src.data.mnist import load_split
 from src.device import init_device
 from src.model.classifier import Classifier, DigitHead, build_classifier
-from src.model.cpc import build_encoder
+from src.model.cpc import build_encoder, feature_size
 from src.model.cpu.conv import use_fast_conv
 from src.train.precise_bn import PreciseBatchNorm, array_batches
 from src.utils.errors import CheckpointError, ConfigError, CPCError
@@ -139,7 +139,7 @@ def run_downstream(cpc_encoder, data, cfg, fast_conv, methods=METHODS, fractions
                 predicted = predict(net, data.test_x)
             else:
                 source = method.split("_")[0]
-                head = DigitHead(hparams["code_size"], method.split("_")[1])
+                head = DigitHead(feature_size(hparams), method.split("_")[1])
                 loss = fit(head, codes[source][subset], labels, cfg.head_steps, cfg.head_batch_size,
                            cfg.head_learning_rate, cfg.seed)
                 predicted = predict(head, test_codes[source])

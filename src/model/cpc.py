@@ -165,6 +165,13 @@ def build_encoder(hparams, fast_conv):
                    fast_conv, hparams["input_contrast"], *encoder_shape(hparams))
 
 
+def feature_size(hparams):
+    """Length of the vector build_encoder's encoder gives each image (the downstream heads' input)."""
+    if hparams.get("task") == "image":
+        return hparams["code_size"] * hparams["pool_grid"] ** 2
+    return hparams["code_size"]
+
+
 def build_cpc(hparams, fast_conv):
     """A CPC net from the hyper-parameter dict stored in checkpoints (config.model_hparams; keys
     that do not shape the network, such as the loss, are ignored); for the image task the ImageCPC."""

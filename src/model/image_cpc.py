@@ -133,18 +133,32 @@ class PatchEncoder(nn.Cell):
         return self.embedding(self.act(self.norm(self.dense(self.flatten(x)))))
 
 
+def region_pooling(grid, pool):
+    """float32 [pool*pool, G*G]: row r averages the patch codes of region r of a pool x pool split of
+    the G x G grid (adaptive average pooling: region i spans rows floor(i*G/pool) .. ceil((i+1)*G/pool) - 1)."""
+    starts = [i * grid // pool for i in range(pool)]
+    ends = [-(-(i + 1) * grid // pool) for i in range(pool)]
+    table = np.zeros((pool, pool, grid, grid), np.float32)
+    for r in range(pool):
+        for c in range(pool):
+            table[r, c, starts[r]:ends[r], starts[c]:ends[c]] = 1.0 / ((ends[r] - starts[r]) * (ends[c] - starts[c]))
+    return table.reshape(pool * pool, grid * grid)
+
+
 class ImageEncoder(nn.Cell):
-    """Images [B, C, S, S] in [-1, 1] -> [B, code_size], the mean of the image's patch codes.
+    """Images [B, C, S, S] in [-1, 1] -> [B, pool*pool*code_size]: the image's patch codes averaged
+    over each region of a pool x pool split of the patch grid (region_pooling), concatenated.
 
     patches(): input contrast (src/model/cpc.py InputContrast, on the whole image) then the grid;
     encode_patches(): patches [B, G*G, C, P, P] -> codes [B, G*G, code_size] (training feeds
     patches cut and augmented by the data pipeline, src/data/patches.py)."""
 
     def __init__(self, image_size, channels, code_size, patch_size, stride, padding="same", fast_conv=True,
-                 input_contrast=False, norm="layer", layers=3, width=64, hidden=256):
+                 input_contrast=False, norm="layer", layers=3, width=64, hidden=256, pool=1):
         super().__init__()
         self.contrast = InputContrast(image_size) if input_contrast else None
         self.grid = PatchGrid(image_size, patch_size, stride)
+        self.pooling = Tensor(region_pooling(self.grid.grid, pool))
         self.patch_encoder = PatchEncoder(patch_size, channels, code_size, padding, fast_conv, norm, layers,
                                           width, hidden)
 
@@ -158,7 +172,8 @@ class ImageEncoder(nn.Cell):
         return self.patch_encoder(patches.reshape((b * n,) + patches.shape[2:])).reshape(b, n, -1)
 
     def construct(self, x):
-        return self.encode_patches(self.patches(x)).mean(1)
+        pooled = ops.matmul(self.pooling, self.encode_patches(self.patches(x)))      # [B, pool*pool, D]
+        return pooled.reshape(x.shape[0], -1)
 
 
 def masked_taps(grid, taps=3):
@@ -241,7 +256,7 @@ def build_image_encoder(hparams, fast_conv):
     return ImageEncoder(hparams["image_size"], 3 if hparams["color"] else 1, hparams["code_size"],
                         hparams["patch_size"], hparams["patch_stride"], hparams["padding"], fast_conv,
                         hparams["input_contrast"], hparams["norm"], hparams["encoder_layers"],
-                        hparams["encoder_channels"], hparams["encoder_hidden"])
+                        hparams["encoder_channels"], hparams["encoder_hidden"], hparams["pool_grid"])
 
 
 def build_image_cpc(hparams, fast_conv):
