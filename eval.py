@@ -10,7 +10,8 @@ writes EVAL/eval_metrics.json.
 (src/eval/downstream.py); writes EVAL/downstream_metrics.json, EVAL/classifier.ckpt (the frozen encoder
 + MLP head trained on all labels, exportable with export.py --net classifier) and three PNG plots
 (accuracy, PCA and t-SNE of the codes); --seeds 0,1,2 repeats it per seed (mean and std per cell).
-The network is rebuilt from the hyper-parameters stored in the checkpoint; the data keys
+The network (and the config key `task`, sequence or image, which --task does not set) is rebuilt
+from the hyper-parameters stored in the checkpoint; the data keys
 (data_path, batch_size, test_steps, head_*, seed) come from the config and the command line.
 """
 from src import checkpoint
@@ -21,7 +22,7 @@ from src.utils.errors import ConfigError, batch_guard, run_main
 
 
 def _extra(parser):
-    parser.add_argument("--task", default="contrastive", choices=["contrastive", "classify"],
+    parser.add_argument("--task", dest="eval_task", default="contrastive", choices=["contrastive", "classify"],
                         help="contrastive: sorted/unsorted accuracy of the CPC net on the test split; "
                              "classify: digit accuracy of classifiers on the frozen encoder and baselines")
     parser.add_argument("--methods", default=",".join(downstream.METHODS),
@@ -38,7 +39,7 @@ def main(argv=None):
     if not cfg.ckpt_path:
         raise ConfigError("config key 'ckpt_path' is required: the checkpoint to evaluate")
     params, meta = checkpoint.load(cfg.ckpt_path)
-    if cfg.task == "classify":
+    if cfg.eval_task == "classify":
         with batch_guard("head_batch_size", cfg.head_batch_size):
             return downstream.classify(cfg, params, meta)
     with batch_guard("batch_size", cfg.batch_size):

@@ -94,6 +94,9 @@ def main(argv=None):
     params, meta = checkpoint.load(cfg.ckpt_path)
     deploy.check_kind(cfg.net, meta, cfg.ckpt_path)
     checkpoint.apply_hparams(cfg, meta, cfg.ckpt_path)
+    if cfg.task == "image" and cfg.net == "cpc":
+        raise ConfigError(f"--net cpc is the sequence task's network; {cfg.ckpt_path} is an image-task "
+                          f"checkpoint: export --net encoder (image -> vector) or --net classifier")
     target = init_device(cfg)
     if cfg.file_format == "AIR" and target != "Ascend":
         raise CPCError(f"AIR export needs an Ascend device (this run is on {target}); use MINDIR or ONNX")

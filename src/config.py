@@ -18,7 +18,7 @@ from types import SimpleNamespace
 import yaml
 
 from src.utils.errors import ConfigError
-from src.utils.geometry import encoder_output_size
+from src.utils.geometry import GROUP_SIZE, encoder_output_size, patch_grid_size
 from src.utils.paths import expand, require_file
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -79,6 +79,27 @@ SCHEMA = {
                                     "variant)", minimum=1),
     "input_contrast": Key(bool, True, "encoder starts with |x - background| (parameter-free; the colour task "
                                       "needs it, docs/architecture.md); false = the original encoder"),
+    # --- image task (task: image; docs/image_cpc.md) ---
+    "task": Key(str, "sequence", "sequence: CPC over sequences of digits (the original); image: CPC over a grid of "
+                                 "overlapping patches of each digit image (CPC v2)", choices=("sequence", "image")),
+    "patch_size": Key(int, 16, "image task: side of each square patch (16 as the original's image CPC)", minimum=4),
+    "patch_stride": Key(int, 8, "image task: step between patches (8: half-overlapping, a 7x7 grid on 64x64)",
+                        minimum=1),
+    "norm": Key(str, "layer", "image task: the patch encoder's normalisation; layer (CPC v2: batch statistics let "
+                              "the model find a shortcut across patches), batch, group or none",
+                choices=("batch", "layer", "group", "none")),
+    "context_layers": Key(int, 3, "image task: masked 3x3 convolutions of the context network (each position sees "
+                                  "its own row and the rows above)", minimum=1, maximum=8),
+    "min_row_offset": Key(int, 2, "image task: the nearest row predicted (2: half-overlapping patches leak the next "
+                                  "row); one linear predictor per offset up to the grid's last row", minimum=1),
+    "pool_grid": Key(int, 3, "image task: the encoder's vector is its patch codes averaged over a pool_grid x "
+                             "pool_grid grid of regions of the patch grid, concatenated (a digit is its strokes' "
+                             "layout: one mean over all patches loses it; 1 = the plain mean)", minimum=1),
+    "patch_jitter": Key(int, 0, "image task augmentation: each training patch is cut at a random shift of up to "
+                                "this many pixels per axis (0 = off)", minimum=0),
+    "color_drop": Key(float, 0.0, "image task augmentation: probability that a training patch keeps one random "
+                                  "colour channel in all three (CPC v2's colour dropping; 0 = off)",
+                      minimum=0.0, maximum=1.0),
     # --- loss ---
     "loss": Key(str, "binary", "binary: the published sorted/random sigmoid loss; infonce: the paper's "
                                "InfoNCE over in-batch negatives", choices=("binary", "infonce")),
@@ -203,6 +224,8 @@ def validate(cfg):
             raise ConfigError(f"config key 'num_negatives' must be <= {pool} (the other "
                               f"{'future images' if cfg.negatives_across_steps else 'sequences'} of a batch "
                               f"of {cfg.batch_size}), got {cfg.num_negatives}")
+    if cfg.task == "image":
+        return validate_image(cfg)
     if encoder_output_size(cfg.image_size, cfg.padding, cfg.encoder_layers) < 1:
         raise ConfigError(f"config key 'image_size' = {cfg.image_size} is too small for {cfg.encoder_layers} "
                           f"3x3 stride-2 '{cfg.padding}' convolutions (use a larger image, fewer encoder_layers "
@@ -233,6 +256,26 @@ def _yaml_problem(exc):
 
 # keys a saved run config (OUT/config.yaml) holds besides SCHEMA's: accepted back and ignored
 SAVED_ONLY_KEYS = ("config_path",)
+
+
+def validate_image(cfg):
+    """The image task's cross-key constraints: the patch grid and the patch encoder fit."""
+    if cfg.patch_size > cfg.image_size:
+        raise ConfigError(f"config key 'patch_size' must be <= image_size ({cfg.image_size}), got {cfg.patch_size}")
+    grid = patch_grid_size(cfg.image_size, cfg.patch_size, cfg.patch_stride)
+    if grid <= cfg.min_row_offset:
+        raise ConfigError(f"config key 'min_row_offset' = {cfg.min_row_offset} leaves no row to predict in a "
+                          f"{grid}x{grid} patch grid (image_size {cfg.image_size}, patch_size {cfg.patch_size}, "
+                          f"patch_stride {cfg.patch_stride})")
+    if encoder_output_size(cfg.patch_size, cfg.padding, cfg.encoder_layers) < 1:
+        raise ConfigError(f"config key 'patch_size' = {cfg.patch_size} is too small for {cfg.encoder_layers} "
+                          f"3x3 stride-2 '{cfg.padding}' convolutions (use fewer encoder_layers or padding: same)")
+    if cfg.pool_grid > grid:
+        raise ConfigError(f"config key 'pool_grid' must be <= the {grid}x{grid} patch grid, got {cfg.pool_grid}")
+    if cfg.norm == "group" and cfg.encoder_channels % GROUP_SIZE:
+        raise ConfigError(f"config key 'encoder_channels' must be a multiple of {GROUP_SIZE} with norm: group, "
+                          f"got {cfg.encoder_channels}")
+    return cfg
 
 
 def read_yaml(path):
@@ -276,7 +319,8 @@ def _flag_type(name):
 def parse_config(argv=None, description="CPC (MindSpore)", extra_args=None, key_help=None):
     """Parse `--config_path` + overrides; returns a validated namespace of every SCHEMA key.
 
-    extra_args: optional callable(parser) adding entry-point-only flags (e.g. eval's --task).
+    extra_args: optional callable(parser) adding entry-point-only flags (e.g. eval's --task, stored as
+    eval_task); a SCHEMA key whose flag it takes (task) is then set by the YAML only.
     key_help: optional {key: text} replacing a key's --help text (e.g. export's --batch_size).
     """
     pre = ArgParser(add_help=False)
@@ -287,11 +331,14 @@ def parse_config(argv=None, description="CPC (MindSpore)", extra_args=None, key_
 
     parser = ArgParser(description=description)
     parser.add_argument("--config_path", default=DEFAULT_CONFIG, help="YAML file of the experiment")
-    for name, key in SCHEMA.items():
-        parser.add_argument(f"--{name}", type=_flag_type(name), default=values[name],
-                            help=(key_help or {}).get(name, f"{key.doc} (default: {values[name]!r})"))
     if extra_args is not None:
         extra_args(parser)
+    for name, key in SCHEMA.items():
+        if f"--{name}" in parser._option_string_actions:  # an entry point's own flag (eval.py --task):
+            parser.set_defaults(**{name: values[name]})  # the key comes from the YAML (or the checkpoint)
+            continue
+        parser.add_argument(f"--{name}", type=_flag_type(name), default=values[name],
+                            help=(key_help or {}).get(name, f"{key.doc} (default: {values[name]!r})"))
     cfg = parser.parse_args(argv)
     cfg.config_path = os.path.abspath(expand(cfg.config_path))
     return validate(cfg)
@@ -311,15 +358,19 @@ def save_config(cfg, path):
 
 # the encoder's depth and widths; MODEL_KEYS: every key that shapes the network or its input images
 ENCODER_SHAPE_KEYS = ("encoder_layers", "encoder_channels", "encoder_hidden")
+# the image task's model keys: stored in its checkpoints only, so a sequence checkpoint is unchanged
+IMAGE_MODEL_KEYS = ("task", "patch_size", "patch_stride", "norm", "context_layers", "min_row_offset", "pool_grid")
 MODEL_KEYS = ("image_size", "color", "padding", "input_contrast", "terms", "predict_terms", "code_size",
               "hidden_size", "loss") + ENCODER_SHAPE_KEYS
 # the encoder's shape keys: a checkpoint written before they existed was trained with these values
 ENCODER_DEFAULTS = {name: SCHEMA[name].default for name in ENCODER_SHAPE_KEYS}
+SEQUENCE_TASK = {"task": "sequence"}  # a checkpoint without a task key is a sequence checkpoint
 
 
 def model_hparams(cfg):
     """The keys that define the network (and its input images); stored in every checkpoint."""
-    return {name: getattr(cfg, name) for name in MODEL_KEYS}
+    keys = MODEL_KEYS + (IMAGE_MODEL_KEYS if cfg.task == "image" else ())
+    return {name: getattr(cfg, name) for name in keys}
 
 
 def namespace(**kwargs):

@@ -91,7 +91,7 @@ def bare_checkpoint(path):
     import mindspore as ms
 
     from src.config import model_hparams, namespace
-    from src.model.cpc import build_cpc
+    from src.model.build import build_cpc
     net = build_cpc(model_hparams(namespace(image_size=28, color=False, padding="same", terms=2,
                                             predict_terms=2, code_size=16, hidden_size=32)), True)
     ms.save_checkpoint(net, str(path))

@@ -14,7 +14,7 @@ import pytest
 from src import checkpoint
 from src.config import model_hparams, namespace
 from src.data.mnist import IMAGES_MAGIC, VAL_SIZE
-from src.model.cpc import build_cpc
+from src.model.build import build_cpc
 from src.utils.errors import run_main
 from tests.conftest import TINY, bare_checkpoint, error_lines, fake_mnist, run_entry, write_idx
 

@@ -55,7 +55,7 @@ def test_onnx_export_leaves_the_target_folder_as_it_was(ms_cpu, tmp_path):
     import export
     from src import checkpoint
     from src.config import model_hparams, namespace
-    from src.model.cpc import build_cpc
+    from src.model.build import build_cpc
     hparams = model_hparams(namespace(image_size=28, color=False, padding="same", input_contrast=False,
                                       terms=2, predict_terms=2, code_size=32, hidden_size=32))
     ckpt = str(tmp_path / "cpc.ckpt")

@@ -57,7 +57,7 @@ def test_frozen_encoder_is_never_updated(ms_cpu):
     """run_downstream leaves the CPC encoder's weights and BatchNorm statistics untouched, while
     cpc_finetune trains a copy of it."""
     from src.data.mnist import load_split
-    from src.model.cpc import build_encoder
+    from src.model.build import build_encoder
     cfg = namespace(image_size=28, color=False, padding="same", code_size=16, head_steps=5,
                     head_batch_size=16, seed=1)
     hparams = model_hparams(cfg)
@@ -207,8 +207,8 @@ def test_classify_over_seeds_reports_every_seed_and_the_spread(tiny_run, tmp_pat
 
 
 def test_finetune_starts_from_a_copy_of_the_cpc_encoder(ms_cpu):
+    from src.model.build import build_encoder
     from src.model.classifier import build_classifier
-    from src.model.cpc import build_encoder
     hparams = model_hparams(namespace(image_size=28, color=False, padding="same", code_size=16))
     source, net = build_encoder(hparams, fast_conv=True), build_classifier(hparams, "mlp", fast_conv=True)
     downstream.copy_weights(source, net.encoder)
@@ -224,7 +224,7 @@ def test_autoencoder_learns_to_reconstruct_and_keeps_the_encoder_shape(ms_cpu):
     import mindspore as ms
 
     from src.model.autoencoder import build_autoencoder
-    from src.model.cpc import build_encoder
+    from src.model.build import build_encoder
     cfg = namespace(image_size=16, color=False, padding="same", code_size=16, head_batch_size=16, ae_steps=30,
                     head_learning_rate=3e-3)
     hparams = model_hparams(cfg)

@@ -8,8 +8,8 @@ from mindspore import nn
 
 import export
 from src import checkpoint
+from src.model.build import build_cpc
 from src.model.classifier import build_classifier
-from src.model.cpc import build_cpc
 from src.model.gru import UnrolledGRU
 from src.utils.errors import CheckpointError, ConfigError, CPCError
 from tests.conftest import TINY, error_lines, run_entry

@@ -58,8 +58,8 @@ def keras_weights(path):
 
 def load_net(ms, path, params, meta, fast_conv=False):
     from src import checkpoint
+    from src.model.build import build_encoder
     from src.model.classifier import build_classifier
-    from src.model.cpc import build_encoder
     tensors = {k: ms.Parameter(ms.Tensor(v), name=k) for k, v in params.items()}
     if meta["kind"] == "classifier":
         net = build_classifier(meta["hparams"], meta["head"], fast_conv)
@@ -321,7 +321,7 @@ def test_cli_bad_file_one_error_line_nothing_written(tmp_path, content):
 
 def test_old_checkpoints_without_encoder_keys_build_the_default_encoder(ms_cpu):
     from src.config import ConfigError, namespace
-    from src.model.cpc import build_encoder
+    from src.model.build import build_encoder
     old = {"image_size": 64, "color": True, "padding": "valid", "input_contrast": False, "code_size": 16}
     enc = build_encoder(old, fast_conv=False)
     assert len(enc.blocks) == 4 and enc.dense.weight.shape == (256, 64 * 3 * 3)

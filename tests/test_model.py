@@ -5,7 +5,8 @@ import pytest
 from mindspore import nn
 
 from src.config import model_hparams, namespace
-from src.model.cpc import Encoder, build_cpc
+from src.model.build import build_cpc
+from src.model.cpc import Encoder
 from src.model.cpu.conv import Conv3x3S2, use_fast_conv
 
 

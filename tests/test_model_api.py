@@ -11,7 +11,7 @@ from mindspore import nn
 
 from src.config import model_hparams, parse_config
 from src.data.dataset import build_source, create_train_dataset
-from src.model.cpc import build_cpc
+from src.model.build import build_cpc
 from src.train.callbacks import EpochClock, LossSum, StepMonitor, take_loss
 from src.train.resume import RunState
 from src.train.trainer import PlateauLR, build_train_cell, sink_size

@@ -7,7 +7,7 @@ import pytest
 from src.config import model_hparams, parse_config
 from src.data.dataset import build_source
 from src.eval.precise_bn import PreciseBatchNorm, array_batches, batch_norm_layers, sequence_batches
-from src.model.cpc import build_cpc
+from src.model.build import build_cpc
 from tests.conftest import TINY, run_entry
 
 

@@ -9,7 +9,7 @@ from PIL import Image
 
 from src.config import model_hparams, namespace, parse_config
 from src.eval.represent import DIGIT_CHANCE, RepresentationMonitor, fixed_subset, knn_accuracy, probe_accuracy
-from src.model.cpc import build_cpc
+from src.model.build import build_cpc
 from src.model.loss import (
     CPCStepScores,
     binary_accuracy,

@@ -17,7 +17,7 @@ SCRIPT = r"""
 import mindspore as ms, numpy as np
 from src.config import model_hparams, namespace
 from src.eval.evaluate import make_scorer
-from src.model.cpc import build_cpc
+from src.model.build import build_cpc
 from src.train.trainer import build_train_cell
 ms.set_context(mode=ms.GRAPH_MODE)
 ms.set_device("CPU")

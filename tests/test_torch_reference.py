@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 @pytest.mark.parametrize("config", [TINY, f"{REPO}/config/cpc_mnist64_color.yaml",
                                     f"{REPO}/config/cpc_mnist28_gray.yaml"])
 def test_reference_has_the_ports_trainable_parameters(ms_cpu, config):
-    from src.model.cpc import build_cpc
+    from src.model.build import build_cpc
     from tools.torch_reference import CPC
     cfg = parse_config(["--config_path", config])
     port = sorted(tuple(p.shape) for p in build_cpc(model_hparams(cfg), fast_conv=True).trainable_params())

@@ -12,8 +12,9 @@ import pytest
 from src import checkpoint
 from src.config import model_hparams, namespace, parse_config
 from src.data.dataset import build_source
-from src.model.cpc import build_cpc
-from src.train.trainer import PlateauLR, evaluate, train
+from src.eval.evaluate import evaluate
+from src.model.build import build_cpc
+from src.train.trainer import PlateauLR, train
 from src.utils.atomic import WriteError
 from src.utils.runlog import write_json
 from tests.conftest import TINY, bare_checkpoint, error_lines, export_embedded_test_split, run_entry

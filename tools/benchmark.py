@@ -27,7 +27,7 @@ from src.config import model_hparams, parse_config
 from src.data.dataset import build_source, create_dataset
 from src.data.mnist import load_split
 from src.device import init_device
-from src.model.cpc import build_cpc
+from src.model.build import build_cpc
 from src.model.cpu.conv import use_fast_conv
 from src.train.trainer import build_train_cell
 from src.utils.errors import run_main

@@ -21,8 +21,8 @@ from src.config import namespace
 from src.data.dataset import build_source, render_digits
 from src.data.mnist import load_split
 from src.eval.evaluate import evaluate
+from src.model.build import build_cpc
 from src.model.classifier import build_classifier
-from src.model.cpc import build_cpc
 from src.utils.errors import CheckpointError, run_main
 from src.utils.paths import expand, require_file
 from src.utils.runlog import prepare_output, write_json

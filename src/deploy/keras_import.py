@@ -386,8 +386,8 @@ def _sha256(path):
 
 def build_net(kind, hparams):
     """The port's Cell a checkpoint of `kind` loads into (native conv; names as in the checkpoints)."""
+    from src.model.build import build_encoder
     from src.model.classifier import build_classifier
-    from src.model.cpc import build_encoder
     if kind == "classifier":
         return build_classifier(hparams, "mlp", fast_conv=False)
     from mindspore import nn

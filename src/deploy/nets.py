@@ -15,8 +15,8 @@ so checkpoints load unchanged and training keeps nn.GRU.
 import numpy as np
 
 from src import checkpoint
+from src.model.build import build_cpc, build_encoder
 from src.model.classifier import HEADS, build_classifier
-from src.model.cpc import build_cpc, build_encoder
 from src.model.gru import UnrolledGRU
 from src.utils.errors import CheckpointError
 

@@ -36,8 +36,8 @@ from src.device import init_device
 from src.eval.precise_bn import PreciseBatchNorm, array_batches
 from src.eval.represent import ENCODE_BATCH, encode, fixed_subset
 from src.model.autoencoder import build_autoencoder
+from src.model.build import build_encoder, feature_size
 from src.model.classifier import Classifier, DigitHead, build_classifier
-from src.model.cpc import build_encoder
 from src.model.cpu.conv import use_fast_conv
 from src.utils.errors import CheckpointError, ConfigError, CPCError
 from src.utils.plots import save_figure
@@ -162,7 +162,7 @@ def run_downstream(cpc_encoder, data, cfg, fast_conv, methods=METHODS, fractions
                 predicted = predict(net, data.test_x)
             else:
                 source = method.split("_")[0]
-                head = DigitHead(hparams["code_size"], method.split("_")[1])
+                head = DigitHead(feature_size(hparams), method.split("_")[1])
                 loss = fit(head, codes[source][subset], labels, cfg.head_steps, cfg.head_batch_size,
                            cfg.head_learning_rate, cfg.seed)
                 predicted = predict(head, test_codes[source])

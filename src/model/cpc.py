@@ -153,16 +153,3 @@ def encoder_shape(hparams):
     """The encoder's (layers, width, hidden) from checkpoint hyper-parameters; a checkpoint written
     before these keys existed holds the default encoder."""
     return tuple(hparams.get(k, ENCODER_DEFAULTS[k]) for k in ENCODER_SHAPE_KEYS)
-
-
-def build_encoder(hparams, fast_conv):
-    """An Encoder from the hyper-parameter dict stored in checkpoints (config.model_hparams)."""
-    return Encoder(hparams["image_size"], 3 if hparams["color"] else 1, hparams["code_size"], hparams["padding"],
-                   fast_conv, hparams["input_contrast"], *encoder_shape(hparams))
-
-
-def build_cpc(hparams, fast_conv):
-    """A CPC net from the hyper-parameter dict stored in checkpoints (config.model_hparams; keys
-    that do not shape the network, such as the loss, are ignored)."""
-    return CPC(build_encoder(hparams, fast_conv), hparams["terms"], hparams["predict_terms"], hparams["code_size"],
-               hparams["hidden_size"])

@@ -151,7 +151,8 @@ class EpochEnd(Callback):
                                               2)}
         if "collision_rate" in val:
             record["val_collision_rate"] = val["collision_rate"]
-        record["val_accuracy_per_step"], record["val_loss_per_step"] = val["accuracy_per_step"], val["loss_per_step"]
+        if "accuracy_per_step" in val:  # the sequence task's future steps (the image task has row offsets)
+            record.update(val_accuracy_per_step=val["accuracy_per_step"], val_loss_per_step=val["loss_per_step"])
         if self.represent is not None:
             record.update(self.represent())
         run.history.append(record)
@@ -159,7 +160,8 @@ class EpochEnd(Callback):
                  epoch, cfg.epoch_size, record["loss"], val["loss"], val["accuracy"], val["chance_accuracy"],
                  f", negatives showing the positive's digit {val['collision_rate']:.1%} masked"
                  if "collision_rate" in val else "", lr_used, seconds, record["samples_per_second"])
-        log.info("epoch %d/%d validation per future step: %s", epoch, cfg.epoch_size, format_per_step(val))
+        if "accuracy_per_step" in val:
+            log.info("epoch %d/%d validation per future step: %s", epoch, cfg.epoch_size, format_per_step(val))
         if "knn_accuracy" in record:
             log.info("epoch %d/%d codes as digit features: kNN accuracy %.4f, linear probe %.4f (chance %.2f) in "
                      "%.2f s (%.1f%% of the epoch's training)", epoch, cfg.epoch_size, record["knn_accuracy"],

@@ -15,18 +15,17 @@ from mindspore import nn
 from mindspore.train import Model
 
 from src.config import model_hparams, save_config
-from src.data.dataset import build_source, create_train_dataset
+from src.data.dataset import create_train_dataset
 from src.data.mnist import load_split
 from src.device import check_for_target
-from src.eval.evaluate import evaluate, make_scorer
-from src.eval.precise_bn import PreciseBatchNorm, sequence_batches
+from src.eval.precise_bn import PreciseBatchNorm
 from src.eval.represent import DIGIT_CHANCE, RepresentationMonitor
-from src.model.cpc import build_cpc
+from src.model.build import build_cpc
 from src.model.cpu.conv import use_fast_conv
-from src.model.loss import build_loss_cell
 from src.train import resume
 from src.train.callbacks import EpochClock, EpochEnd, LossSum, StepMonitor, StopOnSignal
 from src.train.distributed import AnyRank, BufferSync, rank_and_size
+from src.train.tasks import for_config
 from src.utils.errors import CPCError, batch_guard, memory_guard
 from src.utils.plots import plot_training_curves
 from src.utils.runlog import write_json
@@ -57,11 +56,12 @@ def build_train_cell(net, cfg, target):
     """(train cell, optimizer): Adam + TrainOneStepCell around the loss of the (mixed-precision) net;
     under amp_level O2/O3 the loss-scale form with dynamic loss scaling."""
     check_for_target(cfg, target, training=True)
+    task = for_config(cfg)
     optimizer = nn.Adam(net.trainable_params(), learning_rate=cfg.learning_rate)
     if cfg.amp_level == "O0":
-        return nn.TrainOneStepCell(build_loss_cell(net, cfg.loss), optimizer), optimizer
+        return nn.TrainOneStepCell(task.loss_cell(net, cfg), optimizer), optimizer
     scale = nn.DynamicLossScaleUpdateCell(loss_scale_value=2 ** 16, scale_factor=2, scale_window=1000)
-    loss_cell = build_loss_cell(net, cfg.loss, cfg.amp_level)
+    loss_cell = task.loss_cell(net, cfg, cfg.amp_level)
     return nn.TrainOneStepWithLossScaleCell(loss_cell, optimizer, scale_sense=scale), optimizer
 
 
@@ -103,7 +103,8 @@ def train(cfg, target, data=None):
                        f"save_checkpoint_steps): resume with the settings it was written with")
     save_config(cfg, os.path.join(cfg.output_path, "config.yaml"))
     side, channels = cfg.image_size, 3 if cfg.color else 1
-    asked = f"{cfg.batch_size} sequences of {cfg.terms} + {cfg.predict_terms} images {channels}x{side}x{side} a step"
+    asked = (f"{cfg.batch_size} images {channels}x{side}x{side} cut into patches a step" if cfg.task == "image" else
+             f"{cfg.batch_size} sequences of {cfg.terms} + {cfg.predict_terms} images {channels}x{side}x{side} a step")
     with batch_guard("batch_size", cfg.batch_size, asked):
         return _train(cfg, target, net, train_cell, optimizer, schedule, run, train_data, val_data)
 
@@ -112,15 +113,19 @@ def _train(cfg, target, net, train_cell, optimizer, schedule, run, train_data, v
     """The checked run: epochs, validation, metrics.json, the curves."""
     steps, epochs, chunk = cfg.steps_per_epoch, cfg.epoch_size, sink_size(cfg)
     rank, size = rank_and_size()  # data parallel: rank k trains on batches k, k + size, ... of the source
-    val_source = build_source(cfg, "val", cfg.val_steps, data=val_data)
-    scorer, clock = make_scorer(net, cfg.loss), EpochClock()
+    task = for_config(cfg)
+    val_source = task.build_source(cfg, "val", cfg.val_steps, data=val_data)
+    scorer, clock = task.scorer(net, cfg), EpochClock()
     # the same training batches on every rank: all ranks compute the same statistics
     precise_bn = None  # precise_bn_batches 0: validate with the moving averages, as the original
     if cfg.precise_bn_batches:
-        calibration = build_source(cfg, "train", cfg.precise_bn_batches, data=train_data)
-        precise_bn = PreciseBatchNorm(net, sequence_batches(calibration))
-    represent = RepresentationMonitor(net.encoder, train_data, val_data, cfg) if cfg.repr_eval else None
-    epoch_end = EpochEnd(cfg, run, net, optimizer, schedule, lambda: evaluate(net, val_source, scorer),
+        calibration = task.build_source(cfg, "train", cfg.precise_bn_batches, data=train_data)
+        precise_bn = PreciseBatchNorm(net, task.calibration_batches(calibration))
+    # digit kNN / probe of the codes: the sequence task's encoder sees whole digits (the image task's
+    # encoder sees patches; its pooled-code monitor is not built yet)
+    represent = (RepresentationMonitor(net.encoder, train_data, val_data, cfg)
+                 if cfg.repr_eval and cfg.task == "sequence" else None)
+    epoch_end = EpochEnd(cfg, run, net, optimizer, schedule, lambda: task.evaluate(net, val_source, scorer),
                          BufferSync(net, size), clock, precise_bn, represent)
     start = time.perf_counter()
     with StopOnSignal(run, AnyRank(size)) as stop:  # from here SIGTERM/SIGINT save, then stop
@@ -129,23 +134,25 @@ def _train(cfg, target, net, train_cell, optimizer, schedule, run, train_data, v
             epoch_end.finish()
         remaining = steps * epochs - run.global_step
         sinks = target in ("Ascend", "GPU") and cfg.mode == "graph"
-        log.info("training %s CPC on %s (%s mode, %s): %d epochs x %d steps, batch %d, %d train / %d val digits",
-                 cfg.loss, target, cfg.mode, f"data sinking, {chunk} steps per sink" if sinks else "per-step feeding",
+        log.info("training %s %s CPC on %s (%s mode, %s): %d epochs x %d steps, batch %d, %d train / %d val digits",
+                 cfg.task, task.loss_name(cfg), target, cfg.mode,
+                 f"data sinking, {chunk} steps per sink" if sinks else "per-step feeding",
                  epochs, steps, cfg.batch_size, len(train_data[0]), len(val_source.images))
         if size > 1:
             log.info("data parallel: rank %d of %d, global batch %d", rank, size, cfg.batch_size * size)
         if remaining > 0:
-            source = build_source(cfg, "train", remaining * size, start=run.global_step * size, data=train_data)
+            source = task.build_source(cfg, "train", remaining * size, start=run.global_step * size, data=train_data)
             dataset = create_train_dataset(source, chunk, rank, size, cfg.num_parallel_workers)
             loss_sum = LossSum(train_cell)
             callbacks = [StepMonitor(cfg, run, loss_sum, clock), epoch_end, stop]
             Model(loss_sum).train(remaining // chunk, dataset, callbacks=callbacks, dataset_sink_mode=True,
                                   sink_size=chunk)
-    val = epoch_end.last_val or evaluate(net, val_source, scorer)  # resuming a finished run: validate only
+    val = epoch_end.last_val or task.evaluate(net, val_source, scorer)  # resuming a finished run: validate only
     trained, seconds = epoch_end.trained_steps, epoch_end.step_seconds
     history = run.history
     metrics = {"val_accuracy": history[-1]["val_accuracy"], "best_val_accuracy": run.best_acc,
-               "chance_accuracy": val["chance_accuracy"], "loss": cfg.loss, "epochs": len(history),
+               "chance_accuracy": val["chance_accuracy"], "task": cfg.task, "loss": task.loss_name(cfg),
+               "epochs": len(history),
                "digit_chance_accuracy": DIGIT_CHANCE if represent is not None else None,
                "repr_digits": represent.sizes() if represent is not None else None,
                "steps": epochs * steps, "resumed_from": run.resumed_from,

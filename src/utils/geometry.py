@@ -30,3 +30,16 @@ def border_mean_weights(image_size):
     mask = np.ones((image_size, image_size), np.float32)
     mask[width:-width, width:-width] = 0
     return (mask / mask.sum()).reshape(-1, 1)
+
+
+GROUP_SIZE = 8  # norm: group: channels per GroupNorm group
+
+
+def patch_grid_size(image_size, patch_size, stride):
+    """Patches per side of the grid cut from a square image (the last patch ends inside the image)."""
+    return (image_size - patch_size) // stride + 1
+
+
+def patch_origins(image_size, patch_size, stride):
+    """Top (or left) pixel of each grid row (column) of patches."""
+    return np.arange(patch_grid_size(image_size, patch_size, stride)) * stride

@@ -1,0 +1,30 @@
+"""The network builders: a net from the hyper-parameter dict stored in checkpoints
+(config.model_hparams), the sequence task's (src/model/cpc.py) or the image task's
+(src/model/image_cpc.py). One module above both, so neither imports the other back."""
+from src.model.cpc import CPC, Encoder, encoder_shape
+from src.model.image_cpc import build_image_cpc, build_image_encoder
+
+
+def build_encoder(hparams, fast_conv):
+    """An Encoder from the hyper-parameter dict stored in checkpoints (config.model_hparams); for
+    the image task the ImageEncoder (src/model/image_cpc.py)."""
+    if hparams.get("task") == "image":
+        return build_image_encoder(hparams, fast_conv)
+    return Encoder(hparams["image_size"], 3 if hparams["color"] else 1, hparams["code_size"], hparams["padding"],
+                   fast_conv, hparams["input_contrast"], *encoder_shape(hparams))
+
+
+def feature_size(hparams):
+    """Length of the vector build_encoder's encoder gives each image (the downstream heads' input)."""
+    if hparams.get("task") == "image":
+        return hparams["code_size"] * hparams["pool_grid"] ** 2
+    return hparams["code_size"]
+
+
+def build_cpc(hparams, fast_conv):
+    """A CPC net from the hyper-parameter dict stored in checkpoints (config.model_hparams; keys
+    that do not shape the network, such as the loss, are ignored); for the image task the ImageCPC."""
+    if hparams.get("task") == "image":
+        return build_image_cpc(hparams, fast_conv)
+    return CPC(build_encoder(hparams, fast_conv), hparams["terms"], hparams["predict_terms"], hparams["code_size"],
+               hparams["hidden_size"])

@@ -1,0 +1,266 @@
+"""CPC on images (task: image), as CPC v2 (Henaff et al. 2020) made it work, as MindSpore Cells.
+
+Each image is cut into a grid of overlapping square patches (PatchGrid; 64x64 with 16x16 patches
+at stride 8: 7x7, 28x28 with 8x8 at stride 4: 6x6). Every patch is encoded to a code z by the
+port's conv encoder (3x3 stride-2 conv blocks, Dense, Dense) whose normalisation is the `norm` key:
+layer (default, CPC v2), group, batch or none. A context network of masked 3x3 convolutions over
+the grid of codes gives each position c_{i,j} that sees its own row and the rows above only
+(PixelCNN style). For each row offset k >= min_row_offset a linear map W_k predicts the code
+k rows below: W_k c_{i,j} ~ z_{i+k,j} (src/model/patch_loss.py scores it with InfoNCE).
+
+ImageEncoder (images -> one vector each: the mean of its patch codes) is the frozen encoder of the
+downstream classifier and what export.py --net encoder writes.
+"""
+import numpy as np
+from mindspore import Tensor, nn, ops
+
+from src.model.cpc import ConvBlock, InputContrast, batch_norm_1d, leaky_relu
+from src.model.cpu.conv import Conv3x3S2
+from src.utils.geometry import GROUP_SIZE, conv_geometry, patch_grid_size, patch_origins
+
+NORM_EPS = 1e-5  # nn.LayerNorm / nn.GroupNorm default
+
+
+def patch_index(image_size, patch_size, stride):
+    """int32 [G*G*P*P]: the flat pixel of every patch pixel, patches row-major over the grid."""
+    origins = patch_origins(image_size, patch_size, stride)
+    inner = np.arange(patch_size)
+    rows = origins[:, None, None, None] + inner[None, None, :, None]        # [G, 1, P, 1]
+    cols = origins[None, :, None, None] + inner[None, None, None, :]        # [1, G, 1, P]
+    return (rows * image_size + cols).reshape(-1).astype(np.int32)
+
+
+class PatchGrid(nn.Cell):
+    """Images [B, C, S, S] -> patches [B, G*G, C, P, P], grid row-major (one Gather)."""
+
+    def __init__(self, image_size, patch_size, stride):
+        super().__init__()
+        self.grid, self.patch = patch_grid_size(image_size, patch_size, stride), patch_size
+        self.index = Tensor(patch_index(image_size, patch_size, stride))
+
+    def construct(self, x):
+        b, c, h, w = x.shape
+        patches = ops.gather(x.reshape(b, c, h * w), self.index, 2)
+        patches = patches.reshape(b, c, self.grid * self.grid, self.patch, self.patch)
+        return patches.transpose(0, 2, 1, 3, 4)
+
+
+class GroupNorm2d(nn.Cell):
+    """nn.GroupNorm(groups, channels, affine=False)'s function on NCHW or, for the compiled CPU
+    convolutions, channels-last input; groups=1 is layer normalisation over (C, H, W). Statistics
+    are per sample: one image's patches never see another's. No affine: the LeakyReLU and the next
+    convolution follow, and on CPU the per-channel scale's gradient over the largest activation
+    costs six times the normalisation itself. Each (sample, group) row's mean and variance are
+    matmuls with a constant 1/n column, faster on CPU than ReduceMean or the LayerNorm kernel."""
+
+    def __init__(self, groups, channels_last):
+        super().__init__()
+        self.groups, self.channels_last = groups, channels_last
+
+    @staticmethod
+    def _normalise(rows):
+        average = ops.ones((rows.shape[1], 1), rows.dtype) / rows.shape[1]
+        centred = rows - ops.matmul(rows, average)
+        return centred * ops.rsqrt(ops.matmul(centred * centred, average) + NORM_EPS)
+
+    def construct(self, x):
+        if self.channels_last and self.groups > 1:  # groups are channel blocks: normalise in NCHW
+            return self.construct_nchw(x.transpose(0, 3, 1, 2)).transpose(0, 2, 3, 1)
+        if self.channels_last:
+            return self._normalise(x.reshape(x.shape[0], -1)).reshape(x.shape)
+        return self.construct_nchw(x)
+
+    def construct_nchw(self, x):
+        return self._normalise(x.reshape(x.shape[0] * self.groups, -1)).reshape(x.shape)
+
+
+class NormConvBlock(nn.Cell):
+    """conv 3x3 stride 2 -> group/layer norm or none -> LeakyReLU (norm: batch uses cpc.ConvBlock)."""
+
+    def __init__(self, in_channels, in_size, padding, fast_conv, input_grad, out_channels, norm):
+        super().__init__()
+        self.conv = Conv3x3S2(in_channels, out_channels, in_size, padding, fast_conv, input_grad)
+        self.channels_last = self.conv.form == "kernel"
+        groups = {"layer": 1, "group": max(1, out_channels // GROUP_SIZE)}.get(norm)
+        self.norm = None if groups is None else GroupNorm2d(groups, self.channels_last)
+        self.act = leaky_relu(fast_conv)
+        self.out_size = self.conv.out_size
+
+    def construct(self, x):
+        x = self.conv(x)
+        if self.norm is not None:
+            x = self.norm(x)
+        return self.act(x)
+
+
+def dense_norm(hidden, norm, fast_conv):
+    """The norm after the encoder's dense layer: BatchNorm for batch, LayerNorm for layer and group
+    (a [N, hidden] vector has no groups of positions), none for none."""
+    if norm == "batch":
+        return batch_norm_1d(hidden, fast_conv)
+    if norm in ("layer", "group"):
+        return nn.LayerNorm((hidden,), begin_norm_axis=-1, begin_params_axis=-1, epsilon=NORM_EPS)
+    return nn.Identity()
+
+
+class PatchEncoder(nn.Cell):
+    """Patches [M, C, P, P] -> codes [M, code_size]: the port's encoder (layers x conv 3x3/2 with
+    `width` filters -> norm -> LeakyReLU, flatten in (C, H, W) order, Dense hidden -> norm ->
+    LeakyReLU -> Dense code) with the normalisation chosen by `norm`."""
+
+    def __init__(self, patch_size, channels, code_size, padding, fast_conv, norm, layers, width, hidden):
+        super().__init__()
+        blocks, size = [], patch_size
+        for i in range(layers):
+            args = (channels if i == 0 else width, size, padding, fast_conv)
+            if norm == "batch":
+                blocks.append(ConvBlock(*args, input_grad=i > 0, out_channels=width))
+            else:
+                blocks.append(NormConvBlock(*args, i > 0, width, norm))
+            size = conv_geometry(size, padding)[0]
+        self.blocks = nn.SequentialCell(blocks)
+        self.channels_last = blocks[-1].channels_last
+        self.flatten = nn.Flatten()
+        self.dense = nn.Dense(width * size * size, hidden, weight_init="XavierUniform")
+        self.norm = dense_norm(hidden, norm, fast_conv)
+        self.act = leaky_relu(fast_conv)
+        self.embedding = nn.Dense(hidden, code_size, weight_init="XavierUniform")
+
+    def construct(self, x):
+        x = self.blocks(x)
+        if self.channels_last:  # flatten in (C, H, W) order in every form: the dense weights are shared
+            x = x.transpose(0, 3, 1, 2)
+        return self.embedding(self.act(self.norm(self.dense(self.flatten(x)))))
+
+
+def region_pooling(grid, pool):
+    """float32 [pool*pool, G*G]: row r averages the patch codes of region r of a pool x pool split of
+    the G x G grid (adaptive average pooling: region i spans rows floor(i*G/pool) .. ceil((i+1)*G/pool) - 1)."""
+    starts = [i * grid // pool for i in range(pool)]
+    ends = [-(-(i + 1) * grid // pool) for i in range(pool)]
+    table = np.zeros((pool, pool, grid, grid), np.float32)
+    for r in range(pool):
+        for c in range(pool):
+            table[r, c, starts[r]:ends[r], starts[c]:ends[c]] = 1.0 / ((ends[r] - starts[r]) * (ends[c] - starts[c]))
+    return table.reshape(pool * pool, grid * grid)
+
+
+class ImageEncoder(nn.Cell):
+    """Images [B, C, S, S] in [-1, 1] -> [B, pool*pool*code_size]: the image's patch codes averaged
+    over each region of a pool x pool split of the patch grid (region_pooling), concatenated.
+
+    patches(): input contrast (src/model/cpc.py InputContrast, on the whole image) then the grid;
+    encode_patches(): patches [B, G*G, C, P, P] -> codes [B, G*G, code_size] (training feeds
+    patches cut and augmented by the data pipeline, src/data/patches.py)."""
+
+    def __init__(self, image_size, channels, code_size, patch_size, stride, padding="same", fast_conv=True,
+                 input_contrast=False, norm="layer", layers=3, width=64, hidden=256, pool=1):
+        super().__init__()
+        self.contrast = InputContrast(image_size) if input_contrast else None
+        self.grid = PatchGrid(image_size, patch_size, stride)
+        self.pooling = Tensor(region_pooling(self.grid.grid, pool))
+        self.patch_encoder = PatchEncoder(patch_size, channels, code_size, padding, fast_conv, norm, layers,
+                                          width, hidden)
+
+    def patches(self, x):
+        if self.contrast is not None:
+            x = self.contrast(x)
+        return self.grid(x)
+
+    def encode_patches(self, patches):
+        b, n = patches.shape[:2]
+        return self.patch_encoder(patches.reshape((b * n,) + patches.shape[2:])).reshape(b, n, -1)
+
+    def construct(self, x):
+        pooled = ops.matmul(self.pooling, self.encode_patches(self.patches(x)))      # [B, pool*pool, D]
+        return pooled.reshape(x.shape[0], -1)
+
+
+def masked_taps(grid, taps=3):
+    """float32 [G*G*taps*taps, G*G]: row (p, t) picks the input position that tap t of the masked
+    taps x taps kernel at output position p reads (kernel rows i - taps + 1 .. i, columns j - 1 ..
+    j + 1); all zero where the tap falls outside the grid (zero padding)."""
+    table = np.zeros((grid * grid, taps * taps, grid * grid), np.float32)
+    for i in range(grid):
+        for j in range(grid):
+            for t in range(taps * taps):
+                row, col = i - (taps - 1) + t // taps, j - taps // 2 + t % taps
+                if 0 <= row < grid and 0 <= col < grid:
+                    table[i * grid + j, t, row * grid + col] = 1.0
+    return table.reshape(-1, grid * grid)
+
+
+class MaskedConv(nn.Cell):
+    """3x3 convolution over a grid [B, G*G, Cin] -> [B, G*G, Cout] in which position (i, j) reads
+    rows i - 2 .. i only (zero padding above and at the sides, none below): a PixelCNN-style mask
+    that lets a position see its own row and the rows above. Written as im2col by one matmul with a
+    constant 0/1 tap table (masked_taps) and one Dense: on CPU far faster than slicing or nn.Conv2d."""
+
+    TAPS = 3
+
+    def __init__(self, grid, in_channels, out_channels):
+        super().__init__()
+        self.taps = Tensor(masked_taps(grid, self.TAPS))
+        self.dense = nn.Dense(self.TAPS * self.TAPS * in_channels, out_channels, weight_init="XavierUniform")
+
+    def construct(self, x):
+        b, n, c = x.shape
+        cols = ops.matmul(self.taps, x)                      # [B, G*G*9, Cin]
+        return self.dense(cols.reshape(b, n, -1))
+
+
+class MaskedContext(nn.Cell):
+    """Codes [B, G*G, D] (grid row-major) -> contexts [B, G*G, H]: a masked conv to H channels, then
+    (layers - 1) residual masked convs, LeakyReLU after each; every position sees its own row and
+    those above."""
+
+    def __init__(self, grid, code_size, hidden_size, layers):
+        super().__init__()
+        self.first = MaskedConv(grid, code_size, hidden_size)
+        self.rest = nn.CellList([MaskedConv(grid, hidden_size, hidden_size) for _ in range(layers - 1)])
+        self.act = nn.LeakyReLU(0.2)
+
+    def construct(self, z):
+        c = self.act(self.first(z))
+        for conv in self.rest:
+            c = c + self.act(conv(c))
+        return c
+
+
+class ImageCPC(nn.Cell):
+    """Patches [B, G*G, C, P, P] -> (predictions [B, G*G, K*D], codes [B, G*G, D]), positions
+    row-major: for each row offset k in `offsets` (K of them) the linear prediction W_k c_{i,j} of
+    z_{i+k,j} in columns [k*D, (k+1)*D) (rows i + k >= G predict nothing; the loss ignores them)."""
+
+    def __init__(self, encoder, grid, offsets, code_size, hidden_size, context_layers):
+        super().__init__()
+        self.grid, self.offsets, self.code_size = grid, tuple(offsets), code_size
+        self.encoder = encoder
+        self.context = MaskedContext(grid, code_size, hidden_size, context_layers)
+        # rows [k*code_size, (k+1)*code_size) of the weight are W_k (one linear map per row offset)
+        self.predictor = nn.Dense(hidden_size, len(self.offsets) * code_size, weight_init="XavierUniform")
+
+    def construct(self, patches):
+        z = self.encoder.encode_patches(patches)
+        return self.predictor(self.context(z)), z
+
+
+def row_offsets(hparams):
+    """The predicted row offsets: min_row_offset .. G - 1 (G the grid side)."""
+    grid = patch_grid_size(hparams["image_size"], hparams["patch_size"], hparams["patch_stride"])
+    return tuple(range(hparams["min_row_offset"], grid))
+
+
+def build_image_encoder(hparams, fast_conv):
+    """An ImageEncoder from the hyper-parameters stored in image-task checkpoints."""
+    return ImageEncoder(hparams["image_size"], 3 if hparams["color"] else 1, hparams["code_size"],
+                        hparams["patch_size"], hparams["patch_stride"], hparams["padding"], fast_conv,
+                        hparams["input_contrast"], hparams["norm"], hparams["encoder_layers"],
+                        hparams["encoder_channels"], hparams["encoder_hidden"], hparams["pool_grid"])
+
+
+def build_image_cpc(hparams, fast_conv):
+    """An ImageCPC from the hyper-parameters stored in image-task checkpoints."""
+    grid = patch_grid_size(hparams["image_size"], hparams["patch_size"], hparams["patch_stride"])
+    return ImageCPC(build_image_encoder(hparams, fast_conv), grid, row_offsets(hparams), hparams["code_size"],
+                    hparams["hidden_size"], hparams["context_layers"])

@@ -1,0 +1,229 @@
+"""The image task (task: image): the patch grid, the masked context, per-sample normalisation, the patch
+InfoNCE, the patch source and its augmentation, the config checks, the inference encoder."""
+import numpy as np
+import pytest
+from mindspore import Tensor
+
+from src import checkpoint
+from src.config import model_hparams, namespace
+from src.data.patches import PatchSource, cut_patches, drop_colour, input_contrast
+from src.deploy.nets import build_inference_net
+from src.model.build import build_cpc, feature_size
+from src.model.cpc import InputContrast
+from src.model.image_cpc import GroupNorm2d, PatchGrid, region_pooling
+from src.model.patch_loss import patch_infonce, query_tables
+from src.utils.errors import ConfigError
+
+SMALL = dict(task="image", padding="same", encoder_layers=3, encoder_channels=8, encoder_hidden=16, code_size=8,
+             hidden_size=8, context_layers=2)
+GREY28 = dict(SMALL, image_size=28, color=False, input_contrast=False, patch_size=8, patch_stride=4)
+COLOR64 = dict(SMALL)  # 64x64 colour, 16x16 patches at stride 8, input contrast: the defaults
+
+
+def image_net(fast_conv=True, **keys):
+    hparams = model_hparams(namespace(**keys))
+    return build_cpc(hparams, fast_conv), hparams
+
+
+def images(hparams, count, seed):
+    channels = 3 if hparams["color"] else 1
+    size = hparams["image_size"]
+    return np.random.default_rng(seed).uniform(-1, 1, (count, channels, size, size)).astype(np.float32)
+
+
+def contexts(net, x):
+    """Context of every grid position [B, G, G, H] of images x (inference mode)."""
+    net.set_train(False)
+    codes = net.encoder.encode_patches(net.encoder.patches(Tensor(x)))
+    return net.context(codes).asnumpy().reshape(len(x), net.grid, net.grid, -1)
+
+
+@pytest.mark.parametrize("keys", [GREY28, COLOR64], ids=["grey28", "colour64"])
+@pytest.mark.parametrize("row", [2, 4])
+def test_context_never_sees_a_lower_row(ms_cpu, keys, row):
+    net, hparams = image_net(**keys)
+    stride, patch, size = hparams["patch_stride"], hparams["patch_size"], hparams["image_size"]
+    border = max(1, size // 16) if hparams["input_contrast"] else 0  # the input contrast reads the border frame
+    x = images(hparams, 2, 0)
+    changed = x.copy()
+    first_pixel = (row - 1) * stride + patch  # the first pixel row below every patch of grid rows < row
+    changed[:, :, first_pixel:size - border, border:size - border] = images(hparams, 2, 1)[
+        :, :, first_pixel:size - border, border:size - border]
+    before, after = contexts(net, x), contexts(net, changed)
+    np.testing.assert_array_equal(after[:, :row], before[:, :row])  # rows above: exactly unchanged
+    assert np.abs(after[:, row:] - before[:, row:]).max() > 0  # the changed rows do reach the context
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["training", "inference"])
+def test_layer_norm_codes_do_not_depend_on_the_other_images(ms_cpu, train):
+    net, hparams = image_net(**COLOR64)
+    net.set_train(train)
+    x, others = images(hparams, 4, 0), images(hparams, 4, 1)
+    mixed = np.concatenate([x[:1], others[1:]])
+    patches = [net.encoder.patches(Tensor(batch)) for batch in (x, mixed)]
+    codes = [net.encoder.encode_patches(p).asnumpy() for p in patches]
+    np.testing.assert_array_equal(codes[0][0], codes[1][0])
+    assert np.abs(codes[0][1:] - codes[1][1:]).max() > 0
+
+
+def test_batch_norm_codes_do_depend_on_the_other_images(ms_cpu):
+    """The control of the test above: it can see a batch dependence when there is one."""
+    net, hparams = image_net(**dict(COLOR64, norm="batch"))
+    net.set_train(True)
+    x, others = images(hparams, 4, 0), images(hparams, 4, 1)
+    mixed = np.concatenate([x[:1], others[1:]])
+    codes = [net.encoder.encode_patches(net.encoder.patches(Tensor(b))).asnumpy() for b in (x, mixed)]
+    assert np.abs(codes[0][0] - codes[1][0]).max() > 1e-4
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("groups", [1, 4])
+def test_group_norm_is_per_sample_and_group(ms_cpu, channels_last, groups):
+    x = np.random.default_rng(0).normal(2, 3, (3, 8, 5, 5)).astype(np.float32)
+    y = GroupNorm2d(groups, channels_last)(Tensor(x.transpose(0, 2, 3, 1) if channels_last else x)).asnumpy()
+    if channels_last:
+        y = y.transpose(0, 3, 1, 2)
+    rows = x.reshape(3 * groups, -1).astype(np.float64)
+    expected = (rows - rows.mean(1, keepdims=True)) / np.sqrt(rows.var(1, keepdims=True) + 1e-5)
+    np.testing.assert_allclose(y.reshape(3 * groups, -1), expected, atol=1e-4)
+
+
+def reference_infonce(predicted, codes, offsets):
+    """numpy: every prediction against its true patch and an explicit list of negatives (every other
+    patch of the batch, never the true one)."""
+    batch, cells, _ = codes.shape
+    grid = int(round(cells ** 0.5))
+    dim = codes.shape[-1]
+    flat = codes.reshape(-1, dim).astype(np.float64)
+    pred = predicted.reshape(batch, grid, grid, len(offsets), dim).astype(np.float64)
+    losses, hits = [], []
+    for index, k in enumerate(offsets):
+        for b in range(batch):
+            for i in range(grid - k):
+                for j in range(grid):
+                    true = b * cells + (i + k) * grid + j
+                    negatives = np.delete(np.arange(len(flat)), true)
+                    score = flat @ pred[b, i, j, index]
+                    top = score.max()
+                    losses.append(top + np.log(np.exp(score[true] - top) + np.exp(score[negatives] - top).sum())
+                                  - score[true])
+                    hits.append(score[true] > score[negatives].max())
+    return np.mean(losses), np.mean(hits), len(losses)
+
+
+def test_patch_infonce_never_counts_the_positive_as_a_negative(ms_cpu):
+    batch, grid, offsets, dim = 3, 5, (2, 3, 4), 6
+    rng = np.random.default_rng(0)
+    codes = rng.normal(0, 1, (batch, grid * grid, dim)).astype(np.float32)
+    predicted = rng.normal(0, 1, (batch, grid * grid, len(offsets) * dim)).astype(np.float32)
+    rows, targets = query_tables(batch, grid, offsets)
+    loss, accuracy = patch_infonce(Tensor(predicted), Tensor(codes), Tensor(rows), Tensor(targets))
+    expected_loss, expected_accuracy, count = reference_infonce(predicted, codes, offsets)
+    assert len(rows) == count == batch * grid * sum(grid - k for k in offsets)
+    np.testing.assert_allclose(float(loss.asnumpy()), expected_loss, rtol=1e-5)
+    np.testing.assert_allclose(float(accuracy.asnumpy()), expected_accuracy, atol=1e-6)
+
+
+def test_patch_infonce_is_zero_loss_and_full_accuracy_when_predictions_are_the_targets(ms_cpu):
+    batch, grid, offsets, dim = 2, 4, (2, 3), 16
+    codes = np.random.default_rng(1).normal(0, 1, (batch, grid * grid, dim)).astype(np.float32) * 10
+    predicted = np.zeros((batch, grid, grid, len(offsets), dim), np.float32)
+    grid_codes = codes.reshape(batch, grid, grid, dim)
+    for index, k in enumerate(offsets):
+        predicted[:, :grid - k, :, index] = grid_codes[:, k:]
+    rows, targets = query_tables(batch, grid, offsets)
+    loss, accuracy = patch_infonce(Tensor(predicted.reshape(batch, grid * grid, -1)), Tensor(codes),
+                                   Tensor(rows), Tensor(targets))
+    assert float(accuracy.asnumpy()) == 1.0
+    assert float(loss.asnumpy()) < 1e-3
+
+
+@pytest.mark.parametrize("keys", [GREY28, COLOR64], ids=["grey28", "colour64"])
+def test_patch_grid_and_contrast_equal_the_data_pipeline(ms_cpu, keys):
+    hparams = model_hparams(namespace(**keys))
+    x = images(hparams, 2, 0)
+    cell = PatchGrid(hparams["image_size"], hparams["patch_size"], hparams["patch_stride"])
+    np.testing.assert_array_equal(cell(Tensor(x)).asnumpy(),
+                                  cut_patches(x, hparams["patch_size"], hparams["patch_stride"]))
+    np.testing.assert_allclose(InputContrast(hparams["image_size"])(Tensor(x)).asnumpy(), input_contrast(x),
+                               atol=1e-5)
+
+
+def test_grids_of_the_two_image_configs():
+    from src.config import parse_config
+    for path, grid, channels in (("config/cpc_image64_color.yaml", 7, 3), ("config/cpc_image28_gray.yaml", 6, 1)):
+        hparams = model_hparams(parse_config(["--config_path", path]))
+        patches = cut_patches(np.zeros((1, channels, hparams["image_size"], hparams["image_size"]), np.float32),
+                              hparams["patch_size"], hparams["patch_stride"])
+        assert patches.shape == (1, grid * grid, channels, hparams["patch_size"], hparams["patch_size"])
+
+
+def test_jitter_moves_patches_but_keeps_them_inside_the_image():
+    size, patch, stride, jitter = 32, 8, 4, 2
+    x = np.arange(size * size, dtype=np.float32).reshape(1, 1, size, size)
+    plain = cut_patches(x, patch, stride)
+    moved = cut_patches(x, patch, stride, np.random.default_rng(0), jitter)
+    shift = (moved[..., 0, 0] - plain[..., 0, 0])[0, :, 0]  # top-left pixel: row shift * size + col shift
+    rows, cols = np.divmod(shift + jitter * size + jitter, size)
+    assert np.all(np.abs(rows - jitter) <= jitter) and np.all(np.abs(cols - jitter) <= jitter)
+    assert np.any(shift != 0)
+    # every jittered patch is a contiguous window of the image
+    np.testing.assert_array_equal(np.diff(moved[0, :, 0], axis=-1), 1)
+
+
+def test_colour_drop_copies_one_channel_into_all():
+    patches = np.random.default_rng(0).normal(0, 1, (4, 9, 3, 5, 5)).astype(np.float32)
+    dropped = drop_colour(patches, np.random.default_rng(1), 0.5)
+    grey = np.all(dropped[:, :, :1] == dropped, axis=(2, 3, 4))
+    untouched = np.all(dropped == patches, axis=(2, 3, 4))
+    assert np.all(grey | untouched) and grey.any() and untouched.any()
+
+
+def test_patch_source_is_a_pure_function_of_seed_split_and_index():
+    from src.data.mnist import load_split
+    cfg = namespace(**dict(GREY28, batch_size=4, patch_jitter=1))
+    train = load_split("", "train")
+    kwargs = dict(split="train", seed=0, num_batches=3, batch_size=4, image_size=28, color=False, patch_size=8,
+                  patch_stride=4, contrast=False, jitter=cfg.patch_jitter)
+    a, b = PatchSource(*train, **kwargs), PatchSource(*train, start=1, **kwargs)
+    np.testing.assert_array_equal(a[1][0], b[0][0])
+    assert a[0][0].shape == (4, 36, 1, 8, 8) and np.abs(a[0][0] - a[1][0]).max() > 0
+
+
+@pytest.mark.parametrize("keys, message", [
+    (dict(GREY28, min_row_offset=6), "min_row_offset"),
+    (dict(GREY28, patch_size=32), "patch_size"),
+    (dict(GREY28, patch_size=4, padding="valid"), "patch_size"),
+    (dict(GREY28, norm="group", encoder_channels=12), "encoder_channels"),
+])
+def test_bad_image_configs_name_the_key(keys, message):
+    with pytest.raises(ConfigError, match=message):
+        namespace(**keys)
+
+
+def test_sequence_checkpoints_keep_their_hyper_parameters():
+    assert "task" not in model_hparams(namespace())
+    assert model_hparams(namespace(**SMALL))["task"] == "image"
+
+
+def test_inference_encoder_equals_the_training_cell(ms_cpu, tmp_path):
+    """export.py --net encoder's Cell (native convolutions) equals the training form (compiled CPU kernels)."""
+    net, hparams = image_net(**COLOR64)
+    path = str(tmp_path / "cpc.ckpt")
+    checkpoint.save(net, path, {"kind": "cpc", "hparams": hparams})
+    params, meta = checkpoint.load(path)
+    exported = build_inference_net("encoder", hparams, params, meta, path)
+    x = images(hparams, 3, 0)
+    net.set_train(False)
+    want = net.encoder(Tensor(x)).asnumpy()
+    assert want.shape == (3, feature_size(hparams))
+    np.testing.assert_allclose(exported(Tensor(x)).asnumpy(), want, atol=1e-5)
+
+
+def test_region_pooling_spans_the_grid():
+    codes = np.random.default_rng(0).normal(0, 1, (7 * 7, 4))
+    np.testing.assert_allclose(region_pooling(7, 1) @ codes, codes.mean(0, keepdims=True), atol=1e-6)
+    np.testing.assert_allclose(region_pooling(7, 7) @ codes, codes, atol=1e-6)
+    table = region_pooling(7, 3)
+    np.testing.assert_allclose(table.sum(1), 1, atol=1e-6)  # each region is a mean
+    assert np.all(table.reshape(9, 7, 7).max(0) > 0)        # every patch is in some region
