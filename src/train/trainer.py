@@ -134,8 +134,9 @@ def _train(cfg, target, net, train_cell, optimizer, schedule, run, train_data, v
             epoch_end.finish()
         remaining = steps * epochs - run.global_step
         sinks = target in ("Ascend", "GPU") and cfg.mode == "graph"
-        log.info("training %s %s CPC on %s (%s mode, %s): %d epochs x %d steps, batch %d, %d train / %d val digits",
-                 cfg.task, task.loss_name(cfg), target, cfg.mode,
+        kind = task.loss_name(cfg) if cfg.task == "sequence" else f"image-task {task.loss_name(cfg)}"
+        log.info("training %s CPC on %s (%s mode, %s): %d epochs x %d steps, batch %d, %d train / %d val digits",
+                 kind, target, cfg.mode,
                  f"data sinking, {chunk} steps per sink" if sinks else "per-step feeding",
                  epochs, steps, cfg.batch_size, len(train_data[0]), len(val_source.images))
         if size > 1:
