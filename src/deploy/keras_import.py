@@ -24,7 +24,6 @@ The mapping to the port (src/model/cpc.py, src/model/classifier.py), each step e
 Anything else (other layers or settings, a full CPC model, Keras 3, not HDF5) is refused with a
 KerasImportError naming what differs; nothing is written then.
 """
-import hashlib
 import json
 import os
 
@@ -368,20 +367,12 @@ def convert(h5_path, kind):
     params = encoder_params(enc, enc_weights)
     hparams = hparams_of(enc)
     meta = {"kind": kind, "hparams": hparams,
-            "source": {"keras_h5": os.path.abspath(h5_path), "sha256": _sha256(h5_path), "keras_version": version,
-                       "keras_model": found}}
+            "source": {"keras_h5": os.path.abspath(h5_path), "sha256": checkpoint.sha256_of(h5_path),
+                       "keras_version": version, "keras_model": found}}
     if kind == "classifier":
         params.update(head_params(head, enc["code_size"], _top_weights(weights)))
         meta["head"] = "mlp"
     return params, meta
-
-
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def build_net(kind, hparams):
