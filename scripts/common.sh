@@ -88,16 +88,47 @@ check_lite_home() {  # check_lite_home HINT...: MS_LITE_HOME is a MindSpore Lite
     done
 }
 
+# what a rank that stops because another one is gone says (src/train/distributed.py collective_guard)
+CONSEQUENCE='with the other ranks failed: a rank of the job stopped'
+
 first_rank_error() {  # first_rank_error LOG...: the error line of the rank that failed first, on stderr
     # the rank that failed first stopped writing its log first; the others usually fail after it,
-    # waiting for it (a lost peer), so their lines name a consequence, not the cause
-    local log line
+    # waiting for it (a lost peer), so their lines name a consequence, not the cause: a cause is
+    # preferred to a consequence whatever their order (ONLY_CAUSES=1: never a consequence)
+    local log line consequence=""
     while read -r log; do
         line="$(grep -m 1 '^error: ' "$log" 2> /dev/null)" || continue
+        if [[ "$line" == *"$CONSEQUENCE"* ]]; then
+            consequence="${consequence:-error: first failing rank ($log): ${line#error: }}"
+            continue
+        fi
         echo "error: first failing rank ($log): ${line#error: }" >&2
         return 0
     done < <(ls -1tr "$@" 2> /dev/null)
-    return 1
+    [ -n "$consequence" ] && [ -z "${ONLY_CAUSES:-}" ] || return 1
+    echo "$consequence" >&2
+}
+
+lost_rank() {  # lost_rank MSRUN_LOG WORKER_LOG...: name the worker msrun saw end by a signal, on stderr
+    # msrun reports the first worker of this machine that ended abnormally by pid and exit code (a
+    # negative code is a signal: killed, out of memory, no error line of its own); train.py's log
+    # line "data parallel: rank R of N, ..., pid P" turns the pid into the rank
+    local pid code log rank
+    read -r pid code < <(sed -n 's/.*Worker process \([0-9]*\) exit with exception\. Error code: \(-\{0,1\}[0-9]*\)\..*/\1 \2/p' \
+        "$1" 2> /dev/null | head -n 1)
+    shift
+    [ -n "$pid" ] && [ "$code" -lt 0 ] || return 1
+    log="$(grep -l "data parallel: rank .*, pid $pid\$" "$@" 2> /dev/null | head -n 1)"
+    rank="$(sed -n "s/.*data parallel: rank \([0-9]*\) of .*, pid $pid\$/\1/p" "$log" 2> /dev/null | head -n 1)"
+    echo "error: rank ${rank:-?} (pid $pid, log ${log:-not found}) was lost: it ended by signal $((-code))" \
+        "(SIG$(kill -l $((-code)) 2> /dev/null)) with no error of its own (killed, out of memory, or its machine" \
+        "failed); the other ranks stopped after it" >&2
+}
+
+scheduler_error() {  # scheduler_error LOG: msrun's scheduler's line naming the ranks it lost, on stderr
+    local line
+    line="$(grep -m 1 "^error: msrun's scheduler: the job lost" "$1" 2> /dev/null)" || return 1
+    echo "$line" >&2
 }
 
 logged_exit() {  # logged_exit LOG COMMAND...: run, copy its output to LOG, report the run folder, exit with its status

@@ -17,6 +17,10 @@
 # (seconds the ranks wait for each other to connect) defaults to 600. msrun: msrun_logs/worker_<k>.log.
 # MASTER_PORT (msrun's scheduler port) defaults to a free port. TRAIN_PYTHON (default $PYTHON) is the
 # command that runs train.py on Ascend (the tests put a stub there that records its environment).
+# Several machines (msrun): run the same command on each with NODE_NUM (machines), NODE_RANK (0 on
+# the master), MASTER_ADDR (the master's IP) and MASTER_PORT (required then); WORKER_NUM is per
+# machine. RUN_DIR names the run folder instead of a new runs/ one (to continue a run: same
+# RUN_DIR, --resume True).
 set -o pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 USAGE="bash scripts/run_distribute_train.sh RANK_TABLE_FILE [CONFIG_PATH] [DATA_PATH] [flags...]
@@ -27,8 +31,22 @@ handle_help "$1"
 prepare() {  # prepare CONFIG_PATH DATA_PATH: check them, set CONFIG_PATH, DATA_PATH, RUN_DIR
     CONFIG_PATH="$(config_path_arg "$1")" || exit 2
     DATA_PATH="$(data_path_arg "${2:-}")" || exit 2
-    RUN_DIR="$(make_run_dir "train_dist_$(basename "$CONFIG_PATH" .yaml)")" || exit 2
+    if [ -n "${RUN_DIR:-}" ]; then
+        mkdir -p "$RUN_DIR" || die "cannot create run folder $RUN_DIR"
+    else
+        RUN_DIR="$(make_run_dir "train_dist_$(basename "$CONFIG_PATH" .yaml)")" || exit 2
+    fi
     RUN_DIR="$(abs_path "$RUN_DIR")"  # the Ascend ranks run in RUN_DIR/device<k>
+}
+
+check_nodes() {  # NODE_NUM, NODE_RANK, MASTER_ADDR of a several-machine msrun job, checked; NODES_SAID
+    NODE_NUM="${NODE_NUM:-1}" NODE_RANK="${NODE_RANK:-0}" MASTER_ADDR="${MASTER_ADDR:-127.0.0.1}" NODES_SAID=""
+    [[ "$NODE_NUM" =~ ^[1-9][0-9]*$ ]] || die "NODE_NUM must be a positive number, got '$NODE_NUM'"
+    [[ "$NODE_RANK" =~ ^[0-9]+$ ]] && [ "$NODE_RANK" -lt "$NODE_NUM" ] \
+        || die "NODE_RANK must be a number from 0 to NODE_NUM - 1 = $((NODE_NUM - 1)), got '$NODE_RANK'"
+    [ "$NODE_NUM" -eq 1 ] && return 0
+    [ -n "${MASTER_PORT:-}" ] || die "NODE_NUM $NODE_NUM: set MASTER_PORT, the same port on every machine"
+    NODES_SAID=" on machine $NODE_RANK of $NODE_NUM, master $MASTER_ADDR:$MASTER_PORT"
 }
 
 if [ "$1" = "CPU" ] || [ "$1" = "GPU" ]; then
@@ -38,17 +56,27 @@ if [ "$1" = "CPU" ] || [ "$1" = "GPU" ]; then
     MSRUN="${MSRUN:-msrun}"
     command -v "$MSRUN" > /dev/null || die "msrun not found on PATH (it comes with the mindspore wheel: pip install -r requirements.txt)"
     [ -z "${MASTER_PORT:-}" ] || [[ "$MASTER_PORT" =~ ^[0-9]+$ ]] || die "MASTER_PORT must be a number, got '$MASTER_PORT'"
+    check_nodes
     prepare "$3" "$4"
     PORT="${MASTER_PORT:-$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
-    echo "run folder: $RUN_DIR ($WORKER_NUM $DEVICE_TARGET workers through msrun, logs in $RUN_DIR/msrun_logs)"
+    NODE="" && [ "$NODE_NUM" -eq 1 ] || NODE="_node$NODE_RANK"  # each machine's own launcher files
+    echo "run folder: $RUN_DIR ($WORKER_NUM $DEVICE_TARGET workers through msrun$NODES_SAID, logs in $RUN_DIR/msrun_logs)"
     cd "$REPO_ROOT" || exit 2
-    env > "$RUN_DIR/env.log"
-    "$MSRUN" --worker_num "$WORKER_NUM" --local_worker_num "$WORKER_NUM" \
-        --master_port "$PORT" --log_dir "$RUN_DIR/msrun_logs" --join True \
+    env > "$RUN_DIR/env$NODE.log"
+    # --cluster_time_out: how long the workers wait for each other to join (msrun's default is 600 s)
+    "$MSRUN" --worker_num "$((WORKER_NUM * NODE_NUM))" --local_worker_num "$WORKER_NUM" \
+        --node_rank "$NODE_RANK" --master_addr "$MASTER_ADDR" --master_port "$PORT" \
+        --cluster_time_out "${CLUSTER_TIME_OUT:-600}" --log_dir "$RUN_DIR/msrun_logs" --join True \
         train.py --config_path "$CONFIG_PATH" --device_target "$DEVICE_TARGET" --data_path "$DATA_PATH" \
-        --output_path "$RUN_DIR" "${@:5}" 2>&1 | tee "$RUN_DIR/msrun.log"
+        --output_path "$RUN_DIR" "${@:5}" 2>&1 | tee "$RUN_DIR/msrun$NODE.log"
     status=$?
-    [ "$status" -eq 0 ] || first_rank_error "$RUN_DIR"/msrun_logs/worker_*.log
+    if [ "$status" -ne 0 ]; then  # one line: a rank of this machine lost, else the first cause
+        WORKER_LOGS=("$RUN_DIR"/msrun_logs/worker_*.log)
+        lost_rank "$RUN_DIR/msrun$NODE.log" "${WORKER_LOGS[@]}" \
+            || ONLY_CAUSES=1 first_rank_error "${WORKER_LOGS[@]}" \
+            || scheduler_error "$RUN_DIR/msrun_logs/scheduler.log" \
+            || first_rank_error "${WORKER_LOGS[@]}"
+    fi
     echo "run folder: $RUN_DIR (exit $status)"
     exit "$status"
 fi

@@ -4,6 +4,7 @@ import json
 import os
 import re
 import stat
+import subprocess
 
 import numpy as np
 import pytest
@@ -352,3 +353,64 @@ def test_msrun_form_prints_a_failing_ranks_error_line(tmp_path):
     assert proc.returncode != 0
     assert re.fullmatch(rf"error: first failing rank \({run_dir}/msrun_logs/worker_[01]\.log\): config key 'seed' "
                         r"must be <= 4294967295, got 99999999999999", error_lines(proc.stderr)[-1])
+
+
+def test_newest_common_step_is_the_newest_every_rank_holds(ms_cpu):
+    from src.train.distributed import NewestCommonStep
+    others = np.zeros(41, np.float32)
+    others[[20, 25, 30]] = 1  # the other rank was killed while saving step 35
+
+    def two_ranks(held):
+        return held + ms_cpu.Tensor(others)
+
+    newest = NewestCommonStep(2, 40, reducer=two_ranks)
+    assert newest([20, 25, 30, 35]) == 30 and newest([35, 40]) == -1 and newest([]) == -1
+    assert NewestCommonStep(1, 40)([20, 35, 25]) == 35 and NewestCommonStep(1, 40)([]) == -1
+
+
+def test_lost_peer_and_lost_ranks_become_one_line():
+    from src.train.distributed import collective_failure, collective_guard, scheduler_failure
+    from src.utils.errors import CPCError
+    kernel = RuntimeError("\n----\n- Kernel error:\n----\nLaunch kernel failed: Default/AllReduce-op0\n----")
+    assert collective_failure(kernel) == "AllReduce" and collective_failure(RuntimeError("other")) is None
+    with pytest.raises(CPCError, match=r"^rank 1 of 4: AllReduce with the other ranks failed: a rank of the job"):
+        with collective_guard(1, 4):
+            raise kernel
+    with pytest.raises(RuntimeError):  # anything else, or a single process, is not a lost peer
+        with collective_guard(0, 1):
+            raise kernel
+    said = scheduler_failure(RuntimeError("The total number of timed out node is 2. Timed out node list is: "
+                                          "[const vector]{2, 3}, worker 2 is the first one timed out, please check"))
+    assert said.startswith("msrun's scheduler: the job lost rank(s) 2, 3: ")
+    assert scheduler_failure(RuntimeError("The total number of ... is not equal")) is None
+
+
+def _shell(function, *args, env=None):
+    """Run a function of scripts/common.sh; returns CompletedProcess (text)."""
+    script = f'source scripts/common.sh && {function} "$@"'
+    return subprocess.run(["bash", "-c", script, "bash", *args], cwd=REPO, capture_output=True, text=True,
+                          env=dict(os.environ, **(env or {})))
+
+
+@pytest.mark.slow  # starts bash
+def test_launcher_names_the_worker_msrun_saw_killed_and_prefers_causes(tmp_path):
+    msrun_log = tmp_path / "msrun_node1.log"
+    msrun_log.write_text("[ERROR] ME(1:2,MainProcess):2026 [_api.py:365] Worker process 4711 exit with exception. "
+                         "Error code: -9.\n")
+    worker = tmp_path / "worker_2.log"
+    worker.write_text("2026-12-01 13:25:30 data parallel: rank 2 of 4, global batch 64, pid 4711\n")
+    proc = _shell("lost_rank", str(msrun_log), str(worker))
+    assert proc.returncode == 0
+    assert proc.stderr.startswith(f"error: rank 2 (pid 4711, log {worker}) was lost: it ended by signal 9 (SIGKILL)")
+    msrun_log.write_text("Worker process 4711 exit with exception. Error code: 1.\n")  # its own error: no loss
+    assert _shell("lost_rank", str(msrun_log), str(worker)).returncode == 1
+
+    consequence, cause = tmp_path / "worker_0.log", tmp_path / "worker_1.log"
+    consequence.write_text("error: rank 0 of 2: AllReduce with the other ranks failed: a rank of the job stopped\n")
+    cause.write_text("error: config key 'seed' must be an integer\n")
+    os.utime(consequence, (1, 1))  # the consequence's log stopped first: the cause still wins
+    proc = _shell("first_rank_error", str(consequence), str(cause))
+    assert proc.stderr == f"error: first failing rank ({cause}): config key 'seed' must be an integer\n"
+    cause.write_text("no error line\n")
+    assert "AllReduce" in _shell("first_rank_error", str(consequence), str(cause)).stderr
+    assert _shell("first_rank_error", str(consequence), str(cause), env={"ONLY_CAUSES": "1"}).returncode == 1

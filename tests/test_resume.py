@@ -319,3 +319,32 @@ def test_a_new_learning_rate_is_told_from_the_scheduled_one():
         lowered = PlateauLR(1e-3 / 3, 1 / 3, 2, 1e-4)
         _apply_new_learning_rate(namespace(learning_rate=2e-4), meta, lowered)
         assert lowered.lr == 2e-4
+
+
+def _resume_with(folder, newest_common):
+    """resume.start on `folder` as rank k of a data-parallel job whose ranks agree on newest_common(mine)."""
+    from src.config import model_hparams, parse_config
+    from src.model.build import build_cpc
+    from src.train import resume
+    from src.train.trainer import PlateauLR, build_train_cell
+    cfg = parse_config(FLAGS + ["--output_path", str(folder), "--resume", "True"])
+    hparams = model_hparams(cfg)
+    train_cell, optimizer = build_train_cell(build_cpc(hparams, True), cfg, "CPU")
+    schedule = PlateauLR(cfg.learning_rate, cfg.lr_factor, cfg.lr_patience, cfg.lr_min)
+    return resume.start(cfg, hparams, schedule, train_cell, optimizer, newest_common)
+
+
+@pytest.mark.slow
+def test_data_parallel_resume_takes_the_newest_step_every_rank_holds(ms_cpu, uninterrupted, tmp_path):
+    """A worker killed during a save holds one checkpoint fewer than the others: every rank must
+    resume from the newest step all of them hold, or the ranks diverge."""
+    from src.utils.errors import CPCError
+    folder = _copy(uninterrupted, tmp_path)
+    asked = []
+    state = _resume_with(folder, lambda steps: asked.append(steps) or 35)  # another rank's newest is step 35
+    assert asked == [[40, 40, 35]] and state.global_step == 35 and state.resumed_from.endswith("cpc_e2_s35.ckpt")
+    assert _resume_with(folder, lambda steps: max(steps)).resumed_from.endswith("cpc_e3_s40.ckpt")  # all agree
+    for common, message in ((30, "the ranks agreed on global step 30"),
+                            (-1, "no checkpoint step is held by every rank")):
+        with pytest.raises(CPCError, match=message):
+            _resume_with(folder, lambda steps, common=common: common)

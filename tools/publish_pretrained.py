@@ -84,6 +84,10 @@ def main(argv=None):
                               lambda m: build_classifier(m["hparams"], m.get("head", "mlp"), fast_conv=True))
     with open(os.path.join(run_dir, "metrics.json"), encoding="utf-8") as handle:
         history = json.load(handle)["history"]
+    with open(os.path.join(eval_dir, "downstream_metrics.json"), encoding="utf-8") as handle:
+        downstream = json.load(handle)
+    seeds = downstream.get("seeds") or [0]
+    seeds_flag = "" if seeds == [0] else " --seeds " + ",".join(map(str, seeds))
     prepare_output(out)
     files = {"cpc": _publish(cpc, {k: cpc_meta[k] for k in ("kind", "hparams") if k in cpc_meta},
                              os.path.join(out, f"{NAME}.ckpt")),
@@ -96,10 +100,13 @@ def main(argv=None):
                     "classifier": {"test_digit_accuracy": accuracy, "num_digits": count,
                                    "label_fraction": clf_meta.get("label_fraction"), "head": clf_meta.get("head")},
                     "training": {"best_val_accuracy": max(r["val_accuracy"] for r in history),
-                                 "epochs": len(history), "last_epoch": history[-1]}},
+                                 "epochs": len(history), "last_epoch": history[-1]},
+                    # eval.py --task classify's table (test digit accuracy per method and label
+                    # fraction, mean and std over the seeds), as it measured it
+                    "downstream": {"seeds": seeds, "summary": downstream.get("summary")}},
         "made_by": ["python train.py --device_target CPU --output_path RUN",
                     "python eval.py --task classify --device_target CPU --ckpt_path RUN/cpc_best.ckpt "
-                    "--output_path EVAL",
+                    f"--output_path EVAL{seeds_flag}",
                     "python -m tools.publish_pretrained --run_dir RUN --eval_dir EVAL"],
         "reproduce": [f"python eval.py --device_target CPU --ckpt_path pretrained/{NAME}.ckpt --output_path OUT",
                       f"python export.py --ckpt_path pretrained/{NAME}_classifier.ckpt --net classifier "

@@ -19,9 +19,11 @@ averages them across ranks at every epoch end, before validation and checkpoints
 prints the table's RANK_SIZE, then one "DEVICE_ID RANK_ID" line per device of server K, or one
 line "error: ..." and exit code 2.
 """
+import contextlib
 import ipaddress
 import json
 import os
+import re
 
 import numpy as np
 
@@ -122,6 +124,39 @@ def launcher_environment(kind, environ=None):
             f"if it is not, they are stale: unset {' '.join(LAUNCHER_VARIABLES[kind][:2])}")
 
 
+def collective_failure(exc):
+    """The collective a MindSpore error says failed ('AllReduce', ...), or None for any other error."""
+    match = re.search(r"Launch kernel failed: \S*?(AllReduce|AllGather|Broadcast|ReduceScatter)", str(exc))
+    return match.group(1) if match else None
+
+
+@contextlib.contextmanager
+def collective_guard(rank, size):
+    """A collective that fails in training (a peer rank is gone: killed, out of memory, or its machine
+    lost) becomes one line naming this rank; the cause is in the lost rank's log, not here."""
+    try:
+        yield
+    except RuntimeError as exc:
+        op = collective_failure(exc) if size > 1 else None
+        if op is None:
+            raise
+        raise CPCError(f"rank {rank} of {size}: {op} with the other ranks failed: a rank of the job stopped "
+                       f"(lost process or machine), so this one stops too; the first rank to stop is the cause "
+                       f"(scripts/run_distribute_train.sh names it)") from None
+
+
+def scheduler_failure(exc):
+    """One line for msrun's scheduler whose job ended abnormally: the ranks it lost, as MindSpore
+    reports them ('... Timed out node list is: ...{3}, worker 3 is the first one timed out ...')."""
+    text = str(exc)
+    lost = re.search(r"Timed out node list is: [^{]*\{([\d, ]+)\}", text)
+    if not lost:
+        return None
+    ranks = ", ".join(r.strip() for r in lost.group(1).split(","))
+    return (f"msrun's scheduler: the job lost rank(s) {ranks}: their heartbeat stopped (process ended or machine "
+            f"lost); the launcher on their machine names the rank that stopped first")
+
+
 def init_distributed():
     """Join the job if this process was launched by msrun or a rank table; returns (rank, size),
     (0, 1) for a single process. Call after the device is set and before building the network."""
@@ -133,6 +168,9 @@ def init_distributed():
     try:
         init()
     except (RuntimeError, ValueError) as exc:
+        lost = scheduler_failure(exc) if os.environ.get("MS_ROLE") == "MS_SCHED" else None
+        if lost:  # the scheduler serves the whole job inside init(): it ends there when the job fails
+            raise CPCError(lost) from None
         raise CPCError(f"cannot initialise distributed communication: {launcher_environment(kind)}; "
                        f"MindSpore says: {first_line(exc)}") from None
     rank, size = get_rank(), get_group_size()
@@ -160,7 +198,7 @@ def _build_reducer():
     call and reuses the graph while the input's shape stays the same, so BufferSync builds it once."""
     from mindspore import nn, ops
 
-    class _AllReduceSum(nn.Cell):
+    class _AllReduce(nn.Cell):
         def __init__(self):
             super().__init__()
             self.reduce = ops.AllReduce()
@@ -168,7 +206,7 @@ def _build_reducer():
         def construct(self, value):
             return self.reduce(value)
 
-    return _AllReduceSum()
+    return _AllReduce()
 
 
 class AnyRank:
@@ -184,6 +222,28 @@ class AnyRank:
             return bool(flag)
         import mindspore as ms
         return float(self.reducer(ms.Tensor(np.array([float(bool(flag))], np.float32))).asnumpy()[0]) > 0
+
+
+class NewestCommonStep:
+    """The newest of the given global steps that every rank holds, -1 if none (one AllReduce). Resume
+    asks it which rolling checkpoint to load: a worker killed during a save has one checkpoint fewer
+    than the others, and ranks resuming from different steps would diverge (or hang in their
+    collectives). Each rank marks the steps it holds in a vector of 0/1 over steps 0 .. `last`; the
+    sum says which all hold (MindSpore's CPU AllReduce sums only). A single process answers its own newest."""
+
+    def __init__(self, size, last, reducer=None):
+        self.size, self.last = int(size), int(last)
+        self.reducer = (reducer or _build_reducer()) if self.size > 1 else None
+
+    def __call__(self, steps):
+        steps = sorted(int(s) for s in steps)
+        if self.reducer is None:
+            return steps[-1] if steps else -1
+        import mindspore as ms
+        held = np.zeros(self.last + 1, np.float32)
+        held[[s for s in steps if 0 <= s <= self.last]] = 1.0
+        everywhere = np.flatnonzero(self.reducer(ms.Tensor(held)).asnumpy() == self.size)
+        return int(everywhere[-1]) if everywhere.size else -1
 
 
 class BufferSync:

@@ -101,12 +101,14 @@ class RunState:
         self.last_path = self.resumed_from = path
 
 
-def start(cfg, hparams, schedule, train_cell, optimizer):
+def start(cfg, hparams, schedule, train_cell, optimizer, newest_common=None):
     """The RunState to train from: the newest readable rolling checkpoint with --resume True
     (weights, Adam state and learning rate loaded into the train cell), else a fresh start. Every
     refusal comes before anything is written: a fresh start into a folder holding rolling
     checkpoints (the resumable state of an earlier run is never deleted unasked), a checkpoint of
-    other settings, an epoch_size below the epochs already done."""
+    other settings, an epoch_size below the epochs already done. Data parallel: newest_common
+    (distributed.NewestCommonStep) turns the global steps this rank holds into the newest all ranks hold."""
+    newest_common = newest_common or (lambda steps: max(steps, default=-1))
     state = RunState(cfg, hparams, schedule, train_cell)
     found = rolling(cfg.output_path)
     if not cfg.resume:
@@ -115,6 +117,41 @@ def start(cfg, hparams, schedule, train_cell, optimizer):
                            f"(newest {os.path.basename(found[-1])}): continue it with --resume True, or start "
                            f"afresh in another output_path (or delete its cpc_e*_s*.ckpt files)")
         return state
+    readable = list(_readable(found))
+    mine = readable[0][0] if readable else -1
+    if readable:  # refusals first, on every rank alike (settings changed, epoch_size below the epochs done)
+        state.restore(readable[0][3], readable[0][1])
+        _check_epochs(cfg, state, readable[0][1])
+    common = newest_common([entry[0] for entry in readable])
+    if common != mine:  # another rank lacks this rank's newest checkpoint (killed during a save)
+        if common < 0:
+            raise CPCError(f"cannot resume in {cfg.output_path}: no checkpoint step is held by every rank "
+                           f"(this rank holds {[entry[0] for entry in readable] or 'none'}); every rank needs "
+                           f"the same state")
+        log.info("resume: global step %d is the newest every rank holds (this rank also has %d)", common, mine)
+    newest = next((entry for entry in readable if entry[0] == common), None)
+    if newest is None and common >= 0:
+        raise CPCError(f"cannot resume in {cfg.output_path}: the ranks agreed on global step {common}, which this "
+                       f"rank has no readable checkpoint of")
+    if newest is None:
+        log.info("resume: no checkpoint to resume from in %s: starting fresh", cfg.output_path)
+        return state
+    _, path, params, meta = newest
+    state.restore(meta, path)
+    _check_epochs(cfg, state, path)
+    checkpoint.load_into(train_cell, params, path)
+    _apply_new_learning_rate(cfg, meta, schedule)
+    optimizer.learning_rate.set_data(ms.Tensor(schedule.lr, ms.float32))
+    log.info("resuming from %s: epoch %d, step %d of %d (global step %d), lr %.2e",
+             path, state.epoch, state.step, cfg.steps_per_epoch, state.global_step, schedule.lr)
+    if state.step == cfg.steps_per_epoch:  # saved after the last step, before validation
+        log.info("epoch %d's steps are done: validating it", state.epoch)
+    return state
+
+
+def _readable(found):
+    """(global step, path, params, meta) of each rolling checkpoint that loads and holds a resume
+    state, newest first (a file that cannot be read, or has no state, is skipped and said)."""
     for path in reversed(found):
         try:
             params, meta = checkpoint.load(path)
@@ -124,18 +161,7 @@ def start(cfg, hparams, schedule, train_cell, optimizer):
         if not meta or "schedule" not in meta:
             log.info("skipping %s: no resume state in its metadata", path)
             continue
-        state.restore(meta, path)
-        _check_epochs(cfg, state, path)
-        checkpoint.load_into(train_cell, params, path)
-        _apply_new_learning_rate(cfg, meta, schedule)
-        optimizer.learning_rate.set_data(ms.Tensor(schedule.lr, ms.float32))
-        log.info("resuming from %s: epoch %d, step %d of %d (global step %d), lr %.2e",
-                 path, state.epoch, state.step, cfg.steps_per_epoch, state.global_step, schedule.lr)
-        if state.step == cfg.steps_per_epoch:  # saved after the last step, before validation
-            log.info("epoch %d's steps are done: validating it", state.epoch)
-        return state
-    log.info("resume: no checkpoint to resume from in %s: starting fresh", cfg.output_path)
-    return state
+        yield int(ROLLING.match(os.path.basename(path)).group(2)), path, params, meta
 
 
 def _check_epochs(cfg, state, path):

@@ -24,7 +24,7 @@ from src.model.build import build_cpc
 from src.model.cpu.conv import use_fast_conv
 from src.train import resume
 from src.train.callbacks import EpochClock, EpochEnd, LossSum, StepMonitor, StopOnSignal
-from src.train.distributed import AnyRank, BufferSync, rank_and_size
+from src.train.distributed import AnyRank, BufferSync, NewestCommonStep, collective_guard, rank_and_size
 from src.train.tasks import for_config
 from src.utils.errors import CPCError, batch_guard, memory_guard
 from src.utils.plots import plot_training_curves
@@ -95,7 +95,11 @@ def train(cfg, target, data=None):
         net = build_cpc(hparams, use_fast_conv(target))
         train_cell, optimizer = build_train_cell(net, cfg, target)
     schedule = PlateauLR(cfg.learning_rate, cfg.lr_factor, cfg.lr_patience, cfg.lr_min)
-    run = resume.start(cfg, hparams, schedule, train_cell, optimizer)  # refuses before anything is written
+    # refuses before anything is written; data parallel: every rank from the same step
+    rank, size = rank_and_size()
+    with collective_guard(rank, size):
+        run = resume.start(cfg, hparams, schedule, train_cell, optimizer,
+                           NewestCommonStep(size, cfg.epoch_size * cfg.steps_per_epoch))
     chunk = sink_size(cfg)
     if run.step % chunk:
         raise CPCError(f"{run.resumed_from} was saved at step {run.step} of an epoch, which is not a multiple of "
@@ -121,10 +125,9 @@ def _train(cfg, target, net, train_cell, optimizer, schedule, run, train_data, v
     if cfg.precise_bn_batches:
         calibration = task.build_source(cfg, "train", cfg.precise_bn_batches, data=train_data)
         precise_bn = PreciseBatchNorm(net, task.calibration_batches(calibration))
-    # digit kNN / probe of the codes: the sequence task's encoder sees whole digits (the image task's
-    # encoder sees patches; its pooled-code monitor is not built yet)
-    represent = (RepresentationMonitor(net.encoder, train_data, val_data, cfg)
-                 if cfg.repr_eval and cfg.task == "sequence" else None)
+    # digit kNN / probe of the codes; both tasks' net.encoder maps whole images to codes (the image
+    # task's ImageEncoder cuts the patches and pools their codes, as eval.py and export.py use it)
+    represent = RepresentationMonitor(net.encoder, train_data, val_data, cfg) if cfg.repr_eval else None
     epoch_end = EpochEnd(cfg, run, net, optimizer, schedule, lambda: task.evaluate(net, val_source, scorer),
                          BufferSync(net, size), clock, precise_bn, represent)
     start = time.perf_counter()
@@ -140,14 +143,17 @@ def _train(cfg, target, net, train_cell, optimizer, schedule, run, train_data, v
                  f"data sinking, {chunk} steps per sink" if sinks else "per-step feeding",
                  epochs, steps, cfg.batch_size, len(train_data[0]), len(val_source.images))
         if size > 1:
-            log.info("data parallel: rank %d of %d, global batch %d", rank, size, cfg.batch_size * size)
+            # the pid lets scripts/run_distribute_train.sh name a rank msrun reports lost by its pid
+            log.info("data parallel: rank %d of %d, global batch %d, pid %d", rank, size, cfg.batch_size * size,
+                     os.getpid())
         if remaining > 0:
             source = task.build_source(cfg, "train", remaining * size, start=run.global_step * size, data=train_data)
             dataset = create_train_dataset(source, chunk, rank, size, cfg.num_parallel_workers)
             loss_sum = LossSum(train_cell)
             callbacks = [StepMonitor(cfg, run, loss_sum, clock), epoch_end, stop]
-            Model(loss_sum).train(remaining // chunk, dataset, callbacks=callbacks, dataset_sink_mode=True,
-                                  sink_size=chunk)
+            with collective_guard(rank, size):
+                Model(loss_sum).train(remaining // chunk, dataset, callbacks=callbacks, dataset_sink_mode=True,
+                                      sink_size=chunk)
     val = epoch_end.last_val or task.evaluate(net, val_source, scorer)  # resuming a finished run: validate only
     trained, seconds = epoch_end.trained_steps, epoch_end.step_seconds
     history = run.history
