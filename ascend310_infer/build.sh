@@ -1,5 +1,5 @@
 #!/bin/bash
-# Build ascend310_infer/out/main (and out/convert where the Lite converter library is there).
+# Build ascend310_infer/out/main (and ascend310_infer/out/convert where the Lite converter library is there).
 #   MS_LITE_HOME=/path/to/mindspore-lite-VERSION-linux-ARCH bash ascend310_infer/build.sh
 #   MS_LITE_HOME=$(bash scripts/fetch_lite.sh) bash ascend310_infer/build.sh     (Lite 2.0 CPU wheel)
 # MS_LITE_HOME: an unpacked MindSpore Lite package (runtime/include, runtime/lib) or the unpacked

@@ -69,3 +69,32 @@ def test_shipped_files_match_their_digests_and_card():
             assert handle.read().split()[0] == entry["sha256"]
         params, meta = checkpoint.load(path)
         assert params and meta["hparams"]["image_size"] == 64
+
+
+def _card():
+    with open(os.path.join(SHIPPED, "cpc_mnist64_color.json"), encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+@pytest.mark.skipif(not os.path.isdir(SHIPPED), reason="no pretrained/ folder in this checkout")
+def test_shipped_model_reproduces_its_card_with_the_readme_commands(tmp_path):
+    """The README's commands on the shipped files give the card's figures: eval.py's contrastive test
+    accuracy, and the classifier's digit accuracy through export + the inference chain."""
+    card = _card()
+    proc = run_entry(["eval.py", "--device_target", "CPU", "--ckpt_path", "pretrained/cpc_mnist64_color.ckpt",
+                      "--output_path", str(tmp_path / "eval")])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    measured = json.loads((tmp_path / "eval" / "eval_metrics.json").read_text())
+    for key in ("test_accuracy", "test_loss", "num_sequences"):
+        assert measured[key] == card["figures"]["contrastive"][key], key
+    mindir = tmp_path / "classifier"
+    proc = run_entry(["export.py", "--device_target", "CPU", "--ckpt_path",
+                      "pretrained/cpc_mnist64_color_classifier.ckpt", "--net", "classifier", "--file_format",
+                      "MINDIR", "--file_name", str(mindir)])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = run_entry(["bash", "scripts/run_infer_310.sh", f"{mindir}.mindir", "", "CPU"],
+                     env={"INFER_RUNNER": "python", "RUNS_DIR": str(tmp_path / "runs")})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (infer_dir,) = (tmp_path / "runs").iterdir()
+    accuracy = json.loads((infer_dir / "infer_metrics.json").read_text())["accuracy"]
+    assert accuracy == pytest.approx(card["figures"]["classifier"]["test_digit_accuracy"], abs=1e-9)

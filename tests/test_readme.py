@@ -46,6 +46,14 @@ def test_every_relative_link_exists():
     assert checked >= 10  # the pattern finds the README's links to docs/
 
 
+BUILT = "ascend310_infer/out/"  # ascend310_infer/build.sh's output (gitignored): not in a fresh checkout
+
+
+def _built(path):
+    """A program ascend310_infer/build.sh writes (its header names every one it builds)."""
+    return path.startswith(BUILT) and path in _read(os.path.join(REPO, "ascend310_infer", "build.sh"))
+
+
 def test_every_path_and_tool_in_a_command_exists():
     paths, modules = set(), set()
     for page in PAGES:
@@ -53,7 +61,7 @@ def test_every_path_and_tool_in_a_command_exists():
         paths |= {p.rstrip(".") for p in PATH.findall(code)}
         modules |= set(MODULE.findall(code))
     assert {"config/cpc_tiny.yaml", "scripts/run_standalone_train.sh"} <= paths  # the pattern finds them
-    missing = sorted(p for p in paths if not os.path.exists(os.path.join(REPO, p)))
+    missing = sorted(p for p in paths if not os.path.exists(os.path.join(REPO, p)) and not _built(p))
     assert not missing, missing
     missing = sorted(m for m in modules if not os.path.isfile(os.path.join(REPO, *m.split(".")) + ".py"))
     assert not missing, missing
