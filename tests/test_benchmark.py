@@ -2,7 +2,9 @@
 import json
 import re
 
-from tests.conftest import TINY, run_entry
+import numpy as np
+
+from tests.conftest import REPO, TINY, run_entry
 
 KEYS = {"step_ms_median", "step_ms_min", "samples_per_s", "data_sequences_per_s", "device_target",
         "mindspore_version", "images_per_s", "images_per_s_fresh", "images_per_s_best", "images_per_s_fresh_best",
@@ -17,7 +19,7 @@ def test_benchmark_prints_one_json_line(tmp_path):
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     assert len(lines) == 1
     result = json.loads(lines[0])
-    assert KEYS <= set(result)
+    assert KEYS <= set(result) and not {"task", "parameters"} & set(result)  # the sequence line as it always was
     assert result["device_target"] == "CPU" and result["steps"] == 3 and result["encoder_form"] == "kernel"
     assert all(result[k] > 0 for k in ("step_ms_median", "samples_per_s", "data_sequences_per_s", "images_per_s",
                                        "images_per_s_fresh"))
@@ -37,6 +39,34 @@ def test_benchmark_prints_one_json_line(tmp_path):
     times = [float(r.group(2)) for r in rows]
     assert times == sorted(times, reverse=True) and sum(float(r.group(3)) for r in rows) <= 100.5
     assert sum(times) > 0 and len({r.group(1) for r in rows}) == len(rows)
+
+
+IMAGE28 = f"{REPO}/config/cpc_image28_gray.yaml"
+# a small image net: the test checks what the line reports, not how fast
+SMALL_IMAGE = ["--batch_size", "4", "--code_size", "16", "--hidden_size", "16", "--encoder_channels", "8",
+               "--encoder_hidden", "32"]
+IMAGE_KEYS = KEYS - {"data_sequences_per_s"} | {"task", "parameters", "data_images_per_s", "patch_size", "grid",
+                                               "offsets", "norm", "loss"}
+
+
+def test_benchmark_times_the_image_task(ms_cpu):
+    from src.config import model_hparams, parse_config
+    from src.model.build import build_cpc
+    proc = run_entry(["bash", "scripts/run_benchmark.sh", IMAGE28, "CPU", "--steps", "2", "--warmup", "1"]
+                     + SMALL_IMAGE, env={"TORCH_REFERENCE": "/nonexistent"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert len(lines) == 1
+    result = json.loads(lines[0])
+    assert IMAGE_KEYS <= set(result) and "data_sequences_per_s" not in result and "terms" not in result
+    assert result["task"] == "image" and result["loss"] == "patch_infonce" and result["encoder_form"] == "kernel"
+    assert result["steps"] == 2 and result["batch_size"] == 4 and result["grid"] == 6 and result["offsets"] == 4
+    assert all(result[k] > 0 for k in ("step_ms_median", "fed_step_ms_median", "samples_per_s", "data_images_per_s",
+                                       "images_per_s", "images_per_s_fresh"))
+    assert result["images_per_s_best"] >= result["images_per_s"]
+    cfg = parse_config(["--config_path", IMAGE28] + SMALL_IMAGE)
+    net = build_cpc(model_hparams(cfg), fast_conv=True)
+    assert result["parameters"] == sum(int(np.prod(p.shape)) for p in net.trainable_params())
 
 
 def test_benchmark_bad_arguments():

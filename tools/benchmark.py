@@ -10,6 +10,12 @@ same measured first, in a process that has run nothing else (each from the media
 *_best from the fastest); device_target, mindspore_version and encoder_form
 (kernel: the compiled CPU kernels; gather: MindSpore's ops, CPC_CPU_KERNELS=0 or no compiler;
 native: the device's conv2d).
+task: image (the config's key) times the same way the image task's step (ImageCPC + patch InfoNCE
+on a fixed batch of patch grids from its own PatchSource, then fed from its pipeline) and its
+ImageEncoder (batch_size rendered whole images in, one pooled vector each out); the line then
+says "task": "image", has data_images_per_s (images cut into patch grids per second) in place of
+data_sequences_per_s, the patch keys in place of terms / predict_terms, and "parameters" (the
+net's trainable scalars, to compare with tools/torch_reference.py's).
 --profile_path DIR also profiles 10 steps with mindspore.Profiler and prints the top operator types.
 A benchmark, not a test: nothing here asserts a speed.
 """
@@ -24,13 +30,14 @@ import mindspore as ms
 import numpy as np
 
 from src.config import model_hparams, parse_config
-from src.data.dataset import build_source, create_dataset
+from src.data.dataset import create_dataset, render_digits
 from src.data.mnist import load_split
 from src.device import init_device
 from src.model.build import build_cpc
 from src.model.cpu.conv import use_fast_conv
+from src.train.tasks import for_config
 from src.train.trainer import build_train_cell
-from src.utils.errors import run_main
+from src.utils.errors import batch_guard, run_main
 from src.utils.timing import check_counts, inference_repeats, throughput, timed
 
 
@@ -69,15 +76,54 @@ def loss_value(output):
     return float((output[0] if isinstance(output, tuple) else output).asnumpy())
 
 
-def main(argv=None):
-    cfg = parse_config(argv, description="Benchmark the CPC training step", extra_args=_extra)
-    check_counts(cfg.steps, cfg.warmup)
-    target = init_device(cfg)
+class BenchInputs:
+    """What the benchmark needs from a task: the encoder's inference batch (numpy images), the form of
+    its first conv, the JSON fields that say what was timed (in the line's order, after batch_size)
+    and the key of the data generation rate."""
+
+    def __init__(self, images, encoder_form, fields, data_key):
+        self.images, self.encoder_form, self.fields, self.data_key = images, encoder_form, fields, data_key
+
+
+def trainable_scalars(net):
+    """Number of trainable parameter values (tools/torch_reference.py prints the same count)."""
+    return sum(int(np.prod(p.shape)) for p in net.trainable_params())
+
+
+def sequence_inputs(cfg, source, net, data):
+    """The sequence task: the encoder sees the first batch's context and future images as one batch
+    (data unused: the batch holds its images)."""
+    x, y = source[0][:2]
+    images = np.concatenate([x, y], axis=1).reshape((-1,) + x.shape[2:])
+    return BenchInputs(images, net.encoder.blocks[0].conv.form,
+                       {"terms": cfg.terms, "predict_terms": cfg.predict_terms, "loss": cfg.loss},
+                       "data_sequences_per_s")
+
+
+def image_inputs(cfg, source, net, data):
+    """The image task: the ImageEncoder sees batch_size whole rendered digits (the classifier's
+    rendering; it cuts them into the patch grid itself), as many as one training batch holds
+    (source unused: its batches are patch grids already)."""
+    digits = data[0][np.arange(cfg.batch_size) % len(data[0])]  # the split's first, repeated if it is smaller
+    images = render_digits(digits, cfg.image_size, cfg.color, cfg.seed, "train")
+    return BenchInputs(images, net.encoder.patch_encoder.blocks[0].conv.form,
+                       {"task": "image", "patch_size": cfg.patch_size, "patch_stride": cfg.patch_stride,
+                        "grid": net.grid, "offsets": len(net.offsets), "norm": cfg.norm,
+                        "context_layers": cfg.context_layers, "loss": for_config(cfg).loss_name(cfg),
+                        "parameters": trainable_scalars(net)},
+                       "data_images_per_s")
+
+
+BENCH_INPUTS = {"sequence": sequence_inputs, "image": image_inputs}
+
+
+def measure(cfg, target):
+    """The JSON line's fields: every timing of the module docstring, for the config's task."""
     data = load_split(cfg.data_path, "train")
-    source = build_source(cfg, "train", cfg.warmup + cfg.steps, data=data)
+    source = for_config(cfg).build_source(cfg, "train", cfg.warmup + cfg.steps, data=data)
     net = build_cpc(model_hparams(cfg), use_fast_conv(target))
-    images = ms.Tensor(np.concatenate([source[0][0], source[0][1]], axis=1).reshape(
-        (-1,) + source[0][0].shape[2:]))
+    inputs = BENCH_INPUTS[cfg.task](cfg, source, net, data)
+    images = ms.Tensor(inputs.images)
 
     def encoder_images_per_s():
         net.set_train(False)
@@ -89,7 +135,8 @@ def main(argv=None):
     train_cell, _ = build_train_cell(net, cfg, target)
     train_cell.set_train()
 
-    row = tuple(ms.Tensor(a) for a in source[0])  # (x, y, label), or (x, y, negatives, valid) for InfoNCE
+    # (x, y, label) or (x, y, negatives, valid) for the sequence task, (patches,) for the image task
+    row = tuple(ms.Tensor(a) for a in source[0])
     def step():
         return loss_value(train_cell(*row))
     timed(step, cfg.warmup)
@@ -111,19 +158,26 @@ def main(argv=None):
 
     median = statistics.median(fixed)
     fed_median = statistics.median(fed)
-    print(json.dumps({
+    return {
         "framework": "mindspore", "mindspore_version": ms.__version__, "device_target": target,
-        "mode": cfg.mode, "encoder_form": net.encoder.blocks[0].conv.form, "image_size": cfg.image_size,
-        "color": cfg.color, "batch_size": cfg.batch_size,
-        "terms": cfg.terms, "predict_terms": cfg.predict_terms, "loss": cfg.loss, "steps": cfg.steps,
+        "mode": cfg.mode, "encoder_form": inputs.encoder_form, "image_size": cfg.image_size,
+        "color": cfg.color, "batch_size": cfg.batch_size, **inputs.fields, "steps": cfg.steps,
         "step_ms_median": round(1000 * median, 2), "step_ms_min": round(1000 * min(fixed), 2),
         "samples_per_s": round(cfg.batch_size / median, 1),
         "fed_step_ms_median": round(1000 * fed_median, 2),
         "feed_overhead_pct": round(100 * (fed_median / median - 1), 1),
-        "data_sequences_per_s": round(cfg.batch_size / statistics.median(generate), 1),
+        inputs.data_key: round(cfg.batch_size / statistics.median(generate), 1),
         "images_per_s": round(inference[0], 1), "images_per_s_best": round(inference[1], 1),
         "images_per_s_fresh": round(fresh_inference[0], 1), "images_per_s_fresh_best": round(fresh_inference[1], 1),
-        "num_parallel_workers": cfg.num_parallel_workers}))
+        "num_parallel_workers": cfg.num_parallel_workers}
+
+
+def main(argv=None):
+    cfg = parse_config(argv, description="Benchmark the CPC training step", extra_args=_extra)
+    check_counts(cfg.steps, cfg.warmup)
+    target = init_device(cfg)
+    with batch_guard("batch_size", cfg.batch_size):  # memory running out: one line, not a framework stack
+        print(json.dumps(measure(cfg, target)))
 
 
 if __name__ == "__main__":

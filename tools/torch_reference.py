@@ -12,13 +12,27 @@ median / min, sequences/s, and encoder inference images/s (inference mode, batch
 (terms + predict_terms), as tools/benchmark.py measures the port) after the training steps and,
 images_per_s_fresh, first in the fresh process (from the median call; *_best from the fastest).
 
+task: image (the config's key; src/model/image_cpc.py, patch_loss.py) builds the image network
+instead: the patch encoder (the same conv blocks on each patch with the `norm` key's normalisation:
+layer/group = per-sample GroupNorm without affine, eps 1e-5, batch = the BatchNorm above, none;
+Dense -> LayerNorm with affine, or BatchNorm1d for batch -> LeakyReLU -> Dense code), the masked
+3x3 context over the grid of codes (position (i, j) reads rows i-2..i, columns j-1..j+1; LeakyReLU
+0.2, residual after the first), one Dense predicting every row offset, and the patch InfoNCE over
+all B*G*G codes of the batch with the port's query tables; Adam on a fixed batch of patch grids
+[B, G*G, C, P, P]. Its encoder (images_per_s) is the ImageEncoder: input contrast, the patch grid,
+the patch encoder and the pool_grid x pool_grid region means. The line then says "task": "image",
+the patch keys in place of terms / predict_terms, and "parameters" (trainable scalars), which
+tools/benchmark.py prints for the port too: the two must be equal.
+
 An optional tool for scripts/run_benchmark.sh (pip install torch; the CPU build); the port never
-imports it. Only the binary loss is timed (the port's published objective).
+imports it. Only the binary loss is timed for the sequence task (the port's published objective).
 """
 import json
 import os
+import re
 import statistics
 import sys
+from contextlib import contextmanager
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -29,11 +43,12 @@ except ImportError:
     sys.exit("error: tools/torch_reference.py needs PyTorch (pip install torch, the CPU build)")
 
 from src.config import parse_config  # noqa: E402  (pure Python: no MindSpore import)
-from src.utils.errors import run_main  # noqa: E402
-from src.utils.geometry import conv_geometry  # noqa: E402
+from src.utils.errors import CPCError, run_main  # noqa: E402
+from src.utils.geometry import GROUP_SIZE, conv_geometry, patch_grid_size, query_tables  # noqa: E402
 from src.utils.timing import check_counts, inference_repeats, throughput, timed  # noqa: E402
 
 BN_EPS, BN_MOMENTUM, LEAKY_ALPHA = 1e-3, 0.01, 0.3   # PyTorch's momentum is the new value's share
+NORM_EPS, CONTEXT_ALPHA = 1e-5, 0.2   # image task: src/model/image_cpc.py NORM_EPS, MaskedContext's LeakyReLU
 
 
 class InputContrast(nn.Module):
@@ -52,20 +67,51 @@ class InputContrast(nn.Module):
         return ((flat - flat @ self.weights).abs() - 1.0).reshape(n, c, h, w)
 
 
-def encoder(cfg):
-    layers = [InputContrast(cfg.image_size)] if cfg.input_contrast else []
-    channels, size = 3 if cfg.color else 1, cfg.image_size
+def conv_norm(norm, channels):
+    """The normalisation after each encoder conv: BatchNorm2d (the sequence task; norm: batch), or
+    GroupNorm without affine (src/model/image_cpc.py GroupNorm2d: layer = one group, group = groups of
+    GROUP_SIZE channels), or none."""
+    if norm == "batch":
+        return [nn.BatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM)]
+    if norm in ("layer", "group"):
+        groups = 1 if norm == "layer" else max(1, channels // GROUP_SIZE)
+        return [nn.GroupNorm(groups, channels, eps=NORM_EPS, affine=False)]
+    return []
+
+
+def dense_norm(norm, hidden):
+    """The normalisation after the encoder's dense layer (src/model/image_cpc.py dense_norm)."""
+    if norm == "batch":
+        return nn.BatchNorm1d(hidden, eps=BN_EPS, momentum=BN_MOMENTUM)
+    if norm in ("layer", "group"):
+        return nn.LayerNorm(hidden, eps=NORM_EPS)
+    return nn.Identity()
+
+
+def conv_stack(cfg, size, norm="batch"):
+    """(layers, output channels, output side): `encoder_layers` x (3x3 stride-2 conv without bias
+    with TF 'same'/'valid' padding -> norm -> LeakyReLU) on a size x size input."""
+    layers, channels = [], 3 if cfg.color else 1
     for _ in range(cfg.encoder_layers):
         out, before = conv_geometry(size, cfg.padding)
         after = max((out - 1) * 2 + 3 - size - before, 0)
         if before or after:
             layers.append(nn.ZeroPad2d((before, after, before, after)))
         layers += [nn.Conv2d(channels, cfg.encoder_channels, 3, 2, bias=False),
-                   nn.BatchNorm2d(cfg.encoder_channels, eps=BN_EPS, momentum=BN_MOMENTUM), nn.LeakyReLU(LEAKY_ALPHA)]
+                   *conv_norm(norm, cfg.encoder_channels), nn.LeakyReLU(LEAKY_ALPHA)]
         channels, size = cfg.encoder_channels, out
-    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(channels * size * size, cfg.encoder_hidden),
-                         nn.BatchNorm1d(cfg.encoder_hidden, eps=BN_EPS, momentum=BN_MOMENTUM),
-                         nn.LeakyReLU(LEAKY_ALPHA), nn.Linear(cfg.encoder_hidden, cfg.code_size))
+    return layers, channels, size
+
+
+def encoder(cfg, size=None, norm="batch"):
+    """Images (or, image task, patches of side `size`) -> codes: the conv stack, flatten (C, H, W),
+    Dense -> norm -> LeakyReLU -> Dense code. The sequence encoder starts with the input contrast;
+    the image task's patches get it on the whole image (ImageEncoder)."""
+    contrast = [InputContrast(cfg.image_size)] if cfg.input_contrast and size is None else []
+    layers, channels, side = conv_stack(cfg, size or cfg.image_size, norm)
+    return nn.Sequential(*contrast, *layers, nn.Flatten(), nn.Linear(channels * side * side, cfg.encoder_hidden),
+                         dense_norm(norm, cfg.encoder_hidden), nn.LeakyReLU(LEAKY_ALPHA),
+                         nn.Linear(cfg.encoder_hidden, cfg.code_size))
 
 
 class CPC(nn.Module):
@@ -85,6 +131,144 @@ class CPC(nn.Module):
         return (predicted * z_future).mean(-1).mean(-1, keepdim=True)
 
 
+def cut_grid(x, patch, stride):
+    """Images [B, C, S, S] -> patches [B, G*G, C, P, P], grid row-major (src/model/image_cpc.py PatchGrid)."""
+    windows = x.unfold(2, patch, stride).unfold(3, patch, stride)          # [B, C, G, G, P, P]
+    return windows.permute(0, 2, 3, 1, 4, 5).flatten(1, 2)
+
+
+class ImageEncoder(nn.Module):
+    """Images -> [B, pool_grid^2 * code_size]: input contrast, the patch grid, the patch encoder and
+    each region's mean code (adaptive average pooling: the port's region_pooling regions)."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.patch, self.stride, self.pool = cfg.patch_size, cfg.patch_stride, cfg.pool_grid
+        self.grid = patch_grid_size(cfg.image_size, cfg.patch_size, cfg.patch_stride)
+        self.contrast = InputContrast(cfg.image_size) if cfg.input_contrast else nn.Identity()
+        self.patch_encoder = encoder(cfg, cfg.patch_size, cfg.norm)
+
+    def encode_patches(self, patches):
+        """[B, G*G, C, P, P] -> codes [B, G*G, code_size]."""
+        return self.patch_encoder(patches.flatten(0, 1)).unflatten(0, patches.shape[:2])
+
+    def forward(self, x):
+        codes = self.encode_patches(cut_grid(self.contrast(x), self.patch, self.stride))
+        grid = codes.transpose(1, 2).unflatten(2, (self.grid, self.grid))    # [B, D, G, G]
+        pooled = nn.functional.adaptive_avg_pool2d(grid, self.pool)        # [B, D, pool, pool]
+        return pooled.flatten(2).transpose(1, 2).flatten(1)                # region-major, as the port
+
+
+class MaskedConv(nn.Module):
+    """3x3 conv over the grid [B, C, G, G] in which (i, j) reads rows i-2..i and columns j-1..j+1 (zero
+    padding two rows above, one column each side, none below). Its weight is the port's Dense
+    [Cout, 9 * Cin] (taps row-major, then channel), viewed as a conv kernel: the same parameters."""
+
+    def __init__(self, in_channels, out_channels):
+        super().__init__()
+        self.dense = nn.Linear(9 * in_channels, out_channels)
+
+    def forward(self, x):
+        weight = self.dense.weight.unflatten(1, (3, 3, -1)).permute(0, 3, 1, 2)   # [Cout, Cin, 3, 3]
+        return nn.functional.conv2d(nn.functional.pad(x, (1, 1, 2, 0)), weight, self.dense.bias)
+
+
+class ImageCPC(nn.Module):
+    """Patches [B, G*G, C, P, P] -> (predictions [B, G*G, K*D], codes [B, G*G, D]) as the port's
+    ImageCPC: codes, masked context (first conv to hidden_size, then residual convs), one Dense."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.encoder = ImageEncoder(cfg)
+        self.grid = self.encoder.grid
+        self.offsets = tuple(range(cfg.min_row_offset, self.grid))   # src/model/image_cpc.py row_offsets
+        self.first = MaskedConv(cfg.code_size, cfg.hidden_size)
+        self.rest = nn.ModuleList(MaskedConv(cfg.hidden_size, cfg.hidden_size) for _ in range(cfg.context_layers - 1))
+        self.act = nn.LeakyReLU(CONTEXT_ALPHA)
+        self.predictor = nn.Linear(cfg.hidden_size, len(self.offsets) * cfg.code_size)
+
+    def forward(self, patches):
+        z = self.encoder.encode_patches(patches)
+        c = self.act(self.first(z.transpose(1, 2).unflatten(2, (self.grid, self.grid))))
+        for conv in self.rest:
+            c = c + self.act(conv(c))
+        return self.predictor(c.flatten(2).transpose(1, 2)), z
+
+
+def patch_infonce(predicted, codes, rows, targets):
+    """Mean InfoNCE of the predictions at `rows` (query_tables) against all B*G*G codes of the batch."""
+    dim = codes.shape[-1]
+    logits = predicted.reshape(-1, dim)[rows] @ codes.reshape(-1, dim).T
+    return (torch.logsumexp(logits, -1) - logits.gather(1, targets[:, None]).squeeze(1)).mean()
+
+
+def parameter_count(model):
+    """Trainable scalars (tools/benchmark.py counts the port's the same way)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def sequence_bench(cfg):
+    """(model, loss of the fixed batch, encoder images, JSON fields) of the sequence task."""
+    model = CPC(cfg)
+    loss_fn = nn.BCEWithLogitsLoss()
+    channels = 3 if cfg.color else 1
+    x = torch.rand(cfg.batch_size, cfg.terms, channels, cfg.image_size, cfg.image_size) * 2 - 1
+    y = torch.rand(cfg.batch_size, cfg.predict_terms, channels, cfg.image_size, cfg.image_size) * 2 - 1
+    label = (torch.arange(cfg.batch_size) % 2).float().reshape(-1, 1)
+    images = torch.cat((x.flatten(0, 1), y.flatten(0, 1)))
+    return (model, lambda: loss_fn(model(x, y), label), images,
+            {"terms": cfg.terms, "predict_terms": cfg.predict_terms})
+
+
+def image_loss(model, batch):
+    """The patch InfoNCE of a batch of patch grids, as a function of them (the port's query tables)."""
+    rows, targets = (torch.from_numpy(t).long() for t in query_tables(batch, model.grid, model.offsets))
+    return lambda patches: patch_infonce(*model(patches), rows, targets)
+
+
+def image_bench(cfg):
+    """(model, loss of the fixed batch, encoder images, JSON fields) of the image task: patch grids
+    [B, G*G, C, P, P] for the step, batch_size whole images for the encoder."""
+    model = ImageCPC(cfg)
+    channels, grid = 3 if cfg.color else 1, model.grid
+    patches = torch.rand(cfg.batch_size, grid * grid, channels, cfg.patch_size, cfg.patch_size) * 2 - 1
+    images = torch.rand(cfg.batch_size, channels, cfg.image_size, cfg.image_size) * 2 - 1
+    loss = image_loss(model, cfg.batch_size)
+    return (model, lambda: loss(patches), images,
+            {"task": "image", "patch_size": cfg.patch_size, "patch_stride": cfg.patch_stride, "grid": grid,
+             "offsets": len(model.offsets), "norm": cfg.norm, "context_layers": cfg.context_layers,
+             "loss": "patch_infonce", "parameters": parameter_count(model)})
+
+
+BENCHES = {"sequence": sequence_bench, "image": image_bench}
+
+
+def train_step(model, loss_fn, learning_rate):
+    """One Adam step on loss_fn() -> its loss (before the update) as a float."""
+    optimizer = torch.optim.Adam(model.parameters(), learning_rate)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn()
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+    return step
+
+
+@contextmanager
+def memory_guard(batch_size):
+    """PyTorch's allocator failing (a RuntimeError with its C++ context) -> one CPCError line."""
+    try:
+        yield
+    except RuntimeError as exc:
+        asked = re.search(r"can't allocate memory: you tried to allocate (\d+) bytes", str(exc))
+        if asked is None:
+            raise
+        raise CPCError(f"batch_size {batch_size} needs more memory than this machine can give (PyTorch could not "
+                       f"allocate {int(asked.group(1)) / 1e9:.2f} GB); use a smaller batch_size") from None
+
+
 def _extra(parser):
     parser.add_argument("--steps", type=int, default=30, help="timed training steps")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first")
@@ -93,15 +277,15 @@ def _extra(parser):
 def main(argv=None):
     cfg = parse_config(argv, description="PyTorch reference of the CPC training step", extra_args=_extra)
     check_counts(cfg.steps, cfg.warmup)
+    with memory_guard(cfg.batch_size):
+        print(json.dumps(measure(cfg)))
+
+
+def measure(cfg):
+    """The JSON line's fields: step and encoder timings of the config's task."""
     torch.manual_seed(cfg.seed)
-    model = CPC(cfg)
-    optimizer = torch.optim.Adam(model.parameters(), cfg.learning_rate)
-    loss_fn = nn.BCEWithLogitsLoss()
-    channels = 3 if cfg.color else 1
-    x = torch.rand(cfg.batch_size, cfg.terms, channels, cfg.image_size, cfg.image_size) * 2 - 1
-    y = torch.rand(cfg.batch_size, cfg.predict_terms, channels, cfg.image_size, cfg.image_size) * 2 - 1
-    label = (torch.arange(cfg.batch_size) % 2).float().reshape(-1, 1)
-    images = torch.cat((x.flatten(0, 1), y.flatten(0, 1)))
+    model, loss_fn, images, fields = BENCHES[cfg.task](cfg)
+    step = train_step(model, loss_fn, cfg.learning_rate)
 
     def encoder_images_per_s():
         model.eval()
@@ -113,28 +297,18 @@ def main(argv=None):
 
     fresh_inference = encoder_images_per_s()  # before anything else ran in this process
     model.train()
-
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model(x, y), label)
-        loss.backward()
-        optimizer.step()
-        return loss.item()
-
     timed(step, cfg.warmup)
     times = timed(step, cfg.steps)
 
     inference = encoder_images_per_s()  # after the training steps
     median = statistics.median(times)
-    print(json.dumps({"framework": "torch", "torch_version": torch.__version__, "threads": torch.get_num_threads(),
-                      "image_size": cfg.image_size, "color": cfg.color, "batch_size": cfg.batch_size,
-                      "terms": cfg.terms, "predict_terms": cfg.predict_terms, "steps": cfg.steps,
-                      "step_ms_median": round(1000 * median, 2), "step_ms_min": round(1000 * min(times), 2),
-                      "samples_per_s": round(cfg.batch_size / median, 1),
-                      "images_per_s": round(inference[0], 1), "images_per_s_best": round(inference[1], 1),
-                      "images_per_s_fresh": round(fresh_inference[0], 1),
-                      "images_per_s_fresh_best": round(fresh_inference[1], 1)}))
-
+    return {"framework": "torch", "torch_version": torch.__version__, "threads": torch.get_num_threads(),
+            "image_size": cfg.image_size, "color": cfg.color, "batch_size": cfg.batch_size, **fields,
+            "steps": cfg.steps, "step_ms_median": round(1000 * median, 2), "step_ms_min": round(1000 * min(times), 2),
+            "samples_per_s": round(cfg.batch_size / median, 1),
+            "images_per_s": round(inference[0], 1), "images_per_s_best": round(inference[1], 1),
+            "images_per_s_fresh": round(fresh_inference[0], 1),
+            "images_per_s_fresh_best": round(fresh_inference[1], 1)}
 
 if __name__ == "__main__":
     run_main(main)

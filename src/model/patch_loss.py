@@ -7,22 +7,12 @@ are the negatives; each candidate appears exactly once, so the positive is never
 a negative. Loss = -log softmax of the positive, averaged over every prediction whose target row
 lies inside the grid; accuracy = top-1 (the positive scores highest among all candidates).
 """
-import numpy as np
 from mindspore import Tensor, nn, ops
 from mindspore import dtype as mstype
 
-
-def query_tables(batch, grid, offsets):
-    """(rows, targets) int32 [Q]: for every prediction whose target lies inside the grid, ordered by
-    offset then (b, i, j), its row in the predictions flattened to [B*G*G*K, D] and the flat index
-    b*G*G + (i+k)*G + j of its true patch among the B*G*G candidates."""
-    rows, targets = [], []
-    for index, offset in enumerate(offsets):
-        b, i, j = np.meshgrid(np.arange(batch), np.arange(grid - offset), np.arange(grid), indexing="ij")
-        position = (b * grid * grid + i * grid + j).reshape(-1)
-        rows.append(position * len(offsets) + index)
-        targets.append(position + offset * grid)
-    return np.concatenate(rows).astype(np.int32), np.concatenate(targets).astype(np.int32)
+# pure numpy, kept beside the grid geometry so tools/torch_reference.py scores the same queries
+# without importing MindSpore; imported here for the cells below and for callers of this module
+from src.utils.geometry import query_tables
 
 
 def patch_logits(predicted, codes, rows):

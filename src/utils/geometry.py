@@ -1,6 +1,7 @@
 """The encoder's geometry: output sizes of its 3x3 stride-2 convolutions (pure Python, no MindSpore,
-so the configuration check and the Keras importer use the same formula as the network), and the
-border frame the input-contrast layer takes its background from."""
+so the configuration check and the Keras importer use the same formula as the network), the
+border frame the input-contrast layer takes its background from, and the image task's patch grid
+and the query tables of its patch InfoNCE (shared with tools/torch_reference.py)."""
 import numpy as np
 
 KERNEL, STRIDE = 3, 2
@@ -43,3 +44,16 @@ def patch_grid_size(image_size, patch_size, stride):
 def patch_origins(image_size, patch_size, stride):
     """Top (or left) pixel of each grid row (column) of patches."""
     return np.arange(patch_grid_size(image_size, patch_size, stride)) * stride
+
+
+def query_tables(batch, grid, offsets):
+    """(rows, targets) int32 [Q]: for every prediction whose target lies inside the grid, ordered by
+    offset then (b, i, j), its row in the predictions flattened to [B*G*G*K, D] and the flat index
+    b*G*G + (i+k)*G + j of its true patch among the B*G*G candidates."""
+    rows, targets = [], []
+    for index, offset in enumerate(offsets):
+        b, i, j = np.meshgrid(np.arange(batch), np.arange(grid - offset), np.arange(grid), indexing="ij")
+        position = (b * grid * grid + i * grid + j).reshape(-1)
+        rows.append(position * len(offsets) + index)
+        targets.append(position + offset * grid)
+    return np.concatenate(rows).astype(np.int32), np.concatenate(targets).astype(np.int32)
