@@ -77,6 +77,8 @@ def main(argv=None):
     parser.add_argument("--run_dir", required=True)
     parser.add_argument("--eval_dir", required=True)
     parser.add_argument("--output_dir", default=os.path.join(REPO, "pretrained"))
+    parser.add_argument("--commit", default="",
+                        help="the commit RUN and EVAL were made at (default: this checkout's HEAD)")
     args = parser.parse_args(argv)
     run_dir, eval_dir, out = expand(args.run_dir), expand(args.eval_dir), expand(args.output_dir)
     cpc, cpc_meta = _load_net(os.path.join(run_dir, "cpc_best.ckpt"), lambda m: build_cpc(m["hparams"], True))
@@ -95,7 +97,7 @@ def main(argv=None):
                                     os.path.join(out, f"{NAME}_classifier.ckpt"))}
     accuracy, count = classifier_accuracy(clf, clf_meta["hparams"])
     card = {
-        "files": files, "commit": _commit(),
+        "files": files, "commit": args.commit or _commit(), "published_at": _commit(),
         "figures": {"contrastive": contrastive_figures(cpc, cpc_meta["hparams"]),
                     "classifier": {"test_digit_accuracy": accuracy, "num_digits": count,
                                    "label_fraction": clf_meta.get("label_fraction"), "head": clf_meta.get("head")},
