@@ -3,6 +3,7 @@ JSON whose figures eval.py reproduces on the published file; a damaged copy is r
 the files shipped in pretrained/ match their digests and their JSON."""
 import json
 import os
+import re
 import shutil
 
 import pytest
@@ -98,3 +99,20 @@ def test_shipped_model_reproduces_its_card_with_the_readme_commands(tmp_path):
     (infer_dir,) = (tmp_path / "runs").iterdir()
     accuracy = json.loads((infer_dir / "infer_metrics.json").read_text())["accuracy"]
     assert accuracy == pytest.approx(card["figures"]["classifier"]["test_digit_accuracy"], abs=1e-9)
+
+
+@pytest.mark.skipif(not os.path.isdir(SHIPPED), reason="no pretrained/ folder in this checkout")
+def test_readme_downstream_table_is_the_shipped_cards():
+    """Every mean +- std in the README's downstream table is the card's, rounded: the table cannot
+    drift from the measurement behind the shipped model."""
+    summary = {(c["method"], c["label_fraction"]): (c["mean"], c["std"])
+               for c in _card()["figures"]["downstream"]["summary"]}
+    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as handle:
+        rows = re.findall(r"^\| `(\w+)`: .*?\|(.+)\|\s*$", handle.read(), flags=re.M)
+    checked = 0
+    for method, cells in rows:
+        for fraction, cell in zip((0.01, 0.1, 1.0), cells.split("|")):
+            mean, std = (float(x) for x in re.findall(r"\d\.\d+", cell))
+            assert (mean, std) == tuple(round(v, 3) for v in summary[(method, fraction)]), (method, fraction)
+            checked += 1
+    assert checked == 7 * 3
