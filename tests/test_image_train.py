@@ -89,3 +89,21 @@ def test_bad_image_config_is_one_line(tmp_path, flags, key):
     assert proc.returncode != 0
     assert len(error_lines(proc.stderr)) == 1 and key in proc.stderr
     assert not os.path.exists(tmp_path / "o")
+
+
+def test_two_msrun_workers_train_the_image_task_together(tmp_path):
+    """Data parallel on the image task: two CPU workers through msrun end with identical parameters
+    (LayerNorm has no statistics to sync; the gradients are averaged), each on its own shard."""
+    proc = run_entry(["bash", "scripts/run_distribute_train.sh", "CPU", "2", CONFIG, "", *QUICK[4:],
+                      "--epoch_size", "2", "--steps_per_epoch", "10", "--val_steps", "2", "--log_interval", "5",
+                      "--precise_bn_batches", "2"], env={"RUNS_DIR": str(tmp_path)}, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (run_dir,) = tmp_path.iterdir()
+    ranks = [run_dir, run_dir / "rank_1"]
+    metrics = [json.load(open(d / "metrics.json")) for d in ranks]
+    assert [(m["rank"], m["group_size"], m["task"]) for m in metrics] == [(0, 2, "image"), (1, 2, "image")]
+    assert metrics[0]["history"][0]["loss"] != metrics[1]["history"][0]["loss"]  # different shards
+    first, second = (checkpoint.load(str(d / "cpc_last.ckpt"))[0] for d in ranks)
+    assert sorted(first) == sorted(second)
+    for name in first:
+        np.testing.assert_array_equal(first[name].asnumpy(), second[name].asnumpy(), err_msg=name)
