@@ -13,7 +13,7 @@ import os
 
 import mindspore as ms
 
-from src.config import ENCODER_DEFAULTS, IMAGE_MODEL_KEYS, MODEL_KEYS, SEQUENCE_TASK
+from src.config import IMAGE_MODEL_KEYS, MODEL_KEYS, SEQUENCE_TASK, stored_hparams
 from src.utils.atomic import WriteError, atomic_write
 from src.utils.errors import CheckpointError, first_line
 from src.utils.paths import require_file
@@ -101,9 +101,9 @@ def apply_hparams(cfg, meta, path):
     if meta is None or "hparams" not in meta:
         log.info("checkpoint %s carries no hyper-parameters: building the net from the config", path)
         return
-    # a checkpoint written before the encoder's shape keys existed holds the default encoder
+    # a checkpoint written before a model key existed was trained with its old value (stored_hparams);
     # a checkpoint without a task key is a sequence checkpoint
-    stored = {**ENCODER_DEFAULTS, **SEQUENCE_TASK, **meta["hparams"]}
+    stored = {**SEQUENCE_TASK, **stored_hparams(meta["hparams"])}
     for key in MODEL_KEYS + IMAGE_MODEL_KEYS:
         if key in stored and stored[key] != getattr(cfg, key):
             log.info("%s = %r taken from the checkpoint (config says %r)", key, stored[key], getattr(cfg, key))

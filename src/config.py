@@ -92,6 +92,9 @@ SCHEMA = {
                                   "its own row and the rows above)", minimum=1, maximum=8),
     "min_row_offset": Key(int, 2, "image task: the nearest row predicted (2: half-overlapping patches leak the next "
                                   "row); one linear predictor per offset up to the grid's last row", minimum=1),
+    "directions": Key(int, 1, "image task: directions predicted, each with its own masked context and predictors "
+                              "(CPC v2): 1 top-down, 2 also bottom-up, 4 also left-to-right and right-to-left",
+                      choices=(1, 2, 4)),
     "pool_grid": Key(int, 3, "image task: the encoder's vector is its patch codes averaged over a pool_grid x "
                              "pool_grid grid of regions of the patch grid, concatenated (a digit is its strokes' "
                              "layout: one mean over all patches loses it; 1 = the plain mean)", minimum=1),
@@ -197,7 +200,7 @@ def validate(cfg):
     for name, key in SCHEMA.items():
         value = getattr(cfg, name)
         if key.choices is not None and value not in key.choices:
-            raise ConfigError(f"config key '{name}' must be one of {', '.join(key.choices)}, got {value!r}")
+            raise ConfigError(f"config key '{name}' must be one of {', '.join(map(str, key.choices))}, got {value!r}")
         if key.minimum is not None and value < key.minimum:
             raise ConfigError(f"config key '{name}' must be >= {key.minimum}, got {value}")
         if key.maximum is not None and value > key.maximum:
@@ -359,12 +362,23 @@ def save_config(cfg, path):
 # the encoder's depth and widths; MODEL_KEYS: every key that shapes the network or its input images
 ENCODER_SHAPE_KEYS = ("encoder_layers", "encoder_channels", "encoder_hidden")
 # the image task's model keys: stored in its checkpoints only, so a sequence checkpoint is unchanged
-IMAGE_MODEL_KEYS = ("task", "patch_size", "patch_stride", "norm", "context_layers", "min_row_offset", "pool_grid")
+IMAGE_MODEL_KEYS = ("task", "patch_size", "patch_stride", "norm", "context_layers", "min_row_offset", "pool_grid",
+                    "directions")
 MODEL_KEYS = ("image_size", "color", "padding", "input_contrast", "terms", "predict_terms", "code_size",
               "hidden_size", "loss") + ENCODER_SHAPE_KEYS
 # the encoder's shape keys: a checkpoint written before they existed was trained with these values
 ENCODER_DEFAULTS = {name: SCHEMA[name].default for name in ENCODER_SHAPE_KEYS}
 SEQUENCE_TASK = {"task": "sequence"}  # a checkpoint without a task key is a sequence checkpoint
+# image keys added after image checkpoints were first written: what such a checkpoint was trained with
+# (fixed here, not SCHEMA's default, which may change)
+IMAGE_DEFAULTS = {"directions": 1}
+
+
+def stored_hparams(hparams):
+    """A checkpoint's hyper-parameters with the keys it predates filled in as it was trained: the
+    default encoder shape, and for an image checkpoint IMAGE_DEFAULTS."""
+    filled = dict(ENCODER_DEFAULTS, **hparams)
+    return dict(IMAGE_DEFAULTS, **filled) if filled.get("task") == "image" else filled
 
 
 def model_hparams(cfg):

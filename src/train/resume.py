@@ -17,7 +17,7 @@ import re
 import mindspore as ms
 
 from src import checkpoint
-from src.config import ENCODER_DEFAULTS
+from src.config import stored_hparams
 from src.utils.errors import CheckpointError, CPCError
 
 log = logging.getLogger("cpc")
@@ -86,8 +86,8 @@ class RunState:
 
     def restore(self, meta, path):
         run_then = dict(RUN_DEFAULTS, **(meta.get("run") or {}))
-        # checkpoints written before the encoder's shape keys existed hold the default encoder
-        hparams_then = dict(ENCODER_DEFAULTS, **(meta.get("hparams") or {}))
+        # checkpoints written before a model key existed were trained with its old value
+        hparams_then = stored_hparams(meta.get("hparams") or {})
         if hparams_then != self.hparams or run_then != {k: getattr(self.cfg, k) for k in RUN_KEYS}:
             now = dict(self.hparams, **{k: getattr(self.cfg, k) for k in RUN_KEYS})
             then = dict(hparams_then, **run_then)
