@@ -67,7 +67,8 @@ def evaluate(net, source, scorer=None):
 
 def evaluate_patches(net, source, scorer):
     """Image task: patch InfoNCE loss, top-1 accuracy and chance accuracy (1 / candidates) of an
-    ImageCPC `net` over every batch of a PatchSource (inference mode). scorer: PatchInfoNCE(net)."""
+    ImageCPC `net` over every batch of a PatchSource (inference mode), means over the net's
+    directions (each has the same candidates). scorer: PatchInfoNCE(net)."""
     net.set_train(False)
     losses, accuracies = [], []
     for row in create_dataset(source).create_tuple_iterator(num_epochs=1):

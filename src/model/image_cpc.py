@@ -6,7 +6,9 @@ port's conv encoder (3x3 stride-2 conv blocks, Dense, Dense) whose normalisation
 layer (default, CPC v2), group, batch or none. A context network of masked 3x3 convolutions over
 the grid of codes gives each position c_{i,j} that sees its own row and the rows above only
 (PixelCNN style). For each row offset k >= min_row_offset a linear map W_k predicts the code
-k rows below: W_k c_{i,j} ~ z_{i+k,j} (src/model/patch_loss.py scores it with InfoNCE).
+k rows below: W_k c_{i,j} ~ z_{i+k,j} (src/model/patch_loss.py scores it with InfoNCE). With
+`directions` 2 or 4 (CPC v2) the same is done on the grid flipped and/or transposed
+(direction_order), each direction with its own context network and predictors.
 
 ImageEncoder (images -> one vector each: the mean of its patch codes) is the frozen encoder of the
 downstream classifier and what export.py --net encoder writes.
@@ -227,22 +229,58 @@ class MaskedContext(nn.Cell):
         return c
 
 
-class ImageCPC(nn.Cell):
-    """Patches [B, G*G, C, P, P] -> (predictions [B, G*G, K*D], codes [B, G*G, D]), positions
-    row-major: for each row offset k in `offsets` (K of them) the linear prediction W_k c_{i,j} of
-    z_{i+k,j} in columns [k*D, (k+1)*D) (rows i + k >= G predict nothing; the loss ignores them)."""
+def direction_order(grid, direction):
+    """int32 [G*G]: the row-major grid position whose code sits at each position of direction
+    `direction`'s grid, so that its "rows above" are: 0 the rows above (top-down, the identity),
+    1 the rows below (bottom-up: vertical flip), 2 the columns to the left (left-to-right:
+    transpose), 3 the columns to the right (right-to-left: transpose, then vertical flip)."""
+    index = np.arange(grid * grid).reshape(grid, grid)
+    return (index, index[::-1], index.T, index.T[::-1])[direction].reshape(-1).astype(np.int32)
 
-    def __init__(self, encoder, grid, offsets, code_size, hidden_size, context_layers):
+
+class ImageCPC(nn.Cell):
+    """Patches [B, G*G, C, P, P] -> (predictions [R, B, G*G, K*D], codes [R, B, G*G, D]) for each of
+    the R `directions` (direction_order), positions in that direction's order: for each row offset k
+    in `offsets` (K of them) the linear prediction W_k c_{i,j} of z_{i+k,j} in columns [k*D, (k+1)*D)
+    (rows i + k >= G predict nothing; the loss ignores them). Direction 0 (top-down) keeps the
+    attribute names `context` and `predictor` of the one-direction model, so its checkpoints load;
+    the other directions' own context and predictor are registered after them, so the
+    one-direction model's parameters, their order and their initial values are unchanged."""
+
+    def __init__(self, encoder, grid, offsets, code_size, hidden_size, context_layers, directions=1):
         super().__init__()
         self.grid, self.offsets, self.code_size = grid, tuple(offsets), code_size
+        self.directions = directions
         self.encoder = encoder
         self.context = MaskedContext(grid, code_size, hidden_size, context_layers)
         # rows [k*code_size, (k+1)*code_size) of the weight are W_k (one linear map per row offset)
         self.predictor = nn.Dense(hidden_size, len(self.offsets) * code_size, weight_init="XavierUniform")
+        # direction d >= 1 at index d - 1; direction 0 needs no reordering (the identity)
+        self.orders = tuple(Tensor(direction_order(grid, d)) for d in range(1, directions))
+        self.extra_contexts = nn.CellList([MaskedContext(grid, code_size, hidden_size, context_layers)
+                                           for _ in range(1, directions)])
+        self.extra_predictors = nn.CellList([nn.Dense(hidden_size, len(self.offsets) * code_size,
+                                                      weight_init="XavierUniform") for _ in range(1, directions)])
+
+    def direction_codes(self, z, d):
+        """Codes [B, G*G, D] (row-major) in direction d's order (one constant Gather)."""
+        return z if d == 0 else ops.gather(z, self.orders[d - 1], 1)
+
+    def direction_context(self, codes, d):
+        """Direction d's masked context of codes already in its order."""
+        return self.context(codes) if d == 0 else self.extra_contexts[d - 1](codes)
+
+    def direction_predictions(self, context, d):
+        return self.predictor(context) if d == 0 else self.extra_predictors[d - 1](context)
 
     def construct(self, patches):
         z = self.encoder.encode_patches(patches)
-        return self.predictor(self.context(z)), z
+        predictions, codes = (), ()
+        for d in range(self.directions):
+            ordered = self.direction_codes(z, d)
+            predictions += (self.direction_predictions(self.direction_context(ordered, d), d),)
+            codes += (ordered,)
+        return ops.stack(predictions), ops.stack(codes)
 
 
 def row_offsets(hparams):
@@ -263,4 +301,5 @@ def build_image_cpc(hparams, fast_conv):
     """An ImageCPC from the hyper-parameters stored in image-task checkpoints."""
     grid = patch_grid_size(hparams["image_size"], hparams["patch_size"], hparams["patch_stride"])
     return ImageCPC(build_image_encoder(hparams, fast_conv), grid, row_offsets(hparams), hparams["code_size"],
-                    hparams["hidden_size"], hparams["context_layers"])
+                    hparams["hidden_size"], hparams["context_layers"],
+                    hparams.get("directions", 1))  # checkpoints from before the key predicted top-down only

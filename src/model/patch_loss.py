@@ -6,6 +6,10 @@ patch z_{b,i+k,j} is the positive, the B * G * G - 1 patches of other positions 
 are the negatives; each candidate appears exactly once, so the positive is never also counted as
 a negative. Loss = -log softmax of the positive, averaged over every prediction whose target row
 lies inside the grid; accuracy = top-1 (the positive scores highest among all candidates).
+
+With several directions (ImageCPC `directions`) each direction's predictions and codes come in
+that direction's order of the grid positions and are scored with the same query tables; the loss
+and accuracy are the means over directions.
 """
 from mindspore import Tensor, nn, ops
 from mindspore import dtype as mstype
@@ -31,9 +35,22 @@ def patch_infonce(predicted, codes, rows, targets):
     return loss, ops.cast(ops.argmax(logits, -1) == targets, mstype.float32).mean()
 
 
+def directions_infonce(predicted, codes, rows, targets):
+    """(loss, accuracy) averaged over directions: predicted [R, B, G*G, K*D], codes [R, B, G*G, D],
+    both of direction r in its own order of the grid. The query tables hold for every direction: a
+    direction reorders the positions within each image, so its candidates are still all B*G*G
+    codes of the batch, each once, and target b*G*G + (i+k)*G + j is its true patch in that order."""
+    loss, accuracy = patch_infonce(predicted[0], codes[0], rows, targets)
+    for r in range(1, predicted.shape[0]):
+        more = patch_infonce(predicted[r], codes[r], rows, targets)
+        loss, accuracy = loss + more[0], accuracy + more[1]
+    return loss / predicted.shape[0], accuracy / predicted.shape[0]  # / 1 is exact: one direction unchanged
+
+
 class PatchInfoNCE(nn.Cell):
-    """patches [batch, G*G, ...] -> (loss, accuracy) of an ImageCPC net or its mixed-precision form
-    (the evaluation scorer); grid, offsets: the net's grid side and row offsets."""
+    """patches [batch, G*G, ...] -> (loss, accuracy), means over the net's directions, of an ImageCPC
+    net or its mixed-precision form (the evaluation scorer); grid, offsets: the net's grid side and
+    row offsets."""
 
     def __init__(self, net, grid, offsets, batch):
         super().__init__(auto_prefix=False)  # keep the net's parameter names unchanged
@@ -43,7 +60,7 @@ class PatchInfoNCE(nn.Cell):
 
     def construct(self, patches):
         predicted, codes = self.net(patches)
-        return patch_infonce(predicted, codes, self.rows, self.targets)
+        return directions_infonce(predicted, codes, self.rows, self.targets)
 
 
 class PatchInfoNCEWithLoss(nn.Cell):
