@@ -227,3 +227,120 @@ def test_region_pooling_spans_the_grid():
     table = region_pooling(7, 3)
     np.testing.assert_allclose(table.sum(1), 1, atol=1e-6)  # each region is a mean
     assert np.all(table.reshape(9, 7, 7).max(0) > 0)        # every patch is in some region
+
+
+def one_direction_loss(net, batch):
+    """The one-direction loss cell as it was before `directions`: top-down context and predictor only."""
+    from mindspore import nn
+
+    from src.model.patch_loss import patch_infonce, query_tables
+
+    class Before(nn.Cell):
+        def __init__(self):
+            super().__init__(auto_prefix=False)
+            self.net = net
+            rows, targets = query_tables(batch, net.grid, net.offsets)
+            self.rows, self.targets = Tensor(rows), Tensor(targets)
+
+        def construct(self, patches):
+            z = self.net.encoder.encode_patches(patches)
+            return patch_infonce(self.net.predictor(self.net.context(z)), z, self.rows, self.targets)[0]
+
+    return Before()
+
+
+def grid_patches(hparams, count, seed):
+    from src.model.image_cpc import PatchGrid
+    grid = PatchGrid(hparams["image_size"], hparams["patch_size"], hparams["patch_stride"])
+    return grid(Tensor(images(hparams, count, seed)))
+
+
+def test_one_direction_is_the_model_before_directions(ms_cpu):
+    from src.model.patch_loss import PatchInfoNCEWithLoss
+    net, hparams = image_net(**GREY28)
+    assert hparams["directions"] == 1
+    names = [p.name for p in net.trainable_params()]
+    assert {name.split(".")[0] for name in names} == {"encoder", "context", "predictor"}
+    assert "context.first.dense.weight" in names and "predictor.weight" in names
+    net.set_train(True)
+    patches = grid_patches(hparams, 2, 0)
+    now = PatchInfoNCEWithLoss(net, net.grid, net.offsets, 2)(patches).asnumpy()
+    before = one_direction_loss(net, 2)(patches).asnumpy()
+    assert now.tobytes() == before.tobytes()  # bit for bit
+
+
+def test_four_directions_have_their_own_context_and_predictor(ms_cpu):
+    from src.model.patch_loss import PatchInfoNCE
+    net, hparams = image_net(**dict(GREY28, directions=4))
+    one, _ = image_net(**GREY28)
+    names = {p.name for p in net.trainable_params()}
+    assert {p.name for p in one.trainable_params()} <= names  # a one-direction checkpoint's names all fit
+    assert len(net.extra_contexts) == len(net.extra_predictors) == 3
+    assert {f"extra_contexts.{i}.first.dense.weight" for i in range(3)} <= names
+    assert {f"extra_predictors.{i}.weight" for i in range(3)} <= names
+    net.set_train(True)
+    batch = 2
+    loss, accuracy = PatchInfoNCE(net, net.grid, net.offsets, batch)(grid_patches(hparams, batch, 0))
+    loss = float(loss.asnumpy())
+    assert np.isfinite(loss) and abs(loss - np.log(batch * net.grid ** 2)) < 1.0  # chance at init
+    assert 0 <= float(accuracy.asnumpy()) <= 1
+
+
+def test_direction_orders_are_the_four_reading_directions():
+    from src.model.image_cpc import direction_order
+    grid = 3
+    index = np.arange(grid * grid).reshape(grid, grid)
+    first_rows = [index.reshape(-1)[direction_order(grid, d)].reshape(grid, grid)[0] for d in range(4)]
+    np.testing.assert_array_equal(first_rows[0], index[0])            # top row first
+    np.testing.assert_array_equal(first_rows[1], index[-1])           # bottom row first
+    np.testing.assert_array_equal(first_rows[2], index[:, 0])         # left column first
+    np.testing.assert_array_equal(first_rows[3], index[:, -1])        # right column first
+    for d in range(4):
+        assert sorted(direction_order(grid, d)) == list(range(grid * grid))  # a permutation
+
+
+def direction_context(net, z, d):
+    """Direction d's context [B, G, G, H] in its own order, of row-major codes z (inference mode)."""
+    net.set_train(False)
+    context = net.direction_context(net.direction_codes(Tensor(z), d), d)
+    return context.asnumpy().reshape(len(z), net.grid, net.grid, -1)
+
+
+@pytest.mark.parametrize("d", [0, 1, 2, 3])
+@pytest.mark.parametrize("row", [1, 3])
+def test_each_directions_context_never_sees_what_comes_after(ms_cpu, d, row):
+    from src.model.image_cpc import direction_order
+    net, hparams = image_net(**dict(GREY28, directions=4))
+    grid, size = net.grid, hparams["code_size"]
+    rng = np.random.default_rng(d)
+    z = rng.normal(0, 1, (2, grid * grid, size)).astype(np.float32)
+    order = direction_order(grid, d).reshape(grid, grid)  # row-major position at each place of d's grid
+    later = z.copy()
+    later[:, order[row:].reshape(-1)] = rng.normal(0, 1, (2, (grid - row) * grid, size))
+    before, after = direction_context(net, z, d), direction_context(net, later, d)
+    np.testing.assert_array_equal(after[:, :row], before[:, :row])   # what comes before: exactly unchanged
+    assert np.abs(after[:, row:] - before[:, row:]).max() > 0
+    earlier = z.copy()
+    earlier[:, order[row - 1, 2]] += 1.0  # one code of the row before: the next row's context reads it
+    assert np.abs(direction_context(net, earlier, d)[:, row, 2] - before[:, row, 2]).max() > 0
+
+
+@pytest.mark.parametrize("value", [0, 3, 5])
+def test_bad_directions_is_refused_naming_the_key(value):
+    with pytest.raises(ConfigError, match="directions") as error:
+        namespace(**dict(GREY28, directions=value))
+    assert "\n" not in str(error.value)
+
+
+def test_image_checkpoints_without_directions_predicted_top_down():
+    from src.config import stored_hparams
+    old = {k: v for k, v in model_hparams(namespace(**dict(GREY28, directions=4))).items() if k != "directions"}
+    assert stored_hparams(old)["directions"] == 1
+    assert "directions" not in stored_hparams(model_hparams(namespace()))  # sequence checkpoints: unchanged
+
+
+def test_an_old_image_checkpoint_builds_its_one_direction_net():
+    cfg = namespace(**dict(GREY28, directions=4))
+    old = {k: v for k, v in model_hparams(namespace(**GREY28)).items() if k != "directions"}
+    checkpoint.apply_hparams(cfg, {"hparams": old}, "old.ckpt")
+    assert cfg.directions == 1

@@ -83,7 +83,8 @@ def test_exported_encoder_equals_the_cell(image_run, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("flags, key", [(["--min_row_offset", "6"], "min_row_offset"),
-                                        (["--norm", "batchy"], "norm"), (["--pool_grid", "9"], "pool_grid")])
+                                        (["--norm", "batchy"], "norm"), (["--pool_grid", "9"], "pool_grid"),
+                                        (["--directions", "3"], "directions")])
 def test_bad_image_config_is_one_line(tmp_path, flags, key):
     proc = run_entry(["train.py", *QUICK, "--output_path", str(tmp_path / "o"), *flags])
     assert proc.returncode != 0
