@@ -36,15 +36,15 @@ def patch_infonce(predicted, codes, rows, targets):
 
 
 def directions_infonce(predicted, codes, rows, targets):
-    """(loss, accuracy) averaged over directions: predicted [R, B, G*G, K*D], codes [R, B, G*G, D],
-    both of direction r in its own order of the grid. The query tables hold for every direction: a
+    """(loss, accuracy) averaged over directions: predicted, codes: tuples of R tensors [B, G*G, K*D]
+    and [B, G*G, D], those of direction r in its own order of the grid. The query tables hold for every direction: a
     direction reorders the positions within each image, so its candidates are still all B*G*G
     codes of the batch, each once, and target b*G*G + (i+k)*G + j is its true patch in that order."""
     loss, accuracy = patch_infonce(predicted[0], codes[0], rows, targets)
-    for r in range(1, predicted.shape[0]):
+    for r in range(1, len(predicted)):
         more = patch_infonce(predicted[r], codes[r], rows, targets)
         loss, accuracy = loss + more[0], accuracy + more[1]
-    return loss / predicted.shape[0], accuracy / predicted.shape[0]  # / 1 is exact: one direction unchanged
+    return loss / len(predicted), accuracy / len(predicted)  # / 1 is exact: one direction unchanged
 
 
 class PatchInfoNCE(nn.Cell):
