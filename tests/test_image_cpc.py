@@ -8,7 +8,9 @@ from src import checkpoint
 from src.config import model_hparams, namespace
 from src.data.patches import PatchSource, cut_patches, drop_colour, input_contrast
 from src.deploy.nets import build_inference_net
+from src.eval.represent import ENCODE_BATCH, IMAGE_ENCODE_BATCH, encode, images_per_call
 from src.model.build import build_cpc, feature_size
+from src.model.classifier import Classifier, DigitHead
 from src.model.cpc import InputContrast
 from src.model.image_cpc import GroupNorm2d, PatchGrid, region_pooling
 from src.model.patch_loss import patch_infonce, query_tables
@@ -344,3 +346,19 @@ def test_an_old_image_checkpoint_builds_its_one_direction_net():
     old = {k: v for k, v in model_hparams(namespace(**GREY28)).items() if k != "directions"}
     checkpoint.apply_hparams(cfg, {"hparams": old}, "old.ckpt")
     assert cfg.directions == 1
+
+
+def test_image_encoders_are_encoded_in_smaller_calls_with_the_same_codes(ms_cpu):
+    """encode() gives an image-task encoder IMAGE_ENCODE_BATCH images per call (each is G*G patch
+    encodings: 500 images took 6.9 GB on CPU); its codes equal one image at a time's to rounding;
+    sequence encoders and heads on codes keep ENCODE_BATCH."""
+    net, hparams = image_net(**GREY28)
+    assert images_per_call(net.encoder) == IMAGE_ENCODE_BATCH < ENCODE_BATCH
+    assert images_per_call(Classifier(net.encoder, DigitHead(8 * 9, "linear"))) == IMAGE_ENCODE_BATCH
+    assert images_per_call(DigitHead(8, "linear")) == ENCODE_BATCH
+    assert images_per_call(build_cpc(model_hparams(namespace()), True).encoder) == ENCODE_BATCH
+    x = images(hparams, IMAGE_ENCODE_BATCH + 3, 0)
+    codes = encode(net.encoder, x)
+    alone = np.concatenate([net.encoder(Tensor(x[i:i + 1])).asnumpy() for i in (0, IMAGE_ENCODE_BATCH + 2)])
+    assert codes.shape == (IMAGE_ENCODE_BATCH + 3, 8 * 9)
+    np.testing.assert_allclose(codes[[0, -1]], alone, atol=1e-5)

@@ -60,6 +60,28 @@ def test_eval_contrastive_and_classify(image_run, tmp_path):
 
 
 @pytest.mark.slow
+def test_feature_layers_code_row_is_eval_linear_head(image_run, tmp_path):
+    """tools.feature_layers' `code` layer is eval.py's cpc_linear exactly (same features, subset,
+    head and seed); the other layers are scored too; a bad --layers is one line, nothing written."""
+    ckpt, common = os.path.join(image_run, "cpc_best.ckpt"), ["--label_fractions", "0.1", "--head_steps", "20"]
+    proc = run_entry(["eval.py", "--task", "classify", "--config_path", CONFIG, "--ckpt_path", ckpt, "--output_path",
+                      str(tmp_path / "k"), "--methods", "cpc_linear", "--tsne_points", "0", *common])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    want = json.load(open(tmp_path / "k" / "downstream_metrics.json"))["results"][0]["accuracy"]
+    proc = run_entry(["-m", "tools.feature_layers", "--config_path", CONFIG, "--ckpt_path", ckpt, "--output_path",
+                      str(tmp_path / "f"), "--layers", "code,hidden,context", "--seeds", "0", *common])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = {r["layer"]: r for r in json.load(open(tmp_path / "f" / "feature_layers.json"))["rows"]}
+    assert rows["code"]["accuracy"] == [want]
+    assert rows["code"]["features"] == 16 * 9 and rows["hidden"]["features"] == 32 * 9
+    assert rows["context"]["features"] == 16 * 9 and 0.1 < rows["context"]["mean"] <= 1
+    proc = run_entry(["-m", "tools.feature_layers", "--config_path", CONFIG, "--ckpt_path", ckpt, "--output_path",
+                      str(tmp_path / "bad"), "--layers", "code,nope"])
+    assert proc.returncode != 0 and len(error_lines(proc.stderr)) == 1 and "--layers" in proc.stderr
+    assert not os.path.exists(tmp_path / "bad")
+
+
+@pytest.mark.slow
 def test_exported_encoder_equals_the_cell(image_run, tmp_path):
     ckpt = os.path.join(image_run, "encoder_best.ckpt")
     name = str(tmp_path / "enc")

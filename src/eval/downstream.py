@@ -34,7 +34,7 @@ from src.data.dataset import render_digits
 from src.data.mnist import load_split
 from src.device import init_device
 from src.eval.precise_bn import PreciseBatchNorm, array_batches
-from src.eval.represent import ENCODE_BATCH, encode, fixed_subset
+from src.eval.represent import ENCODE_BATCH, encode, fixed_subset, images_per_call
 from src.model.autoencoder import build_autoencoder
 from src.model.build import build_encoder, feature_size
 from src.model.classifier import Classifier, DigitHead, build_classifier
@@ -85,8 +85,8 @@ def copy_weights(source, target):
 def predict(net, inputs):
     """Argmax digit of `net` (inference mode) over inputs, in batches."""
     net.set_train(False)
-    return np.concatenate([net(Tensor(inputs[i:i + ENCODE_BATCH])).asnumpy().argmax(-1)
-                           for i in range(0, len(inputs), ENCODE_BATCH)])
+    batch = images_per_call(net)
+    return np.concatenate([net(Tensor(inputs[i:i + batch])).asnumpy().argmax(-1) for i in range(0, len(inputs), batch)])
 
 
 def fit(net, inputs, labels, steps, batch_size, learning_rate, seed, loss_fn=None):
