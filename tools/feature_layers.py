@@ -15,14 +15,14 @@ import time
 
 import mindspore as ms
 import numpy as np
-from mindspore import Tensor, nn, ops
+from mindspore import nn, ops
 
 from src import checkpoint
 from src.config import model_hparams, parse_config
 from src.data.mnist import load_split
 from src.device import init_device
 from src.eval import downstream
-from src.eval.represent import IMAGE_ENCODE_BATCH
+from src.eval.represent import IMAGE_ENCODE_BATCH, encode
 from src.model.classifier import DigitHead
 from src.model.cpu.conv import use_fast_conv
 from src.model.image_cpc import build_image_cpc
@@ -58,12 +58,6 @@ class LayerFeatures(nn.Cell):
         elif self.layer == "code+context":
             h = ops.concat((h, self.cpc.context(h)), -1)
         return ops.matmul(encoder.pooling, h).reshape(b, -1)
-
-
-def features(net, images):
-    net.set_train(False)
-    return np.concatenate([net(Tensor(images[i:i + IMAGE_ENCODE_BATCH])).asnumpy()
-                           for i in range(0, len(images), IMAGE_ENCODE_BATCH)])
 
 
 def linear_accuracy(train, labels, test, test_labels, fraction, seed, cfg):
@@ -111,7 +105,7 @@ def main(argv=None):
     for layer in layers:
         start = time.perf_counter()
         net = LayerFeatures(cpc, layer)
-        train, test = features(net, data.train_x), features(net, data.test_x)
+        train, test = (encode(net, x, IMAGE_ENCODE_BATCH) for x in (data.train_x, data.test_x))
         for fraction in fractions:
             accuracy = [linear_accuracy(train, data.train_y, test, data.test_y, fraction, s, cfg) for s in seeds]
             rows.append({"layer": layer, "features": int(train.shape[1]), "label_fraction": fraction,

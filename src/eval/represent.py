@@ -38,10 +38,11 @@ def images_per_call(net):
     return IMAGE_ENCODE_BATCH if isinstance(getattr(net, "encoder", net), ImageEncoder) else ENCODE_BATCH
 
 
-def encode(encoder, images):
-    """Codes [N, code_size] of float32 images, encoder in inference mode (nothing is updated)."""
+def encode(encoder, images, batch=None):
+    """Codes [N, code_size] of float32 images, encoder in inference mode (nothing is updated);
+    batch images per call (default: images_per_call(encoder))."""
     encoder.set_train(False)
-    batch = images_per_call(encoder)
+    batch = batch or images_per_call(encoder)
     return np.concatenate([encoder(Tensor(images[i:i + batch])).asnumpy() for i in range(0, len(images), batch)])
 
 
