@@ -38,14 +38,18 @@ def test_pca_finds_the_main_direction():
 
 
 def test_tsne_keeps_the_clusters_apart():
-    """t-SNE's map keeps each code's neighbours: a kNN on the 2-D points still finds the digit."""
+    """t-SNE's map keeps each code's neighbours: a kNN on the 2-D points still finds the digit
+    (chance 0.1; the codes themselves give 1.0). t-SNE may split a cluster, and where depends on the
+    scikit-learn release and the processor: measured 0.94 / 1.00 / 1.00 on the three data seeds
+    (scikit-learn 1.9.1, Intel Xeon), so the bound keeps a margin below the worst of them."""
     from src.eval.represent import knn_accuracy
-    rng = np.random.default_rng(0)
     labels = np.arange(200) % 10
-    codes = 3 * rng.normal(size=(10, 32))[labels] + rng.normal(size=(200, 32))
-    points = downstream.tsne_2d(codes.astype(np.float32), seed=0)
-    assert points.shape == (200, 2)
-    assert knn_accuracy(points[:100], labels[:100], points[100:], labels[100:], k=5) > 0.95
+    for data_seed in range(3):
+        rng = np.random.default_rng(data_seed)
+        codes = 3 * rng.normal(size=(10, 32))[labels] + rng.normal(size=(200, 32))
+        points = downstream.tsne_2d(codes.astype(np.float32), seed=0)
+        assert points.shape == (200, 2)
+        assert knn_accuracy(points[:100], labels[:100], points[100:], labels[100:], k=5) > 0.85, data_seed
 
 
 def _bn_stats(cell):

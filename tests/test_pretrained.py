@@ -13,6 +13,21 @@ from tests.conftest import REPO, error_lines, run_entry
 
 SHIPPED = os.path.join(REPO, "pretrained")
 
+# The shipped card was measured on another processor. MindSpore's CPU kernels differ there in the
+# last bits (card made on an AMD processor, measured on an Intel Xeon: test_loss 0.01016225785 vs 0.01016225750, 3.5e-8
+# relative), so figures made elsewhere are compared within these tolerances; figures made in this
+# process or on this machine are compared exactly (test_published_figures_...).
+LOSS_RTOL = 1e-5
+FLIPS_ALLOWED = 2  # decisions that may flip on a near-tie: accuracies within 2 samples
+
+
+def assert_same_as_elsewhere(measured, card):
+    """Contrastive figures of this machine against a card made on another processor."""
+    assert measured["num_sequences"] == card["num_sequences"]
+    assert measured["test_loss"] == pytest.approx(card["test_loss"], rel=LOSS_RTOL)
+    assert measured["test_accuracy"] == pytest.approx(card["test_accuracy"],
+                                                      abs=FLIPS_ALLOWED / card["num_sequences"] + 1e-12)
+
 
 @pytest.fixture(scope="module")
 def published(classify_run, tmp_path_factory):
@@ -86,8 +101,7 @@ def test_shipped_model_reproduces_its_card_with_the_readme_commands(tmp_path):
                       "--output_path", str(tmp_path / "eval")])
     assert proc.returncode == 0, proc.stderr[-2000:]
     measured = json.loads((tmp_path / "eval" / "eval_metrics.json").read_text())
-    for key in ("test_accuracy", "test_loss", "num_sequences"):
-        assert measured[key] == card["figures"]["contrastive"][key], key
+    assert_same_as_elsewhere(measured, card["figures"]["contrastive"])
     mindir = tmp_path / "classifier"
     proc = run_entry(["export.py", "--device_target", "CPU", "--ckpt_path",
                       "pretrained/cpc_mnist64_color_classifier.ckpt", "--net", "classifier", "--file_format",
@@ -98,7 +112,9 @@ def test_shipped_model_reproduces_its_card_with_the_readme_commands(tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     (infer_dir,) = (tmp_path / "runs").iterdir()
     accuracy = json.loads((infer_dir / "infer_metrics.json").read_text())["accuracy"]
-    assert accuracy == pytest.approx(card["figures"]["classifier"]["test_digit_accuracy"], abs=1e-9)
+    digits = card["figures"]["classifier"]["num_digits"]
+    assert accuracy == pytest.approx(card["figures"]["classifier"]["test_digit_accuracy"],
+                                     abs=FLIPS_ALLOWED / digits + 1e-12)
 
 
 @pytest.mark.skipif(not os.path.isdir(SHIPPED), reason="no pretrained/ folder in this checkout")
