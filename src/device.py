@@ -1,19 +1,17 @@
 """Device and run-mode set-up: resolve device_target, set the context, seed everything.
 
-When a device cannot be used, say why: `import mindspore` tries to load the Ascend and GPU plugins
-and keeps their loader errors (MSContext.load_plugin_error(), which ms.hal.is_available only logs
-as a MindSpore warning, hidden by GLOG_v=3). The GPU plugin is chosen by the CUDA version found
-through CUDA_HOME or nvcc; the PyPI wheel's plugins are built for CUDA 11.x and cuDNN 8, so on a
-CUDA-12-only machine no GPU plugin loads and `auto` falls back to CPU.
+When a device cannot be used, say why: first what MindSpore itself checks before loading a device
+plugin (src/device_env.py: CUDA_HOME and its nvcc release, the CUDA 11 / CANN libraries, the chip),
+then the loader errors `import mindspore` kept (MSContext.load_plugin_error(), which
+ms.hal.is_available only logs as a MindSpore warning).
 """
 import logging
 import os
 import re
-import shutil
-import subprocess
 
 import mindspore as ms
 
+from src.device_env import device_problems
 from src.utils.errors import ConfigError, CPCError, first_line
 
 log = logging.getLogger("cpc")
@@ -32,25 +30,9 @@ def plugin_load_errors():
         return ""
 
 
-def _cuda_found():
-    """Where MindSpore would look for CUDA: CUDA_HOME, else nvcc on PATH (with its release)."""
-    home = os.environ.get("CUDA_HOME")
-    nvcc = os.path.join(home, "bin", "nvcc") if home else shutil.which("nvcc")
-    release = ""
-    if nvcc and os.path.exists(nvcc):
-        try:
-            out = subprocess.run([nvcc, "--version"], capture_output=True, text=True, timeout=10).stdout
-            match = re.search(r"release (\d+\.\d+)", out)
-            release = f", CUDA {match.group(1)}" if match else ""
-        except (OSError, subprocess.SubprocessError):
-            pass
-    if home:
-        return f"CUDA_HOME={home}{release}"
-    return f"nvcc {nvcc}{release}" if nvcc else None
-
-
 def unavailable_reason(target):
-    """None if MindSpore can use `target` here (CPU always can), else one line saying why not."""
+    """None if MindSpore can use `target` here (CPU always can), else one line saying why not: the
+    pieces MindSpore itself checks (src/device_env.py), then the loader's own error, if any."""
     if target == "CPU":
         return None
     try:
@@ -58,19 +40,16 @@ def unavailable_reason(target):
             return None
     except Exception as exc:  # an absent plugin may raise instead of answering False
         return f"ms.hal.is_available raised {type(exc).__name__}: {first_line(exc, '')}"
+    reasons = device_problems(target)
     failed = [line.strip() for line in plugin_load_errors().splitlines()
               if any(lib in line for lib in PLUGIN_LIBS[target])]
     if failed:
         details = "; ".join(re.sub(r"^Load dynamic library: (\S+) failed\.\s*", r"\1: ", line) for line in failed)
-        return f"plugin not loadable: {details}"
-    if target == "GPU":
-        cuda = _cuda_found()
-        if cuda is None:
-            return ("no GPU plugin loaded: no CUDA found (CUDA_HOME unset, no nvcc on PATH); "
-                    "the wheel's GPU plugin needs CUDA 11.x and cuDNN 8")
-        return (f"no GPU plugin loaded for the CUDA found ({cuda}); "
-                f"the wheel's GPU plugin needs CUDA 11.x and cuDNN 8")
-    return "no Ascend plugin loaded (this MindSpore wheel or the CANN toolkit lacks it)"
+        reasons.append(f"plugin not loadable: {details}")
+    if not reasons:
+        reasons.append(f"no {target} plugin loaded, although CUDA/CANN and their libraries were found "
+                       f"(run with GLOG_v=1 to see MindSpore's plugin loader)")
+    return "; ".join(reasons)
 
 
 def device_available(target):
