@@ -1,9 +1,11 @@
 """What the encoder's codes say about the digits, each epoch: kNN accuracy and a linear probe.
 
 The contrastive accuracy is near 1 after the first epoch and says little about the codes; the
-self-supervised libraries (lightly's kNN, solo-learn's online probe) score the codes as digit
-features during training instead. Here, after each validation: the codes of a fixed class-balanced
-subset of the training digits (`repr_train_digits`) and of the validation digits
+self-supervised libraries score the codes as digit features during training instead (lightly's
+kNN monitor, solo-learn's online probe). Ours is simpler than theirs: their kNN weights each of
+its 200 neighbours' votes by exp(similarity / temperature); this one takes an unweighted majority of
+`knn_k` neighbours, so its figures are not comparable with theirs. Here, after each validation:
+the codes of a fixed class-balanced subset of the training digits (`repr_train_digits`) and of the validation digits
 (`repr_val_digits`), computed in inference mode, then
 
   knn_accuracy    majority vote of the `knn_k` nearest training codes (cosine distance)
