@@ -8,7 +8,8 @@ and backward, im2col and col2im as block copies. The Cells here are the kernels'
 are in src/model/cpc.py (BatchNormLeakyReLU2d) and src/model/cpu/conv.py (_KernelConv).
 
 The library is built with the system C++ compiler on first use (`g++`, or `$CXX`) and cached under
-`$CPC_KERNEL_CACHE` (default `~/.cache/cpc_mindspore`), one file per source/flags/compiler; a build
+`$CPC_KERNEL_CACHE` (default `~/.cache/cpc_mindspore`), one file per source/flags/compiler/processor
+target (src/model/cpu/target.py); a build
 goes to a temporary name and is renamed, so concurrent ranks cannot see a half-written library.
 Without a compiler (or with CPC_CPU_KERNELS=0) `library()` is None and the encoder uses its
 MindSpore-op CPU path (src/model/cpu/conv.py, src/model/cpc.py): same parameters, same results within float error.
@@ -24,6 +25,8 @@ import tempfile
 import numpy as np
 from mindspore import Tensor, nn, ops
 
+from src.model.cpu.target import cpu_features, target_flags
+
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cpu_kernels.cc")
 FLAGS = ["-O3", "-fno-trapping-math", "-std=c++17", "-shared", "-fPIC", "-pthread"]
 _state = {}
@@ -38,11 +41,30 @@ def _compiler():
 
 
 def _build(compiler):
-    """Compile SOURCE into the cache (once per source, flags and compiler); return the library path."""
+    """Compile SOURCE into the cache for this processor's target (target.py), falling back to the
+    portable build if the compiler refuses the target flags; return the library path."""
+    # CPC_KERNEL_TARGET=portable: the baseline build whatever the processor (to compare, or to share
+    # one cache between machines of different levels)
+    portable = os.environ.get("CPC_KERNEL_TARGET", "auto") == "portable"
+    flags, key = ([], "portable") if portable else target_flags(cpu_features())
+    try:
+        return _build_for(compiler, flags, key)
+    except RuntimeError:
+        if not flags:
+            raise
+        logging.getLogger(__name__).warning("CPU kernels: %s refused %s; building for the portable target",
+                                            compiler, " ".join(flags))
+        return _build_for(compiler, [], "portable")
+
+
+def _build_for(compiler, target, target_key):
+    """Compile SOURCE with FLAGS + target flags into the cache (once per source, flags, compiler and
+    processor target); return the library path."""
     with open(SOURCE, "rb") as f:
         source = f.read()
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=True).stdout
-    key = hashlib.sha256(source + " ".join(FLAGS).encode() + version.encode()).hexdigest()[:16]
+    flags = FLAGS + list(target)
+    key = hashlib.sha256(source + " ".join(flags).encode() + version.encode() + target_key.encode()).hexdigest()[:16]
     folder = _cache_dir()
     path = os.path.join(folder, f"cpu_kernels-{key}.so")
     if os.path.isfile(path):
@@ -51,7 +73,7 @@ def _build(compiler):
     fd, tmp = tempfile.mkstemp(prefix=".cpu_kernels-", suffix=".so", dir=folder)
     os.close(fd)
     try:
-        done = subprocess.run([compiler, *FLAGS, "-o", tmp, SOURCE], capture_output=True, text=True)
+        done = subprocess.run([compiler, *flags, "-o", tmp, SOURCE], capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "compiler failed")
         os.replace(tmp, path)
