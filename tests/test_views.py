@@ -115,6 +115,19 @@ def test_colour_jitter_is_the_stepwise_definition():
     np.testing.assert_allclose(got, stepwise_jitter(pixels, draw, spec), atol=1e-5)
 
 
+@pytest.mark.parametrize("change,message", [
+    (dict(crop_scale=(0.0, 1.0)), r"crop_scale must be \(low, high\) with 0.0 < low <= high <= 1.0, got \(0.0, 1.0\)"),
+    (dict(crop_scale=(0.8, 0.4)), "crop_scale must be"), (dict(crop_ratio=(2.0, 1.0)), "crop_ratio must be"),
+    (dict(blur_sigma=(0.0, 1.0)), "blur_sigma must be"),
+    (dict(jitter_probability=1.5), r"jitter_probability must be in \[0, 1\]"),
+    (dict(grayscale_probability=-0.1), "grayscale_probability"),
+    (dict(brightness=1.2), r"brightness must be in \[0, 1.0\]"),
+    (dict(hue=0.6), r"hue must be in \[0, 0.5\]")])
+def test_impossible_strengths_are_refused(change, message):
+    with pytest.raises(ValueError, match=message):
+        views.ViewSpec(**change)
+
+
 # sRGB -> CIE Lab (D65), the values of B. Lindbloom's colour calculator
 KNOWN_LAB = [((1, 1, 1), (100.0, 0.0, 0.0)), ((0, 0, 0), (0.0, 0.0, 0.0)), ((1, 0, 0), (53.2408, 80.0925, 67.2032)),
              ((0, 1, 0), (87.7347, -86.1827, 83.1793)), ((0, 0, 1), (32.2970, 79.1875, -107.8602)),

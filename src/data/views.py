@@ -54,6 +54,24 @@ class ViewSpec:
     hue: float = 0.1                 # share of a full turn
     grayscale_probability: float = 0.2
 
+    def __post_init__(self):
+        check_spec(self)
+
+
+def check_spec(spec):
+    """ValueError naming the first impossible strength (a spec is built from user config keys)."""
+    ranges = {"crop_scale": (0.0, 1.0), "crop_ratio": (0.0, math.inf), "blur_sigma": (0.0, math.inf)}
+    for name, (lo, hi) in ranges.items():
+        low, high = getattr(spec, name)
+        if not lo < low <= high <= hi:
+            raise ValueError(f"{name} must be (low, high) with {lo} < low <= high <= {hi}, got {(low, high)}")
+    for name in ("blur_probability", "jitter_probability", "grayscale_probability"):
+        if not 0.0 <= getattr(spec, name) <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {getattr(spec, name)}")
+    for name, hi in (("brightness", 1.0), ("contrast", 1.0), ("saturation", 1.0), ("hue", 0.5)):
+        if not 0.0 <= getattr(spec, name) <= hi:
+            raise ValueError(f"{name} must be in [0, {hi}] (a factor 1 +- it, kept >= 0), got {getattr(spec, name)}")
+
 
 def crop_boxes(rng, count, size, scale, ratio):
     """(top, left, height, width) float arrays [count]: torchvision's RandomResizedCrop sampling."""
@@ -97,7 +115,7 @@ def blur_matrices(sigma, size):
 
 def blur(pixels, rng, spec):
     """With blur_probability per image a separable Gaussian blur, sigma drawn in blur_sigma (pixels)."""
-    count, channels, size = pixels.shape[:3]
+    count, size = len(pixels), pixels.shape[-1]
     sigma = rng.uniform(spec.blur_sigma[0], spec.blur_sigma[1], count).astype(np.float32)
     chosen = np.flatnonzero(rng.random(count) < spec.blur_probability)
     if len(chosen):
