@@ -108,3 +108,19 @@ def test_digest_files_as_tools_write_them_are_read(ms_cpu, tmp_path, text):
     digest = checkpoint.sha256_of(path)
     (tmp_path / "model.ckpt.sha256").write_text(text.format(digest=digest, DIGEST=digest.upper()))
     assert checkpoint.load(path)[0]
+
+
+def test_eval_refuses_a_flipped_byte_with_one_line_and_nothing_else(ms_cpu, tmp_path):
+    """The command as a user runs it: stderr holds the one error line (not MindSpore's own log line
+    blaming permissions), exit 2, no metrics."""
+    from tests.conftest import TINY, run_entry
+    path, net = _tiny_cpc(tmp_path)
+    raw = bytearray(open(path, "rb").read())
+    weight = net.encoder.embedding.weight.asnumpy().tobytes()
+    raw[raw.find(weight) + 7] ^= 0x80
+    open(path, "wb").write(bytes(raw))
+    proc = run_entry(["eval.py", "--config_path", TINY, "--ckpt_path", path, "--output_path", str(tmp_path / "e")])
+    lines = [line for line in proc.stderr.splitlines() if line.strip() and "WARNING" not in line]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
+    assert lines[0].startswith("error: checkpoint") and "CRC32" in lines[0]
+    assert not (tmp_path / "e" / "eval_metrics.json").exists()
