@@ -154,3 +154,10 @@ def test_benchmark_refuses_a_profile_path_it_cannot_make_before_timing(ms_cpu, t
     line = _refused(benchmark.main, ["--config_path", TINY, "--device_target", "CPU", "--profile_path", str(path)],
                     capsys)
     assert "--profile_path" in line and "taken" in line
+
+
+def test_torch_reference_refuses_a_loss_it_does_not_time(capsys):
+    pytest.importorskip("torch")  # an optional dependency of this tool only
+    from tools import torch_reference
+    line = _refused(torch_reference.main, ["--config_path", TINY, "--loss", "infonce"], capsys)
+    assert "binary loss only; got loss: infonce" in line
