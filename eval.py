@@ -39,6 +39,9 @@ def main(argv=None):
     if not cfg.ckpt_path:
         raise ConfigError("config key 'ckpt_path' is required: the checkpoint to evaluate")
     params, meta = checkpoint.load(cfg.ckpt_path)
+    if cfg.eval_task == "contrastive":  # a classifier or encoder: named by its kind, not its missing parameters
+        checkpoint.require_kind(meta, cfg.ckpt_path, ("cpc",), "contrastive evaluation needs the full CPC "
+                                "checkpoint (cpc_best.ckpt or cpc_last.ckpt); --task classify takes this one")
     if cfg.eval_task == "classify":
         with batch_guard("head_batch_size", cfg.head_batch_size):
             return downstream.classify(cfg, params, meta)

@@ -10,14 +10,13 @@ them. Every key is declared once in SCHEMA with its type, default and meaning; a
 flag that is not in SCHEMA, a value of the wrong type or an impossible value raises
 ConfigError naming the key. Nothing here runs at import time.
 """
-import argparse
 import math
 import os
 from types import SimpleNamespace
 
 import yaml
 
-from src.utils.errors import ConfigError
+from src.utils.errors import ArgParser, ConfigError  # ArgParser: imported from here by the commands
 from src.utils.geometry import GROUP_SIZE, encoder_output_size, patch_grid_size
 from src.utils.paths import expand, require_file
 
@@ -278,7 +277,23 @@ def validate_image(cfg):
     if cfg.norm == "group" and cfg.encoder_channels % GROUP_SIZE:
         raise ConfigError(f"config key 'encoder_channels' must be a multiple of {GROUP_SIZE} with norm: group, "
                           f"got {cfg.encoder_channels}")
+    check_patch_jitter(cfg)
     return cfg
+
+
+def max_patch_jitter(image_size, patch_size):
+    """The largest patch_jitter that still moves windows rather than pinning them to the edge: less
+    than a patch (a whole patch's shift is another patch's window) and no more than the room the image
+    leaves around one patch (beyond it most shifts are clipped to the image's edge)."""
+    return max(0, min(patch_size - 1, image_size - patch_size))
+
+
+def check_patch_jitter(cfg):
+    limit = max_patch_jitter(cfg.image_size, cfg.patch_size)
+    if cfg.patch_jitter > limit:
+        raise ConfigError(f"config key 'patch_jitter' must be <= {limit} (below patch_size {cfg.patch_size} and at "
+                          f"most image_size - patch_size = {cfg.image_size - cfg.patch_size}; larger shifts are "
+                          f"clipped to the image's edge), got {cfg.patch_jitter}")
 
 
 def read_yaml(path):
@@ -306,13 +321,6 @@ def read_yaml(path):
     if unknown:
         raise ConfigError(f"unknown config key '{unknown[0]}' in {path}")
     return {name: _coerce(name, value) for name, value in data.items() if name in SCHEMA}
-
-
-class ArgParser(argparse.ArgumentParser):
-    """argparse whose errors become one-line ConfigErrors instead of usage text + exit (for every tool)."""
-
-    def error(self, message):
-        raise ConfigError(message)
 
 
 def _flag_type(name):
@@ -344,7 +352,7 @@ def parse_config(argv=None, description="CPC (MindSpore)", extra_args=None, key_
                             help=(key_help or {}).get(name, f"{key.doc} (default: {values[name]!r})"))
     cfg = parser.parse_args(argv)
     cfg.config_path = os.path.abspath(expand(cfg.config_path))
-    return validate(cfg)
+    return check_task_keys(validate(cfg))
 
 
 def config_dict(cfg):
@@ -372,6 +380,24 @@ SEQUENCE_TASK = {"task": "sequence"}  # a checkpoint without a task key is a seq
 # image keys added after image checkpoints were first written: what such a checkpoint was trained with
 # (fixed here, not SCHEMA's default, which may change)
 IMAGE_DEFAULTS = {"directions": 1}
+
+
+# keys only one task reads (the image task ignores terms, loss, ...; the sequence task the patch keys)
+IMAGE_ONLY_KEYS = tuple(k for k in IMAGE_MODEL_KEYS if k != "task") + ("patch_jitter", "color_drop")
+SEQUENCE_ONLY_KEYS = ("terms", "predict_terms", "loss", "num_negatives", "negatives_across_steps")
+
+
+def check_task_keys(cfg):
+    """ConfigError naming a key of the other task that the YAML or a flag sets away from its default:
+    the config's task would ignore it without a word (a saved run config restates every key at its
+    default, so it passes)."""
+    other, task = (SEQUENCE_ONLY_KEYS, "sequence") if cfg.task == "image" else (IMAGE_ONLY_KEYS, "image")
+    for name in other:
+        value = getattr(cfg, name)
+        if value != SCHEMA[name].default:
+            raise ConfigError(f"config key '{name}' ({value!r}) is read by the {task} task only; this config is "
+                              f"task: {cfg.task}, which would ignore it (remove it, or set task: {task})")
+    return cfg
 
 
 def stored_hparams(hparams):

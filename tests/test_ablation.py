@@ -4,7 +4,7 @@ import json
 import pytest
 
 from src.utils.errors import ConfigError
-from tests.conftest import TINY, run_entry
+from tests.conftest import REPO, TINY, run_entry
 from tools import ablation
 
 
@@ -53,3 +53,46 @@ def test_script_runs_the_grid_into_a_run_folder(tmp_path):
     assert (row["terms"], row["predict_terms"]) == (1, 1) and (run_dir / "t1_p1" / "metrics.json").is_file()
     bad = run_entry(["bash", "scripts/run_ablation.sh", str(tmp_path / "none.yaml")], env={"RUNS_DIR": str(tmp_path)})
     assert bad.returncode == 2 and "CONFIG_PATH" in bad.stderr and len(list(tmp_path.iterdir())) == 1
+
+
+def test_a_repeated_grid_value_is_refused_naming_it():
+    with pytest.raises(ConfigError, match=r"--grid_predict_terms names 2 twice \('1,2,2'\)"):
+        ablation.parse_grid("1,2,2", "--grid_predict_terms")
+
+
+def _refused(argv, capsys):
+    from src.utils.errors import run_main
+    with pytest.raises(SystemExit) as stop:
+        run_main(ablation.main, argv)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert stop.value.code == 2 and len(lines) == 1 and lines[0].startswith("error: "), lines
+    return lines[0]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--config_path", f"{REPO}/config/cpc_image28_gray.yaml"], r"varies terms and predict_terms, keys of the sequence "
+                                                        r"task; .*cpc_image28_gray\.yaml is task: image"),
+    (["--grid_predict_terms", "2,1", "--loss", "infonce", "--batch_size", "4", "--predict_terms", "2",
+      "--negatives_across_steps", "true", "--num_negatives", "7"],
+     r"grid cell terms 1 predict_terms 1: config key 'num_negatives' must be <= 3"),
+    (["--grid_predict_terms", "1,1"], r"--grid_predict_terms names 1 twice"),
+])
+def test_a_grid_that_cannot_run_whole_is_refused_before_the_first_cell(tmp_path, capsys, monkeypatch, flags,
+                                                                         message):
+    """An image config, a cell whose config is invalid, a repeated value: one line, nothing trained or written."""
+    import re
+    monkeypatch.setattr(ablation, "run_cell", lambda *a: pytest.fail("a cell was trained"))
+    line = _refused(["--config_path", TINY, "--grid_terms", "1", "--output_path", str(tmp_path / "o")] + flags,
+                    capsys)
+    assert re.search(message, line), line
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_cell_folder_holding_an_earlier_runs_checkpoints_is_refused_up_front(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(ablation, "run_cell", lambda *a: pytest.fail("a cell was trained"))
+    (tmp_path / "t1_p2").mkdir()
+    (tmp_path / "t1_p2" / "cpc_e1_s5.ckpt").write_bytes(b"x")
+    line = _refused(["--config_path", TINY, "--grid_terms", "1", "--grid_predict_terms", "1,2", "--output_path",
+                     str(tmp_path)], capsys)
+    assert "t1_p2 holds rolling checkpoints of an earlier run" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t1_p2"]

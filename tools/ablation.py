@@ -15,8 +15,10 @@ import json
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
-from src.config import REPO_ROOT, parse_config
+from src.config import REPO_ROOT, parse_config, validate
+from src.train.resume import rolling
 from src.utils.atomic import atomic_write
 from src.utils.errors import ConfigError, CPCError, run_main
 from src.utils.runlog import prepare_output, write_json
@@ -30,14 +32,40 @@ def _extra(parser):
 
 
 def parse_grid(text, flag):
-    """Positive integers of a comma-separated flag value, in order, or ConfigError."""
+    """Distinct positive integers of a comma-separated flag value, in order, or ConfigError (a repeated
+    value would train its cell twice into one folder)."""
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         values = []
     if not values or min(values) < 1:
         raise ConfigError(f"{flag} must be comma-separated integers >= 1, got {text!r}")
+    repeated = next((v for i, v in enumerate(values) if v in values[:i]), None)
+    if repeated is not None:
+        raise ConfigError(f"{flag} names {repeated} twice ({text!r}): each value is one cell of the grid")
     return values
+
+
+def check_grid(cfg, grid):
+    """Every cell's configuration is valid before the first one trains (a cell is the config with its
+    terms and predict_terms); the grid varies the sequence task's keys, so an image config is refused."""
+    if cfg.task != "sequence":
+        raise ConfigError(f"tools.ablation varies terms and predict_terms, keys of the sequence task; "
+                          f"{cfg.config_path} is task: {cfg.task}, which does not read them")
+    for terms, predict_terms in grid:
+        cell = SimpleNamespace(**dict(vars(cfg), terms=terms, predict_terms=predict_terms))
+        try:
+            validate(cell)
+        except ConfigError as exc:
+            raise ConfigError(f"grid cell terms {terms} predict_terms {predict_terms}: {exc}") from None
+        out = cell_folder(cfg, terms, predict_terms)
+        if not cfg.resume and rolling(out):  # train.py would refuse it, after the cells before it trained
+            raise ConfigError(f"{out} holds rolling checkpoints of an earlier run: use another output_path, "
+                              f"or --resume True to continue the grid")
+
+
+def cell_folder(cfg, terms, predict_terms):
+    return os.path.join(os.path.abspath(cfg.output_path), f"t{terms}_p{predict_terms}")
 
 
 def forwarded(argv):
@@ -97,10 +125,11 @@ def main(argv=None):
                        extra_args=_extra)
     grid = [(t, p) for t in parse_grid(cfg.grid_terms, "--grid_terms")
             for p in parse_grid(cfg.grid_predict_terms, "--grid_predict_terms")]
+    check_grid(cfg, grid)
     prepare_output(cfg.output_path)
     rows, flags = [], forwarded(argv)
     for terms, predict_terms in grid:
-        out = os.path.join(os.path.abspath(cfg.output_path), f"t{terms}_p{predict_terms}")
+        out = cell_folder(cfg, terms, predict_terms)
         rows.append(summary(terms, predict_terms, *run_cell(flags, terms, predict_terms, out)))
         print(f"terms {terms} predict_terms {predict_terms}: contrastive {rows[-1]['val_accuracy']:.3f} "
               f"kNN {_cell(rows[-1]['knn_accuracy'])} probe {_cell(rows[-1]['probe_accuracy'])}",

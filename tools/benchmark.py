@@ -37,7 +37,8 @@ from src.model.build import build_cpc
 from src.model.cpu.conv import use_fast_conv
 from src.train.tasks import for_config
 from src.train.trainer import build_train_cell
-from src.utils.errors import batch_guard, run_main
+from src.utils.errors import ConfigError, batch_guard, run_main
+from src.utils.paths import require_folder_target
 from src.utils.timing import check_counts, inference_repeats, throughput, timed
 
 
@@ -172,9 +173,22 @@ def measure(cfg, target):
         "num_parallel_workers": cfg.num_parallel_workers}
 
 
+def check_profile_path(cfg):
+    """--profile_path is a folder or can become one: checked before anything is timed (MindSpore's
+    profiler would refuse it only after the whole benchmark)."""
+    if cfg.profile_path:
+        cfg.profile_path = os.path.abspath(require_folder_target(cfg.profile_path, "--profile_path", ConfigError))
+        existing = os.path.dirname(cfg.profile_path)
+        while not os.path.exists(existing):
+            existing = os.path.dirname(existing)
+        if not os.path.isdir(existing):
+            raise ConfigError(f"--profile_path {cfg.profile_path} cannot be made: {existing} is a file")
+
+
 def main(argv=None):
     cfg = parse_config(argv, description="Benchmark the CPC training step", extra_args=_extra)
     check_counts(cfg.steps, cfg.warmup)
+    check_profile_path(cfg)
     target = init_device(cfg)
     with batch_guard("batch_size", cfg.batch_size):  # memory running out: one line, not a framework stack
         print(json.dumps(measure(cfg, target)))

@@ -3,14 +3,12 @@
 
     python -m tools.check_rank_table FILE [--server-index K]
 """
-import argparse
-
 from src.train.distributed import RankTableError, parse_rank_table
-from src.utils.errors import run_main
+from src.utils.errors import ArgParser, run_main
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m tools.check_rank_table", description=__doc__.split("\n")[0])
+    parser = ArgParser(prog="python -m tools.check_rank_table", description=__doc__.split("\n")[0])
     parser.add_argument("path")
     parser.add_argument("--server-index", type=int, default=0, help="which server_list entry is this machine")
     args = parser.parse_args(argv)

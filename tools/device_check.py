@@ -21,7 +21,7 @@ import sys
 
 import numpy as np
 
-from src.utils.errors import CPCError, run_main
+from src.utils.errors import ArgParser, CPCError, run_main
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO_ROOT, "config", "cpc_mnist28_gray.yaml")
@@ -169,7 +169,7 @@ def table(rows, target, amp):
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m tools.device_check", description=__doc__.split("\n")[0])
+    parser = ArgParser(prog="python -m tools.device_check", description=__doc__.split("\n")[0])
     parser.add_argument("--device_target", default="auto", choices=("auto", "Ascend", "GPU", "CPU"))
     parser.add_argument("--work_dir", help="folder for the runs, the MINDIR and the step logs")
     parser.add_argument("--config_path", default=CONFIG)

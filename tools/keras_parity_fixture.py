@@ -24,7 +24,6 @@ its softmax) and probabilities (the softmax). tests/test_keras_import.py compare
 MindSpore networks with these arrays; the images are stored, so the tests need neither Lena nor
 TensorFlow. Deterministic for a given --seed.
 """
-import argparse
 import gzip
 import os
 import sys
@@ -32,6 +31,9 @@ import sys
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)  # run as a script in a TensorFlow environment: src.utils.errors is pure Python
+from src.utils.errors import ArgParser, CPCError, run_main  # noqa: E402
+
 DATA = os.path.join(REPO, "tests", "data", "keras")
 # file -> (image size, conv blocks, filters, dense units, classifier?)
 MODELS = {"64x64_encoder": (64, 4, 64, 256, False),
@@ -120,16 +122,20 @@ def set_file_weights(model, path):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgParser(description=__doc__.splitlines()[0])
     parser.add_argument("--resources_dir", required=True, help="the original's resources/ (lena.jpg, t10k-*)")
     parser.add_argument("--num_images", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=os.path.join(DATA, "keras_parity.npz"))
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    import tensorflow as tf
-    import tf_keras as keras
-    from PIL import Image
+    try:
+        import tensorflow as tf
+        import tf_keras as keras
+        from PIL import Image
+    except ImportError as exc:
+        raise CPCError(f"tools/keras_parity_fixture.py needs TensorFlow and tf-keras ({exc}); see its docstring "
+                       f"for the environment") from None
 
     images = read_idx(os.path.join(args.resources_dir, "t10k-images-idx3-ubyte.gz"), 16).reshape(-1, 28, 28)
     labels = read_idx(os.path.join(args.resources_dir, "t10k-labels-idx1-ubyte.gz"), 8)
@@ -159,4 +165,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -43,7 +43,7 @@ except ImportError:
     sys.exit("error: tools/torch_reference.py needs PyTorch (pip install torch, the CPU build)")
 
 from src.config import parse_config  # noqa: E402  (pure Python: no MindSpore import)
-from src.utils.errors import CPCError, run_main  # noqa: E402
+from src.utils.errors import ConfigError, CPCError, run_main  # noqa: E402
 from src.utils.geometry import GROUP_SIZE, conv_geometry, patch_grid_size, query_tables  # noqa: E402
 from src.utils.timing import check_counts, inference_repeats, throughput, timed  # noqa: E402
 
@@ -277,6 +277,8 @@ def _extra(parser):
 def main(argv=None):
     cfg = parse_config(argv, description="PyTorch reference of the CPC training step", extra_args=_extra)
     check_counts(cfg.steps, cfg.warmup)
+    if cfg.task == "sequence" and cfg.loss != "binary":  # it would time the binary step under loss's name
+        raise ConfigError(f"tools/torch_reference.py times the sequence task's binary loss only; got loss: {cfg.loss}")
     with memory_guard(cfg.batch_size):
         print(json.dumps(measure(cfg)))
 

@@ -49,6 +49,8 @@ def main(argv=None):
     cfg = parse_config(argv, description="Write a PNG grid of a CPC sequence batch", extra_args=_extra)
     if cfg.index < 0 or cfg.rows < 1:
         raise ConfigError(f"--index must be >= 0 and --rows >= 1, got {cfg.index} and {cfg.rows}")
+    if cfg.task != "sequence":  # it would draw the sequence task's batch, which this config never trains on
+        raise ConfigError(f"tools.visualize draws sequence batches; {cfg.config_path} is task: {cfg.task}")
     prepare_output(cfg.output_path)
     batch = build_source(cfg, cfg.split, cfg.index + 1).make_batch(cfg.index)
     path = os.path.join(cfg.output_path, f"batch_{cfg.split}_{cfg.index}.png")

@@ -14,6 +14,7 @@ probability, all channels of a patch by one of them chosen at random.
 """
 import numpy as np
 
+from src.config import max_patch_jitter
 from src.data.dataset import DigitRenderer
 from src.data.mnist import SPLITS, load_split
 from src.utils.geometry import border_mean_weights, patch_origins
@@ -66,6 +67,9 @@ class PatchSource:
                  patch_stride, contrast, start=0, jitter=0, color_drop=0.0):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}")
+        if jitter > max_patch_jitter(image_size, patch_size):  # the config refuses it first, naming the key
+            raise ValueError(f"jitter {jitter} exceeds {max_patch_jitter(image_size, patch_size)} for "
+                             f"{patch_size}-pixel patches of {image_size}-pixel images")
         self.images, self.labels = images, labels
         self.split_id, self.seed = SPLITS.index(split), seed
         self.num_batches, self.start, self.batch_size = num_batches, start, batch_size

@@ -24,6 +24,11 @@ log = logging.getLogger("cpc")
 
 ROLLING = re.compile(r"^cpc_e(\d+)_s(\d+)\.ckpt$")
 RUN_KEYS = ("seed", "batch_size", "steps_per_epoch", "num_negatives", "negatives_across_steps", "amp_level")
+# keys that change the training data or what validation measures: changed on resume, the history would
+# mix two experiments. Checkpoints written before they were recorded are not checked on them.
+DATA_KEYS = ("patch_jitter", "color_drop", "val_steps", "precise_bn_batches", "repr_eval", "repr_train_digits",
+             "repr_val_digits", "knn_k", "probe_alpha")
+RUN_KEYS += DATA_KEYS
 RUN_DEFAULTS = {"amp_level": "O0"}  # what checkpoints written before a key was checked were trained with
 STEP_LOSSES_KEPT = 100  # metrics.json keeps the first this many step losses (determinism checks)
 
@@ -88,6 +93,7 @@ class RunState:
         run_then = dict(RUN_DEFAULTS, **(meta.get("run") or {}))
         # checkpoints written before a model key existed were trained with its old value
         hparams_then = stored_hparams(meta.get("hparams") or {})
+        run_then.update({k: getattr(self.cfg, k) for k in DATA_KEYS if k not in run_then})  # not recorded then
         if hparams_then != self.hparams or run_then != {k: getattr(self.cfg, k) for k in RUN_KEYS}:
             now = dict(self.hparams, **{k: getattr(self.cfg, k) for k in RUN_KEYS})
             then = dict(hparams_then, **run_then)

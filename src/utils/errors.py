@@ -1,4 +1,5 @@
 """User-facing errors: one clear line on stderr and a non-zero exit, never a traceback."""
+import argparse
 import re
 import sys
 from contextlib import contextmanager
@@ -20,7 +21,16 @@ class CheckpointError(CPCError):
     """A checkpoint cannot be read or does not fit the network."""
 
 
-EXIT_USER_ERROR = 2
+EXIT_USER_ERROR = 2  # argparse's own exit code for a usage error: every refusal exits with it
+
+
+class ArgParser(argparse.ArgumentParser):
+    """argparse for every command: a usage error (unknown flag, missing or malformed argument) raises a
+    ConfigError, which run_main prints as the one `error: ...` line and exit 2, instead of argparse's
+    usage text and its own `prog: error:` line."""
+
+    def error(self, message):
+        raise ConfigError(message)
 
 
 def first_line(exc, fallback=None):
