@@ -24,7 +24,6 @@ in ms for the batch.
 - to_uint8_hwc: the conversion the MindSpore paths need from the model's float [-1, 1] CHW batch
   (and as much again back), not counted in their figures.
 """
-import argparse
 import json
 import os
 import statistics
@@ -38,6 +37,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from src.data import views  # noqa: E402
 from src.data.dataset import DigitRenderer  # noqa: E402
 from src.data.mnist import load_split  # noqa: E402
+from src.utils.errors import ArgParser, run_main  # noqa: E402
 
 NO_BLUR = views.ViewSpec(blur_probability=0.0)  # MindSpore's three ops have no blur: like for like
 
@@ -142,7 +142,7 @@ def paths(batch, grey, repeats_rng):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=256)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--grey", action="store_true", help="28x28 grey digits (use with --size 28)")
@@ -161,4 +161,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)
