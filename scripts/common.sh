@@ -130,10 +130,13 @@ run_folder() {  # run_folder NAME FLAGS...: set RUN_DIR (absolute, created) and 
 }
 
 logged_exit() {  # logged_exit LOG COMMAND...: run, add its output to LOG, report the run folder, exit with its status
-    local log="$1"
+    local log="$1" since
     shift
+    since="$(date +%s)"
     "$@" 2>&1 | tee -a "$log"  # a continued run adds to its log
     local status=$?
     echo "run folder: $RUN_DIR (exit $status)"
+    # a training run's own account (train.py's run_status.json of this launch): state, last checkpoint
+    (cd "$REPO_ROOT" && "$PYTHON" -m src.utils.runstatus "$RUN_DIR" "$since" 2> /dev/null)
     exit $status
 }

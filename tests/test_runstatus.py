@@ -159,3 +159,14 @@ def test_the_status_file_is_json_a_shell_can_read(tmp_path):
     with open(tmp_path / runstatus.STATUS_NAME, encoding="utf-8") as handle:
         assert json.load(handle) == status
     assert set(status) >= {"state", "exit_code", "error", "last_checkpoint", "run_dir", "rank", "pid", "host"}
+
+
+def test_the_summary_a_script_prints_is_of_this_launch_only(tmp_path, capsys):
+    status = _ended(tmp_path, _Stopped("stopped by SIGTERM at epoch 1 step 5"),
+                    checkpoints=lambda folder: [os.path.join(folder, "cpc_e1_s5.ckpt")])
+    assert runstatus.main([str(tmp_path)]) == 0
+    assert capsys.readouterr().out == (f"run status: interrupted (exit 143): stopped by SIGTERM at epoch 1 step 5; "
+                                       f"last checkpoint {tmp_path / 'cpc_e1_s5.ckpt'}\n")
+    later = jobstatus._seconds(status["started"]) + 1  # a launch that failed before writing its own
+    assert runstatus.main([str(tmp_path), str(later)]) == 1 and capsys.readouterr().out == ""
+    assert runstatus.main([str(tmp_path / "none")]) == 1

@@ -124,7 +124,7 @@ def main(argv=None):
     parser.add_argument("--since", type=float, default=0.0, help="launch time (seconds since the epoch)")
     parser.add_argument("--msrun-log")
     parser.add_argument("--scheduler-log")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # the logs come after the options
     line = explain(args.run_dir, args.logs, args.since, args.msrun_log, args.scheduler_log)
     if line is None:
         return 1

@@ -110,3 +110,29 @@ def run_status(folder, rank, size, checkpoints=None):
             pass
         raise
     end(folder, status, None, checkpoints)
+
+
+def summary(status):
+    """One line for a person: 'interrupted (exit 143): stopped by SIGTERM ...; last checkpoint P'."""
+    line = f"{status['state']}" + (f" (exit {status['exit_code']})" if status["exit_code"] is not None else "")
+    if status.get("error"):
+        line += f": {status['error']}"
+    if status.get("last_checkpoint"):
+        line += f"; last checkpoint {status['last_checkpoint']}"
+    return line
+
+
+def main(argv=None):
+    """python -m src.utils.runstatus FOLDER [SINCE]: print the summary of FOLDER's status if it was
+    started at or after SINCE (seconds since the epoch); exit 1 when there is none."""
+    args = sys.argv[1:] if argv is None else argv
+    status = read(args[0])
+    since = float(args[1]) if len(args) > 1 else 0.0
+    if status is None or datetime.fromisoformat(status["started"]).timestamp() < since:
+        return 1
+    print(f"run status: {summary(status)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
