@@ -263,9 +263,10 @@ def _copy(uninterrupted, tmp_path):
 
 
 def _snapshot(folder):
-    """Every file's bytes but the log and the lock (which holds the pid of the last run that took it)."""
+    """Every file's bytes but the log, the lock and the run status (which say how the last run that took
+    the folder went: its pid, its refusal)."""
     return {p.name: p.read_bytes() for p in folder.iterdir()
-            if p.is_file() and p.name not in ("train.log", ".train.lock")}
+            if p.is_file() and p.name not in ("train.log", ".train.lock", "run_status.json")}
 
 
 def _refused(args):

@@ -8,8 +8,10 @@ scripts read the state of a job from files, not from log text:
      "run_dir": ..., "rank": 0, "group_size": 1, "pid": ..., "host": ..., "stdout": null | path,
      "started": "<UTC ISO time>", "ended": null | "<UTC ISO time>"}
 
-It is written once the run holds its output folder (a refused run writes nothing) and rewritten
-when the run ends, each time atomically. A process killed outright (SIGKILL, out of memory) cannot
+It is written once the run holds its output folder (a run refused before that writes none) and
+rewritten when the run ends, each time atomically; like the lock and train.log it is the account of
+the last run that took the folder, so a run refused later (a resume of other settings) leaves its
+refusal here too, and every output as it was. A process killed outright (SIGKILL, out of memory) cannot
 write its end: its file stays "running" with a pid that no longer lives. "interrupted" is a stop by
 a signal or Ctrl-C (exit code above 128, as a shell reports a signal); "peer_stopped" says a failed
 rank stopped only because another rank of the job had stopped (the cause is in that rank's file).
