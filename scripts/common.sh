@@ -28,7 +28,7 @@ abs_path() {  # abs_path PATH: absolute form of PATH (which need not exist yet)
 check_device_target() {  # check_device_target VALUE USAGE
     case "$1" in
         auto|Ascend|GPU|CPU) ;;
-        *) echo "usage: $2" >&2; die "DEVICE_TARGET (the first argument) must be auto, Ascend, GPU or CPU, got '$1'" ;;
+        *) echo "usage: $2" >&2; die "DEVICE_TARGET must be auto, Ascend, GPU or CPU, got '$1' (the first argument)" ;;
     esac
 }
 

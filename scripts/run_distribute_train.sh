@@ -33,7 +33,7 @@ require_arg "$1" "DEVICE_TARGET (Ascend, GPU or CPU)"
 case "$1" in
     Ascend|GPU|CPU) ;;
     *) [ -f "$1" ] && usage_die "the first argument is DEVICE_TARGET: bash scripts/run_distribute_train.sh Ascend $1 ..."
-       usage_die "DEVICE_TARGET (the first argument) must be Ascend, GPU or CPU, got '$1'" ;;
+       usage_die "DEVICE_TARGET must be Ascend, GPU or CPU, got '$1' (the first argument)" ;;
 esac
 
 prepare() {  # prepare CONFIG_PATH DATA_PATH FLAGS...: check them, set CONFIG_PATH, DATA_PATH, RUN_DIR, FLAGS

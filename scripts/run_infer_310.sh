@@ -26,7 +26,7 @@ require_arg "$1" "DEVICE_TARGET"
 DEVICE_TYPE="$1"
 case "$DEVICE_TYPE" in
     Ascend|GPU|CPU) ;;
-    *) usage_die "DEVICE_TARGET (the first argument) must be Ascend, GPU or CPU, got '$DEVICE_TYPE'" ;;
+    *) usage_die "DEVICE_TARGET must be Ascend, GPU or CPU, got '$DEVICE_TYPE' (the first argument)" ;;
 esac
 MINDIR_PATH="$(file_arg "$2" "MINDIR_PATH")" || exit 2
 DATA_PATH="$(data_path_arg "${3:-}")" || exit 2

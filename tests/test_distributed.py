@@ -153,7 +153,7 @@ def test_ascend_form_keeps_a_users_hccl_timeout(tmp_path):
 @pytest.mark.slow  # starts bash
 @pytest.mark.parametrize("args, env, message", [
     ([], {}, "DEVICE_TARGET (Ascend, GPU or CPU) is required"),
-    (["TPU"], {}, "DEVICE_TARGET (the first argument) must be Ascend, GPU or CPU, got 'TPU'"),
+    (["TPU"], {}, "DEVICE_TARGET must be Ascend, GPU or CPU, got 'TPU' (the first argument)"),
     (["GOOD_TABLE"], {}, "the first argument is DEVICE_TARGET: bash scripts/run_distribute_train.sh Ascend "),
     (["Ascend"], {}, "RANK_TABLE_FILE is required"),
     (["Ascend", "missing.json"], {}, "RANK_TABLE_FILE not found"),

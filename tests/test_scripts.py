@@ -41,8 +41,8 @@ def test_device_target_is_the_first_argument(tmp_path, script):
     runs = tmp_path / "runs"
     proc = run_entry(["bash", path, "TPU", *DEVICE_SCRIPTS[script]], env={"RUNS_DIR": str(runs)})
     lines = error_lines(proc.stderr)
-    assert proc.returncode == 2 and lines[-1].startswith("error: DEVICE_TARGET (the first argument) must be "), lines
-    assert lines[-1].endswith("got 'TPU'") and not runs.exists()
+    assert proc.returncode == 2 and lines[-1].startswith("error: DEVICE_TARGET must be "), lines
+    assert lines[-1].endswith("got 'TPU' (the first argument)") and not runs.exists()
 
 
 def _recording_python(tmp_path):
