@@ -98,7 +98,7 @@ check_lite_home() {  # check_lite_home HINT...: MS_LITE_HOME is a MindSpore Lite
 explain_failure() {  # explain_failure RUN_DIR [--since T] [--msrun-log F] [--scheduler-log F] [LOG...]
     # one line on stderr naming the rank that made a data-parallel job fail, from the ranks' run
     # status files (the logs only for ranks that failed before writing one): src/utils/jobstatus.py
-    (cd "$REPO_ROOT" && "$PYTHON" -m src.utils.jobstatus "$@")
+    (cd "$REPO_ROOT" && "$PYTHON" -m tools.run_status why "$@")
 }
 
 take_output_path() {  # take_output_path FLAGS...: set FLAGS (without --output_path) and OUTPUT_FLAG (its value)
@@ -137,6 +137,6 @@ logged_exit() {  # logged_exit LOG COMMAND...: run, add its output to LOG, repor
     local status=$?
     echo "run folder: $RUN_DIR (exit $status)"
     # a training run's own account (train.py's run_status.json of this launch): state, last checkpoint
-    (cd "$REPO_ROOT" && "$PYTHON" -m src.utils.runstatus "$RUN_DIR" "$since" 2> /dev/null)
+    (cd "$REPO_ROOT" && "$PYTHON" -m tools.run_status summary "$RUN_DIR" --since "$since" 2> /dev/null)
     exit $status
 }

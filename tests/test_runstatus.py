@@ -1,5 +1,5 @@
 """run_status.json (src/utils/runstatus.py) as train.py writes it, and the launchers' one line about a
-failed job read from those files (src/utils/jobstatus.py): in process, fast tier."""
+failed job read from those files (src/utils/jobstatus.py, tools/run_status.py): in process, fast tier."""
 import json
 import os
 import re
@@ -9,6 +9,7 @@ import pytest
 
 from src.utils import jobstatus, runstatus
 from src.utils.errors import CPCError, PeerStopped
+from tools import run_status
 
 
 class _Stopped(CPCError):
@@ -149,8 +150,8 @@ def test_statuses_of_an_earlier_launch_are_not_read(tmp_path, capsys):
     since = max(s["started"] for s in jobstatus.rank_statuses(str(run)))
     later = jobstatus._seconds(since) + 1
     assert jobstatus.rank_statuses(str(run), later) == []
-    assert jobstatus.main([str(run), "--since", str(later)]) == 1 and capsys.readouterr().err == ""
-    assert jobstatus.main([str(run), *logs]) == 0
+    assert run_status.main(["why", str(run), "--since", str(later)]) == 1 and capsys.readouterr().err == ""
+    assert run_status.main(["why", str(run), "--since", "0", *logs]) == 0
     assert capsys.readouterr().err == f"error: first failing rank 1 ({logs[1]}): loss became nan at epoch 1 step 4\n"
 
 
@@ -164,9 +165,9 @@ def test_the_status_file_is_json_a_shell_can_read(tmp_path):
 def test_the_summary_a_script_prints_is_of_this_launch_only(tmp_path, capsys):
     status = _ended(tmp_path, _Stopped("stopped by SIGTERM at epoch 1 step 5"),
                     checkpoints=lambda folder: [os.path.join(folder, "cpc_e1_s5.ckpt")])
-    assert runstatus.main([str(tmp_path)]) == 0
+    assert run_status.main(["summary", str(tmp_path)]) == 0
     assert capsys.readouterr().out == (f"run status: interrupted (exit 143): stopped by SIGTERM at epoch 1 step 5; "
                                        f"last checkpoint {tmp_path / 'cpc_e1_s5.ckpt'}\n")
     later = jobstatus._seconds(status["started"]) + 1  # a launch that failed before writing its own
-    assert runstatus.main([str(tmp_path), str(later)]) == 1 and capsys.readouterr().out == ""
-    assert runstatus.main([str(tmp_path / "none")]) == 1
+    assert run_status.main(["summary", str(tmp_path), "--since", str(later)]) == 1 and capsys.readouterr().out == ""
+    assert run_status.main(["summary", str(tmp_path / "none")]) == 1

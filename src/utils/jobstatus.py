@@ -1,11 +1,8 @@
-"""Why a data-parallel job failed, in one line, for scripts/run_distribute_train.sh.
-
-    python -m src.utils.jobstatus RUN_DIR [--since EPOCH_SECONDS] [--msrun-log F] [--scheduler-log F] [LOG...]
-
-prints one `error: ...` line on stderr naming the rank to look at (exit 0), or nothing (exit 1).
-It reads the ranks' run_status.json files (src/utils/runstatus.py) written since the launch; a rank
-that failed before it could write one (bad config or data: nothing is written then) speaks through
-the `error:` line of its log, the one line every entry point ends a refusal with. In order:
+"""Why a data-parallel job failed, in one line, for scripts/run_distribute_train.sh (through
+`python -m tools.run_status why`): the rank to look at. It reads the ranks' run_status.json files
+(src/utils/runstatus.py) written since the launch; a rank that failed before it could write one (bad
+config or data: nothing is written then) speaks through the `error:` line of its log, the one line
+every entry point ends a refusal with. In order:
 1. the worker msrun saw end by a signal (killed, out of memory: it could write no end of its own),
    named by its rank through the status holding its pid;
 2. the first rank that failed with an error of its own (a rank that stopped because a peer had
@@ -13,14 +10,11 @@ the `error:` line of its log, the one line every entry point ends a refusal with
 3. msrun's scheduler's error line (it saw ranks of other machines vanish);
 4. else the first consequence.
 """
-import argparse
 import glob
 import os
 import re
 import signal
 import socket
-import sys
-from datetime import datetime
 
 from src.utils import runstatus
 
@@ -32,17 +26,14 @@ def rank_statuses(run_dir, since=0.0):
     """The run statuses of rank 0 (run_dir) and ranks k > 0 (run_dir/rank_k) started at or after `since`."""
     found = []
     for folder in [run_dir] + sorted(glob.glob(os.path.join(run_dir, "rank_*"))):
-        status = runstatus.read(folder)
-        if status and _seconds(status.get("started")) >= since:
+        status = runstatus.read(folder, since)
+        if status:
             found.append(dict(status, folder=folder))
     return found
 
 
 def _seconds(iso):
-    try:
-        return datetime.fromisoformat(iso).timestamp()
-    except (TypeError, ValueError):
-        return 0.0
+    return runstatus.started_at({"started": iso})
 
 
 def error_line(log):
@@ -116,21 +107,3 @@ def explain(run_dir, logs=(), since=0.0, msrun_log=None, scheduler_log=None):
     consequences = sorted((t, line) for _, t, line in found)
     return consequences[0][1] if consequences else None
 
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir")
-    parser.add_argument("logs", nargs="*", help="the launcher's per-rank logs")
-    parser.add_argument("--since", type=float, default=0.0, help="launch time (seconds since the epoch)")
-    parser.add_argument("--msrun-log")
-    parser.add_argument("--scheduler-log")
-    args = parser.parse_intermixed_args(argv)  # the logs come after the options
-    line = explain(args.run_dir, args.logs, args.since, args.msrun_log, args.scheduler_log)
-    if line is None:
-        return 1
-    print(f"error: {line}", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

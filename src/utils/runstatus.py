@@ -52,14 +52,26 @@ def write(folder, status):
     return path
 
 
-def read(folder):
-    """The status in folder/run_status.json, or None when there is none or it cannot be read."""
+def read(folder, since=0.0):
+    """The status in folder/run_status.json of a run started at or after `since` (seconds since the
+    epoch: a launcher's start, so an earlier launch's file is not taken for this one's), or None
+    when there is none or it cannot be read."""
     try:
         with open(os.path.join(folder, STATUS_NAME), encoding="utf-8") as handle:
             status = json.load(handle)
     except (OSError, ValueError):
         return None
-    return status if isinstance(status, dict) and status.get("state") in STATES else None
+    if not isinstance(status, dict) or status.get("state") not in STATES:
+        return None
+    return status if started_at(status) >= since else None
+
+
+def started_at(status):
+    """When the run of `status` started, in seconds since the epoch (0 if the file does not say)."""
+    try:
+        return datetime.fromisoformat(status.get("started")).timestamp()
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def ending(exc):
@@ -123,18 +135,3 @@ def summary(status):
         line += f"; last checkpoint {status['last_checkpoint']}"
     return line
 
-
-def main(argv=None):
-    """python -m src.utils.runstatus FOLDER [SINCE]: print the summary of FOLDER's status if it was
-    started at or after SINCE (seconds since the epoch); exit 1 when there is none."""
-    args = sys.argv[1:] if argv is None else argv
-    status = read(args[0])
-    since = float(args[1]) if len(args) > 1 else 0.0
-    if status is None or datetime.fromisoformat(status["started"]).timestamp() < since:
-        return 1
-    print(f"run status: {summary(status)}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
