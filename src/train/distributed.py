@@ -141,8 +141,8 @@ def collective_guard(rank, size):
         if op is None:
             raise
         raise PeerStopped(f"rank {rank} of {size}: {op} with the other ranks failed: a rank of the job stopped "
-                       f"(lost process or machine), so this one stops too; the first rank to stop is the cause "
-                       f"(scripts/run_distribute_train.sh names it)") from None
+                          f"(lost process or machine), so this one stops too; the first rank to stop is the cause "
+                          f"(scripts/run_distribute_train.sh names it)") from None
 
 
 def scheduler_failure(exc):
