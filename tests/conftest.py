@@ -1,15 +1,17 @@
 """Shared fixtures and helpers: the repository root, a CPU graph-mode context, a tiny trained run,
 IDX files written from arrays, checkpoints read back as arrays; and the two test tiers.
 
-Tiers: a test is end to end, marked `slow`, when it starts a process (an entry point, a script, a
-compiler: run_entry or subprocess in its source), uses a trained run (the fixtures in SLOW_FIXTURES),
-or carries @pytest.mark.slow itself (in-process training). Everything else is the fast tier:
+Tiers: a test is end to end, in the `slow` tier, when it is marked so (@pytest.mark.slow, or a
+module's `pytestmark`: it starts a process, an entry point, a script or a compiler, or trains in
+process) or uses a trained run (the fixtures in SLOW_FIXTURES). Everything else is the fast tier:
     python -m pytest -q tests -m "not slow"
+A fast test that starts Python, a shell or msrun fails at once (_fast_tests_start_no_process), so a
+missing mark cannot slow the fast tier down unseen.
 """
 import gzip
-import inspect
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -21,22 +23,42 @@ TINY = os.path.join(REPO, "config", "cpc_tiny.yaml")
 
 
 SLOW_FIXTURES = {"tiny_run", "classify_run", "classifier"}
-SLOW_SOURCE = ("run_entry(", "subprocess.")
-
-
-def _starts_a_process(function):
-    try:
-        source = inspect.getsource(function)
-    except (OSError, TypeError):
-        return False
-    return any(word in source for word in SLOW_SOURCE)
 
 
 def pytest_collection_modifyitems(items):
     for item in items:
-        function = getattr(item, "function", None)
-        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or (function and _starts_a_process(function)):
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+
+
+# programs a fast test may not start: the entry points, the scripts and their launcher (a compiler's
+# `--version`, which building the CPU kernels asks once per process, is not among them)
+STARTS_A_RUN = re.compile(r"^(python[0-9.]*|bash|sh|msrun)$")
+
+
+def _program(args, shell):
+    if shell:
+        return "sh"
+    first = args if isinstance(args, (str, bytes, os.PathLike)) else args[0]
+    return os.path.basename(os.fsdecode(first))
+
+
+@pytest.fixture(autouse=True)
+def _fast_tests_start_no_process(request, monkeypatch):
+    """In a test of the fast tier, starting Python, a shell or msrun fails the test naming the command."""
+    if request.node.get_closest_marker("slow"):
+        return
+    real = subprocess.Popen
+
+    class Guarded(real):
+        def __init__(self, args, *rest, **kwargs):
+            program = _program(args, kwargs.get("shell", False))
+            if STARTS_A_RUN.match(program):
+                pytest.fail(f"a test of the fast tier started a process ({args!r}): mark it @pytest.mark.slow",
+                            pytrace=False)
+            super().__init__(args, *rest, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", Guarded)
 
 
 def run_entry(args, cwd=REPO, env=None, timeout=600):

@@ -43,15 +43,17 @@ def test_tiny_grid_end_to_end(tmp_path):
     assert proc.stdout.strip().splitlines()[-2:] == (tmp_path / "ablation.md").read_text().strip().splitlines()[-2:]
 
 
+@pytest.mark.slow  # starts a process
 def test_script_runs_the_grid_into_a_run_folder(tmp_path):
-    proc = run_entry(["bash", "scripts/run_ablation.sh", TINY, "", "CPU", "--grid_terms", "1", "--grid_predict_terms",
+    proc = run_entry(["bash", "scripts/run_ablation.sh", "CPU", TINY, "", "--grid_terms", "1", "--grid_predict_terms",
                       "1", "--epoch_size", "1", "--steps_per_epoch", "10"], env={"RUNS_DIR": str(tmp_path)})
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     (run_dir,) = tmp_path.iterdir()
     assert run_dir.name.startswith("ablation_cpc_tiny_") and f"run folder: {run_dir} (exit 0)" in proc.stdout
     (row,) = json.loads((run_dir / "ablation.json").read_text())["rows"]
     assert (row["terms"], row["predict_terms"]) == (1, 1) and (run_dir / "t1_p1" / "metrics.json").is_file()
-    bad = run_entry(["bash", "scripts/run_ablation.sh", str(tmp_path / "none.yaml")], env={"RUNS_DIR": str(tmp_path)})
+    bad = run_entry(["bash", "scripts/run_ablation.sh", "CPU", str(tmp_path / "none.yaml")],
+                    env={"RUNS_DIR": str(tmp_path)})
     assert bad.returncode == 2 and "CONFIG_PATH" in bad.stderr and len(list(tmp_path.iterdir())) == 1
 
 

@@ -176,6 +176,7 @@ ROWS = [
 
 
 @pytest.mark.parametrize("entry, build, pattern, subprocess", [r[1:] for r in ROWS], ids=[r[0] for r in ROWS])
+@pytest.mark.slow  # starts a process
 def test_bad_input(ms_cpu, tmp_path, capsys, entry, build, pattern, subprocess):
     out = tmp_path / "out"
     argv = ["--config_path", TINY, "--output_path", str(out)] + (TRAIN_FLAGS if entry == "train.py" else [])

@@ -3,6 +3,7 @@ import json
 import re
 
 import numpy as np
+import pytest
 
 from tests.conftest import REPO, TINY, run_entry
 
@@ -12,8 +13,9 @@ KEYS = {"step_ms_median", "step_ms_min", "samples_per_s", "data_sequences_per_s"
         "encoder_form"}
 
 
+@pytest.mark.slow  # starts a process
 def test_benchmark_prints_one_json_line(tmp_path):
-    proc = run_entry(["bash", "scripts/run_benchmark.sh", TINY, "CPU", "--steps", "3", "--warmup", "1",
+    proc = run_entry(["bash", "scripts/run_benchmark.sh", "CPU", TINY, "--steps", "3", "--warmup", "1",
                       "--profile_path", str(tmp_path / "prof")], env={"TORCH_REFERENCE": "/nonexistent"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -49,10 +51,11 @@ IMAGE_KEYS = KEYS - {"data_sequences_per_s"} | {"task", "parameters", "data_imag
                                                "offsets", "norm", "loss"}
 
 
+@pytest.mark.slow  # starts a process
 def test_benchmark_times_the_image_task(ms_cpu):
     from src.config import model_hparams, parse_config
     from src.model.build import build_cpc
-    proc = run_entry(["bash", "scripts/run_benchmark.sh", IMAGE28, "CPU", "--steps", "2", "--warmup", "1"]
+    proc = run_entry(["bash", "scripts/run_benchmark.sh", "CPU", IMAGE28, "--steps", "2", "--warmup", "1"]
                      + SMALL_IMAGE, env={"TORCH_REFERENCE": "/nonexistent"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -69,6 +72,7 @@ def test_benchmark_times_the_image_task(ms_cpu):
     assert result["parameters"] == sum(int(np.prod(p.shape)) for p in net.trainable_params())
 
 
+@pytest.mark.slow  # starts a process
 def test_benchmark_bad_arguments():
-    proc = run_entry(["bash", "scripts/run_benchmark.sh", "missing.yaml"])
+    proc = run_entry(["bash", "scripts/run_benchmark.sh", "CPU", "missing.yaml"])
     assert proc.returncode == 2 and "CONFIG_PATH not found" in proc.stderr

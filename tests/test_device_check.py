@@ -54,6 +54,7 @@ def test_mindir_output_comparison():
     assert not compare_outputs(ref[:4], ref)[2] and not compare_outputs(ref * np.nan, ref)[2]
 
 
+@pytest.mark.slow  # starts a process
 def test_dry_run_on_cpu(tmp_path):
     """The whole script with DEVICE_TARGET=CPU on the tiny config: two trainings, export, MINDIR run."""
     runs = tmp_path / "runs"
@@ -71,6 +72,7 @@ def test_dry_run_on_cpu(tmp_path):
     assert (run_dir / "encoder.mindir").is_file() and (run_dir / "device" / "metrics.json").is_file()
 
 
+@pytest.mark.slow  # starts a process
 def test_bad_target_is_one_error_line(tmp_path):
     runs = tmp_path / "runs"
     proc = run_entry(["bash", SCRIPT, "NPU"], env={"RUNS_DIR": str(runs)})

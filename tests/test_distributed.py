@@ -4,7 +4,6 @@ import json
 import os
 import re
 import stat
-import subprocess
 
 import numpy as np
 import pytest
@@ -112,7 +111,7 @@ def _stub_launch(tmp_path, table, env):
     """Run the Ascend form with the stub; (run folder, {rank file name: recorded environment}, proc)."""
     stub, record = _stub(tmp_path)
     runs = tmp_path / "runs"
-    proc = run_entry(["bash", SCRIPT, _write(tmp_path, table), TINY],
+    proc = run_entry(["bash", SCRIPT, "Ascend", _write(tmp_path, table), TINY],
                      env=dict(env, RUNS_DIR=str(runs), TRAIN_PYTHON=stub))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (run_dir,) = runs.iterdir()
@@ -123,6 +122,7 @@ def _stub_launch(tmp_path, table, env):
     return run_dir, envs, proc
 
 
+@pytest.mark.slow  # starts bash
 def test_ascend_form_starts_one_process_per_device(tmp_path):
     table = str(tmp_path / "table.json")
     run_dir, envs, proc = _stub_launch(tmp_path, _table(), {"HCCL_CONNECT_TIMEOUT": ""})
@@ -142,6 +142,7 @@ def test_ascend_form_starts_one_process_per_device(tmp_path):
     assert f"{run_dir}/device7/train.log" in proc.stdout
 
 
+@pytest.mark.slow  # starts bash
 def test_ascend_form_keeps_a_users_hccl_timeout(tmp_path):
     run_dir, envs, _ = _stub_launch(tmp_path, _table(devices=2), {"HCCL_CONNECT_TIMEOUT": "1800"})
     assert sorted(envs) == ["rank_0.env", "rank_1.env"]
@@ -149,24 +150,45 @@ def test_ascend_form_keeps_a_users_hccl_timeout(tmp_path):
     assert {env["CWD"] for env in envs.values()} == {str((run_dir / f"device{d}").resolve()) for d in range(2)}
 
 
-@pytest.mark.parametrize("args, message", [
-    ([], "RANK_TABLE_FILE"),
-    (["missing.json"], "RANK_TABLE_FILE not found"),
-    (["BAD_TABLE"], "server_count is 3"),
-    (["CPU", "two"], "WORKER_NUM must be a positive number"),
+@pytest.mark.slow  # starts bash
+@pytest.mark.parametrize("args, env, message", [
+    ([], {}, "DEVICE_TARGET (Ascend, GPU or CPU) is required"),
+    (["TPU"], {}, "DEVICE_TARGET must be Ascend, GPU or CPU, got 'TPU' (the first argument)"),
+    (["GOOD_TABLE"], {}, "the first argument is DEVICE_TARGET: bash scripts/run_distribute_train.sh Ascend "),
+    (["Ascend"], {}, "RANK_TABLE_FILE is required"),
+    (["Ascend", "missing.json"], {}, "RANK_TABLE_FILE not found"),
+    (["Ascend", "BAD_TABLE"], {}, "server_count is 3"),
+    (["CPU", "two"], {}, "WORKER_NUM must be a positive number"),
+    # several machines: every machine must be told the master's address and port, and a usable one
+    (["CPU", "2"], {"NODE_NUM": "2", "MASTER_PORT": "29500"}, "NODE_NUM 2: set MASTER_ADDR"),
+    (["CPU", "2"], {"NODE_NUM": "2", "MASTER_ADDR": "127.0.0.1"}, "NODE_NUM 2: set MASTER_PORT"),
+    (["CPU", "2"], {"NODE_NUM": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "65536"},
+     "MASTER_PORT must be a port number from 1 to 65535, got '65536'"),
+    (["CPU", "2"], {"MASTER_PORT": "0"}, "MASTER_PORT must be a port number from 1 to 65535, got '0'"),
+    (["CPU", "2"], {"MASTER_PORT": "29500x"}, "got '29500x'"),
+    (["CPU", "2"], {"MASTER_PORT": "-1"}, "got '-1'"),
+    (["CPU", "2"], {"NODE_NUM": "2", "MASTER_ADDR": "no-such-host.invalid", "MASTER_PORT": "29500"},
+     "MASTER_ADDR 'no-such-host.invalid' is neither an IP address nor a host name"),
 ])
-def test_bad_launches_fail_before_anything_starts(tmp_path, args, message):
+def test_bad_launches_fail_before_anything_starts(tmp_path, args, env, message):
     stub, record = _stub(tmp_path)
-    table = _write(tmp_path, _broken(lambda t: t.update(server_count="3")))
-    args = [table if a == "BAD_TABLE" else a for a in args]
+    msrun = tmp_path / "msrun"  # a stand-in msrun that records being started
+    msrun.write_text(f'#!/bin/bash\ntouch "{record}/msrun_started"\n')
+    msrun.chmod(msrun.stat().st_mode | stat.S_IXUSR)
+    tables = {"BAD_TABLE": _write(tmp_path, _broken(lambda t: t.update(server_count="3")), "bad.json"),
+              "GOOD_TABLE": _write(tmp_path, _table(devices=2))}
+    args = [tables.get(a, a) for a in args]
     runs = tmp_path / "runs"
-    proc = run_entry(["bash", SCRIPT] + args, env={"RUNS_DIR": str(runs), "TRAIN_PYTHON": stub})
+    proc = run_entry(["bash", SCRIPT] + args + ([TINY] if args[:1] == ["CPU"] else []),
+                     env=dict(env, RUNS_DIR=str(runs), TRAIN_PYTHON=stub, MSRUN=str(msrun)))
     assert proc.returncode == 2
     lines = error_lines(proc.stderr)
-    assert lines[-1].startswith("error: ") and message in lines[-1]
+    assert len(lines) == 1 or lines[0].startswith("usage:"), lines
+    assert lines[-1].startswith("error: ") and message in lines[-1], lines
     assert not runs.exists() and not any(record.iterdir())
 
 
+@pytest.mark.slow
 def test_missing_msrun_is_a_clear_error(tmp_path):
     runs = tmp_path / "runs"
     proc = run_entry(["bash", SCRIPT, "CPU", "2", TINY],
@@ -175,6 +197,7 @@ def test_missing_msrun_is_a_clear_error(tmp_path):
     assert not runs.exists()
 
 
+@pytest.mark.slow
 def test_two_cpu_workers_through_msrun(ms_cpu, tmp_path):
     runs = tmp_path / "runs"
     proc = run_entry(["bash", SCRIPT, "CPU", "2", TINY, ""] + SHORT, env={"RUNS_DIR": str(runs)}, timeout=300)
@@ -307,6 +330,7 @@ def test_buffer_sync_single_process_is_a_no_op(monkeypatch):
     assert sync.reducer is None and sync.params == []
 
 
+@pytest.mark.slow
 def test_the_first_failing_ranks_error_line_is_printed(tmp_path):
     """Rank 1 fails at once; rank 0 fails a second later because its peer is gone: the script names
     rank 1's line (the cause), not only the log folder."""
@@ -315,7 +339,7 @@ def test_the_first_failing_ranks_error_line_is_printed(tmp_path):
                     'sleep 1; echo "error: lost the connection to rank 1"; exit 2\n')
     stub.chmod(stub.stat().st_mode | stat.S_IXUSR)
     runs = tmp_path / "runs"
-    proc = run_entry(["bash", SCRIPT, _write(tmp_path, _table(devices=2)), TINY],
+    proc = run_entry(["bash", SCRIPT, "Ascend", _write(tmp_path, _table(devices=2)), TINY],
                      env={"RUNS_DIR": str(runs), "TRAIN_PYTHON": str(stub)})
     (run_dir,) = runs.iterdir()
     assert proc.returncode == 1
@@ -383,34 +407,3 @@ def test_lost_peer_and_lost_ranks_become_one_line():
                                           "[const vector]{2, 3}, worker 2 is the first one timed out, please check"))
     assert said.startswith("msrun's scheduler: the job lost rank(s) 2, 3: ")
     assert scheduler_failure(RuntimeError("The total number of ... is not equal")) is None
-
-
-def _shell(function, *args, env=None):
-    """Run a function of scripts/common.sh; returns CompletedProcess (text)."""
-    script = f'source scripts/common.sh && {function} "$@"'
-    return subprocess.run(["bash", "-c", script, "bash", *args], cwd=REPO, capture_output=True, text=True,
-                          env=dict(os.environ, **(env or {})))
-
-
-@pytest.mark.slow  # starts bash
-def test_launcher_names_the_worker_msrun_saw_killed_and_prefers_causes(tmp_path):
-    msrun_log = tmp_path / "msrun_node1.log"
-    msrun_log.write_text("[ERROR] ME(1:2,MainProcess):2026 [_api.py:365] Worker process 4711 exit with exception. "
-                         "Error code: -9.\n")
-    worker = tmp_path / "worker_2.log"
-    worker.write_text("2026-12-01 13:25:30 data parallel: rank 2 of 4, global batch 64, pid 4711\n")
-    proc = _shell("lost_rank", str(msrun_log), str(worker))
-    assert proc.returncode == 0
-    assert proc.stderr.startswith(f"error: rank 2 (pid 4711, log {worker}) was lost: it ended by signal 9 (SIGKILL)")
-    msrun_log.write_text("Worker process 4711 exit with exception. Error code: 1.\n")  # its own error: no loss
-    assert _shell("lost_rank", str(msrun_log), str(worker)).returncode == 1
-
-    consequence, cause = tmp_path / "worker_0.log", tmp_path / "worker_1.log"
-    consequence.write_text("error: rank 0 of 2: AllReduce with the other ranks failed: a rank of the job stopped\n")
-    cause.write_text("error: config key 'seed' must be an integer\n")
-    os.utime(consequence, (1, 1))  # the consequence's log stopped first: the cause still wins
-    proc = _shell("first_rank_error", str(consequence), str(cause))
-    assert proc.stderr == f"error: first failing rank ({cause}): config key 'seed' must be an integer\n"
-    cause.write_text("no error line\n")
-    assert "AllReduce" in _shell("first_rank_error", str(consequence), str(cause)).stderr
-    assert _shell("first_rank_error", str(consequence), str(cause), env={"ONLY_CAUSES": "1"}).returncode == 1

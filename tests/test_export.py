@@ -146,6 +146,7 @@ def test_failed_export_leaves_nothing(ckpts, tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.slow  # starts a process
 def test_air_off_ascend_fails_cleanly(ckpts, tmp_path):
     proc = run_entry(["export.py", "--config_path", TINY, "--ckpt_path", ckpts["classifier", "grey"],
                       "--file_format", "AIR", "--file_name", str(tmp_path / "x")])

@@ -114,6 +114,7 @@ def test_bad_image_config_is_one_line(tmp_path, flags, key):
     assert not os.path.exists(tmp_path / "o")
 
 
+@pytest.mark.slow  # starts a process
 def test_two_msrun_workers_train_the_image_task_together(tmp_path):
     """Data parallel on the image task: two CPU workers through msrun end with identical parameters
     (LayerNorm has no statistics to sync; the gradients are averaged), each on its own shard."""

@@ -37,7 +37,7 @@ def test_chain_accuracy_equals_the_cell_and_eval(classifier, mindir, tmp_path):
     cell_accuracy = float((logits.argmax(1) == labels).mean())
     assert cell_accuracy > 0.2  # well above chance (0.1): the equality below is not that of two constant guesses
 
-    proc = run_entry(["bash", "scripts/run_infer_310.sh", mindir, "", "CPU", "0"],
+    proc = run_entry(["bash", "scripts/run_infer_310.sh", "CPU", mindir, "", "0"],
                      env={"INFER_RUNNER": "python", "RUNS_DIR": str(tmp_path)})
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     (run_dir,) = [tmp_path / d for d in os.listdir(tmp_path)]
@@ -64,7 +64,7 @@ def test_preprocess_refuses_a_bad_mindir_and_a_used_folder_and_the_chain_stops(m
         handle.write(b"\xff" * 64)  # no MINDIR: preprocess.py cannot read its inputs
     with pytest.raises(CPCError, match="is not a MINDIR file"):
         preprocess.main(["--mindir_path", name + ".mindir", "--output_path", str(tmp_path / "pre")])
-    proc = run_entry(["bash", "scripts/run_infer_310.sh", name + ".mindir", "", "CPU"],
+    proc = run_entry(["bash", "scripts/run_infer_310.sh", "CPU", name + ".mindir"],
                      env={"INFER_RUNNER": "python", "RUNS_DIR": str(tmp_path / "runs")})
     assert proc.returncode == 2
     assert "error: step 'preprocess' failed (exit 2)" in proc.stderr
@@ -96,12 +96,13 @@ def test_postprocess_refuses_missing_or_misshaped_results(tmp_path):
         postprocess.main(["--data_path", str(pre), "--result_path", str(res)])
 
 
+@pytest.mark.slow  # starts a process
 def test_run_infer_310_needs_ms_lite_home(tmp_path):
     model = tmp_path / "m.mindir"
     model.write_bytes(b"")
     env = {k: v for k, v in os.environ.items() if k != "MS_LITE_HOME"}
     env.update(GLOG_v="3", RUNS_DIR=str(tmp_path / "runs"))
-    proc = subprocess.run(["bash", "scripts/run_infer_310.sh", str(model), "", "CPU"], cwd=REPO, env=env,
+    proc = subprocess.run(["bash", "scripts/run_infer_310.sh", "CPU", str(model)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert error_lines(proc.stderr)[0].startswith("error: MS_LITE_HOME is not set: point it at an unpacked "
@@ -109,6 +110,7 @@ def test_run_infer_310_needs_ms_lite_home(tmp_path):
     assert not (tmp_path / "runs").exists()  # stopped before any step ran
 
 
+@pytest.mark.slow  # starts a process
 def test_cpp_sources_compile_against_the_mindspore_headers():
     compiler = shutil.which("g++")
     if compiler is None or not os.path.isfile(os.path.join(MS_INCLUDE, "include", "api", "model.h")):

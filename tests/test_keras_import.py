@@ -209,6 +209,7 @@ def test_fixture_is_not_trivial(fixture):
 
 # ------------------------------------------------------------ the tools on imported checkpoints
 
+@pytest.mark.slow  # starts a process
 def test_export_onnx_of_imported_classifier_equals_keras(imported, fixture, tmp_path):
     ort = pytest.importorskip("onnxruntime")
     path = imported["28x28_supervised"][0]
@@ -221,6 +222,7 @@ def test_export_onnx_of_imported_classifier_equals_keras(imported, fixture, tmp_
     np.testing.assert_allclose(logits, fixture["28x28_supervised/logits"], atol=TOL)
 
 
+@pytest.mark.slow  # starts a process
 def test_export_encoder_from_imported_encoder_checkpoint(imported, tmp_path):
     name = str(tmp_path / "enc")
     proc = run_entry(["export.py", "--ckpt_path", imported["64x64_encoder"][0], "--net", "encoder",
@@ -229,6 +231,7 @@ def test_export_encoder_from_imported_encoder_checkpoint(imported, tmp_path):
     assert os.path.getsize(name + ".mindir") > 1e6  # the 64x64 encoder's ~300k float32 weights
 
 
+@pytest.mark.slow  # starts a process
 def test_eval_classify_accepts_imported_encoder(tmp_path):
     """eval.py --task classify on an imported encoder checkpoint (28x28: 3 convs of 32, read from
     the checkpoint, not the config)."""
@@ -308,6 +311,7 @@ def test_refuses_what_it_cannot_map_exactly(tmp_path, name, kind, config, file, 
 
 
 @pytest.mark.parametrize("content", [b"PK\x03\x04 a zip: Keras 3 .keras", b"not an hdf5 file at all"])
+@pytest.mark.slow  # starts a process
 def test_cli_bad_file_one_error_line_nothing_written(tmp_path, content):
     bad = tmp_path / "model.h5"
     bad.write_bytes(content)

@@ -41,6 +41,7 @@ def test_without_a_compiler_the_encoder_uses_mindspore_ops(tmp_path):
         assert len(warnings) == 1 and reason in warnings[0]   # said once, with the reason
 
 
+@pytest.mark.slow  # starts a process
 def test_training_runs_on_the_fallback_path(tmp_path):
     out = tmp_path / "run"
     proc = run_entry(["train.py", "--config_path", TINY, "--device_target", "CPU", "--epoch_size", "1",

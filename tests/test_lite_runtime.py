@@ -53,7 +53,7 @@ def lite_home():
 
 def run_chain(home, ckpt, runs, net, batch, *preprocess_flags):
     """scripts/run_infer_310.sh with INFER_RUNNER=cpp_onnx; the run folder."""
-    proc = run_cmd(["bash", "scripts/run_infer_310.sh", ckpt, "", "CPU", "0", *preprocess_flags],
+    proc = run_cmd(["bash", "scripts/run_infer_310.sh", "CPU", ckpt, "", "0", *preprocess_flags],
                    lite_env(home, INFER_RUNNER="cpp_onnx", EXPORT_NET=net, EXPORT_BATCH_SIZE=str(batch),
                             RUNS_DIR=str(runs)))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

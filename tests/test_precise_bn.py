@@ -83,6 +83,7 @@ def test_array_batches_and_no_batches(ms_cpu):
     assert not np.allclose(one, before)
 
 
+@pytest.mark.slow  # starts a process
 def test_training_validates_with_moving_averages_when_switched_off(tmp_path):
     """precise_bn_batches 0 (the original's behaviour) trains and validates; the first epoch's
     training is the same as with PreciseBN (training never reads the moving statistics)."""

@@ -93,6 +93,7 @@ def _card():
 
 
 @pytest.mark.skipif(not os.path.isdir(SHIPPED), reason="no pretrained/ folder in this checkout")
+@pytest.mark.slow  # starts a process
 def test_shipped_model_reproduces_its_card_with_the_readme_commands(tmp_path):
     """The README's commands on the shipped files give the card's figures: eval.py's contrastive test
     accuracy, and the classifier's digit accuracy through export + the inference chain."""
@@ -107,7 +108,7 @@ def test_shipped_model_reproduces_its_card_with_the_readme_commands(tmp_path):
                       "pretrained/cpc_mnist64_color_classifier.ckpt", "--net", "classifier", "--file_format",
                       "MINDIR", "--file_name", str(mindir)])
     assert proc.returncode == 0, proc.stderr[-2000:]
-    proc = run_entry(["bash", "scripts/run_infer_310.sh", f"{mindir}.mindir", "", "CPU"],
+    proc = run_entry(["bash", "scripts/run_infer_310.sh", "CPU", f"{mindir}.mindir"],
                      env={"INFER_RUNNER": "python", "RUNS_DIR": str(tmp_path / "runs")})
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     (infer_dir,) = (tmp_path / "runs").iterdir()

@@ -40,6 +40,7 @@ def test_rolling_checkpoints_keep_the_newest(uninterrupted):
     assert not [p for p in uninterrupted.iterdir() if ".tmp" in p.name]
 
 
+@pytest.mark.slow  # starts a process
 def test_kill_9_mid_epoch_then_resume_equals_uninterrupted(uninterrupted, tmp_path):
     args = [sys.executable, "train.py"] + FLAGS + ["--output_path", str(tmp_path)]
     proc = subprocess.Popen(args, cwd=REPO, env=dict(os.environ, GLOG_v="3"),
@@ -69,6 +70,7 @@ def test_kill_9_mid_epoch_then_resume_equals_uninterrupted(uninterrupted, tmp_pa
                (after["loss"], after["val_loss"], after["val_accuracy"])
 
 
+@pytest.mark.slow  # starts a process
 def test_resume_without_checkpoint_starts_fresh_and_mismatch_is_refused(uninterrupted, tmp_path):
     proc = run_entry(["train.py", "--config_path", TINY, "--device_target", "CPU", "--epoch_size", "1",
                       "--steps_per_epoch", "2", "--val_steps", "1", "--output_path", str(tmp_path),
@@ -139,6 +141,7 @@ def test_nan_loss_stops_naming_the_step_and_the_last_checkpoint(ms_cpu, tmp_path
         assert not list(tmp_path.glob("*.ckpt"))
 
 
+@pytest.mark.slow  # starts a process
 def test_resume_after_an_epochs_last_step_validates_it_and_trains_nothing_more(uninterrupted, tmp_path):
     """cpc_e2_s40 is written after epoch 2's last step, before its validation: resuming from it
     validates epoch 2 and ends, with the uninterrupted run's history (no extra epoch of steps)."""
@@ -158,6 +161,7 @@ def test_resume_after_an_epochs_last_step_validates_it_and_trains_nothing_more(u
         np.testing.assert_array_equal(whole[name], again[name], err_msg=name)
 
 
+@pytest.mark.slow  # starts a process
 def test_resume_off_a_sink_boundary_is_refused(uninterrupted, tmp_path):
     """cpc_e2_s35 is epoch 2, step 15; with save_checkpoint_steps 10 the sink size is 10."""
     (tmp_path / "cpc_e2_s35.ckpt").write_bytes((uninterrupted / "cpc_e2_s35.ckpt").read_bytes())
@@ -182,6 +186,7 @@ def _wait_for(path, proc, seconds=300):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.slow  # starts a process
 def test_stop_signal_saves_then_resume_equals_uninterrupted(uninterrupted, tmp_path, sig):
     """A scheduler's SIGTERM (or Ctrl-C's SIGINT) mid-epoch 2: a rolling checkpoint at the end of the
     current pass (sink size 5 here), one line with the resume command, exit 128 + signal; resuming
@@ -229,6 +234,7 @@ def test_second_signal_stops_at_once(tmp_path):
     assert lines[0].startswith("error: SIGTERM again: stopped at once; the last checkpoint is ")
 
 
+@pytest.mark.slow  # starts a process
 def test_second_run_into_a_busy_folder_is_refused_and_a_killed_run_leaves_no_lock(tmp_path):
     long = ["--steps_per_epoch", "200"]  # still training when the second run gets to its lock
     first = _start(tmp_path, *long)
@@ -257,9 +263,10 @@ def _copy(uninterrupted, tmp_path):
 
 
 def _snapshot(folder):
-    """Every file's bytes but the log and the lock (which holds the pid of the last run that took it)."""
+    """Every file's bytes but the log, the lock and the run status (which say how the last run that took
+    the folder went: its pid, its refusal)."""
     return {p.name: p.read_bytes() for p in folder.iterdir()
-            if p.is_file() and p.name not in ("train.log", ".train.lock")}
+            if p.is_file() and p.name not in ("train.log", ".train.lock", "run_status.json")}
 
 
 def _refused(args):

@@ -52,6 +52,7 @@ print("updates kept:", len(before), "parameters,", len(stats), "statistics")
 
 
 @pytest.mark.parametrize("loss", ["binary", "infonce"])
+@pytest.mark.slow  # starts a process
 def test_no_side_effect_node_is_eliminated_and_every_update_is_kept(loss):
     proc = subprocess.run([sys.executable, "-c", SCRIPT.replace("LOSS", loss)], cwd=REPO, capture_output=True,
                           text=True, timeout=600, env=dict(os.environ, GLOG_v="2"))  # warnings shown

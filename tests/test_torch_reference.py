@@ -110,8 +110,9 @@ def test_image_step_starts_near_chance_in_both_frameworks(ms_cpu):
 
 
 @pytest.mark.parametrize("config, flags", [(TINY, []), (IMAGE28, SMALL_IMAGE)], ids=["sequence", "image"])
+@pytest.mark.slow  # starts a process
 def test_benchmark_prints_both_frameworks_and_their_ratio(tmp_path, config, flags):
-    proc = run_entry(["bash", "scripts/run_benchmark.sh", config, "CPU", "--steps", "2", "--warmup", "1",
+    proc = run_entry(["bash", "scripts/run_benchmark.sh", "CPU", config, "--steps", "2", "--warmup", "1",
                       "--profile_path", str(tmp_path / "prof")] + flags)
     assert proc.returncode == 0, proc.stderr[-2000:]
     mindspore, reference, ratio = (json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{"))
@@ -125,6 +126,7 @@ def test_benchmark_prints_both_frameworks_and_their_ratio(tmp_path, config, flag
         np.testing.assert_allclose(ratio[ratio_key], mindspore[key] / reference[key], atol=1e-3)
 
 
+@pytest.mark.slow  # starts a process
 def test_reference_rejects_bad_input_in_one_line():
     for args, message in ((["--config_path", "missing.yaml"], "config file not found"),
                           (["--config_path", TINY, "--steps", "0"], "--steps must be >= 1")):

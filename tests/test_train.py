@@ -138,6 +138,7 @@ def test_a_full_disk_keeps_the_last_good_json(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == ["metrics.json"] and json.loads(path.read_text()) == {"epochs": 1}
 
 
+@pytest.mark.slow  # starts a process
 def test_training_on_a_full_disk_stops_with_one_line_and_resumes(ms_cpu, tmp_path, monkeypatch, capsys):
     """The disk fills while the third rolling checkpoint is written: exit 2, one line naming the
     file and the cause, no temporary file; the earlier checkpoints load and --resume continues."""
@@ -181,7 +182,7 @@ def test_scripts(tiny_run, tmp_path):
     env = {"RUNS_DIR": str(tmp_path)}
     bad = run_entry(["bash", "scripts/run_standalone_train.sh", "TPU"], env=env)
     assert bad.returncode == 2 and "usage:" in bad.stderr and "DEVICE_TARGET" in bad.stderr
-    missing = run_entry(["bash", "scripts/run_eval.sh"], env=env)
+    missing = run_entry(["bash", "scripts/run_eval.sh", "CPU"], env=env)
     assert missing.returncode == 2 and "CKPT_PATH is required" in missing.stderr
     proc = run_entry(["bash", "scripts/run_standalone_train.sh", "CPU", "config/cpc_tiny.yaml", "", "0",
                       "--epoch_size", "1", "--steps_per_epoch", "3"], env=env)
@@ -191,7 +192,7 @@ def test_scripts(tiny_run, tmp_path):
     assert json.loads((run_dir / "metrics.json").read_text())["steps"] == 3
     assert (run_dir / "cpc_best.ckpt").is_file() and f"run folder: {run_dir} (exit 0)" in proc.stdout
     ckpt = tiny_run[0] / "cpc_best.ckpt"  # a trained checkpoint: its accuracy says the script evaluated it
-    proc = run_entry(["bash", "scripts/run_eval.sh", str(ckpt), "config/cpc_tiny.yaml", "", "CPU"], env=env)
+    proc = run_entry(["bash", "scripts/run_eval.sh", "CPU", str(ckpt), "config/cpc_tiny.yaml", ""], env=env)
     assert proc.returncode == 0, proc.stdout[-2000:]
     (eval_dir,) = [p for p in tmp_path.iterdir() if p.name.startswith("eval_")]
     result = json.loads((eval_dir / "eval_metrics.json").read_text())
@@ -266,6 +267,7 @@ def test_pynative_mode_takes_the_same_steps_as_graph_mode(tiny_run, tmp_path):
 INFONCE_STEPS, INFONCE_MIN_ACCURACY = 100, 0.2
 
 
+@pytest.mark.slow  # starts a process
 def test_infonce_through_the_command_line(tmp_path):
     """train.py --loss infonce, then eval.py on its checkpoint with the (binary) tiny config: the
     loss travels in the checkpoint, and the accuracy is InfoNCE's (chance: 1 in the valid candidates,

@@ -27,7 +27,7 @@ import re
 
 import numpy as np
 
-from src.utils.errors import CPCError, first_line
+from src.utils.errors import CPCError, PeerStopped, first_line
 
 MSRUN_ROLES = ("MS_WORKER", "MS_SCHED")  # msrun runs the script as its scheduler too: init() serves there
 
@@ -140,9 +140,9 @@ def collective_guard(rank, size):
         op = collective_failure(exc) if size > 1 else None
         if op is None:
             raise
-        raise CPCError(f"rank {rank} of {size}: {op} with the other ranks failed: a rank of the job stopped "
-                       f"(lost process or machine), so this one stops too; the first rank to stop is the cause "
-                       f"(scripts/run_distribute_train.sh names it)") from None
+        raise PeerStopped(f"rank {rank} of {size}: {op} with the other ranks failed: a rank of the job stopped "
+                          f"(lost process or machine), so this one stops too; the first rank to stop is the cause "
+                          f"(scripts/run_distribute_train.sh names it)") from None
 
 
 def scheduler_failure(exc):

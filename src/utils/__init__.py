@@ -1,1 +1,1 @@
-"""Utilities: errors, atomic file writes, run folders and logs, timing, plots."""
+"""Utilities: errors, atomic file writes, run folders and logs, run status, timing, plots."""

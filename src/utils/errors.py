@@ -21,6 +21,11 @@ class CheckpointError(CPCError):
     """A checkpoint cannot be read or does not fit the network."""
 
 
+class PeerStopped(CPCError):
+    """This rank of a data-parallel job stopped because another rank had stopped: the cause is the
+    other rank's (its run status says peer_stopped, so a launcher names the cause instead)."""
+
+
 EXIT_USER_ERROR = 2  # argparse's own exit code for a usage error: every refusal exits with it
 
 
