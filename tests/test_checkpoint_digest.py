@@ -110,6 +110,7 @@ def test_digest_files_as_tools_write_them_are_read(ms_cpu, tmp_path, text):
     assert checkpoint.load(path)[0]
 
 
+@pytest.mark.slow
 def test_eval_refuses_a_flipped_byte_with_one_line_and_nothing_else(ms_cpu, tmp_path):
     """The command as a user runs it: stderr holds the one error line (not MindSpore's own log line
     blaming permissions), exit 2, no metrics."""
