@@ -8,14 +8,14 @@ why: one `error: ...` line on stderr naming the rank that made a data-parallel j
 ERROR; last checkpoint P' of the run in FOLDER, exit 1 when there is none. T: the launch time in
 seconds since the epoch; a status written by an earlier launch into the same folder is not read.
 """
-import argparse
 import sys
 
 from src.utils import jobstatus, runstatus
+from src.utils.errors import ArgParser, ConfigError, run_main
 
 
 def _parser(command):
-    parser = argparse.ArgumentParser(prog=f"python -m tools.run_status {command}", description=__doc__.split("\n")[0])
+    parser = ArgParser(prog=f"python -m tools.run_status {command}", description=__doc__.split("\n")[0])
     if command == "why":
         parser.add_argument("run_dir")
         parser.add_argument("logs", nargs="*", help="the launcher's per-rank logs")
@@ -30,8 +30,8 @@ def _parser(command):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] not in ("why", "summary"):
-        print("usage: python -m tools.run_status why|summary ...", file=sys.stderr)
-        return 2
+        given = repr(argv[0]) if argv else "nothing"
+        raise ConfigError(f"the first argument must be the command why or summary, got {given}")
     args = _parser(argv[0]).parse_intermixed_args(argv[1:])  # argparse's subcommands cannot intermix
     if argv[0] == "why":
         line = jobstatus.explain(args.run_dir, args.logs, args.since, args.msrun_log, args.scheduler_log)
@@ -47,4 +47,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

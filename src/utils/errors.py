@@ -83,9 +83,10 @@ def batch_guard(key, value, asked=""):
 
 def run_main(main, argv=None):
     """Run an entry point's main(); turn a CPCError into one line on stderr and its exit code (2
-    unless the error says otherwise, e.g. a stop request)."""
+    unless the error says otherwise, e.g. a stop request). A main that returns a whole number exits
+    with it (tools/run_status.py answers through its exit code)."""
     try:
-        main(argv)
+        code = main(argv)
     except CPCError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(getattr(exc, "exit_code", EXIT_USER_ERROR))
@@ -96,3 +97,5 @@ def run_main(main, argv=None):
         where = f": {exc.filename}" if exc.filename else ""
         print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
         sys.exit(1)
+    if isinstance(code, int) and code:
+        sys.exit(code)
