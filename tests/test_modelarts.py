@@ -142,3 +142,12 @@ def test_train_py_on_modelarts_takes_data_in_and_puts_logs_and_checkpoints_out(t
     with open(out / "metrics.json", encoding="utf-8") as handle:
         assert len(json.load(handle)["history"]) == 1
     assert log.read_text().splitlines() == [f"{data} -> {local / 'data'}", f"{local / 'train'} -> {out}"]
+
+
+def test_a_failed_copy_is_one_error_naming_both_ends(obs):
+    tmp, _ = obs
+    cfg = _cfg(tmp)
+    cfg.data_url, cfg.checkpoint_url = str(tmp / "obs" / "no_such_folder"), ""
+    run = modelarts.synced(lambda cfg: pytest.fail("ran without its data"))
+    with pytest.raises(CPCError, match=f"copying {cfg.data_url} -> .* failed: FileNotFoundError"):
+        run(cfg)

@@ -18,7 +18,7 @@ import logging
 import os
 import time
 
-from src.utils.errors import ConfigError, CPCError
+from src.utils.errors import ConfigError, CPCError, first_line
 
 log = logging.getLogger("cpc")
 
@@ -58,8 +58,7 @@ def _copy_in(mox, url, local, first):
         if os.path.exists(done):
             os.remove(done)  # left by an earlier run in the same container
         os.makedirs(local, exist_ok=True)
-        log.info("ModelArts: copying %s -> %s", url, local)
-        mox.file.copy_parallel(url, local)
+        _copy(mox, url, local)
         with open(done, "w", encoding="utf-8"):
             pass
         return
@@ -71,9 +70,14 @@ def _copy_in(mox, url, local, first):
         time.sleep(SYNC_POLL)
 
 
-def _copy_out(mox, local, url):
-    log.info("ModelArts: copying %s -> %s", local, url)
-    mox.file.copy_parallel(local, url)
+def _copy(mox, src, dst):
+    """moxing's copy, its failure (of any type: OBS, network) as one line."""
+    log.info("ModelArts: copying %s -> %s", src, dst)
+    try:
+        mox.file.copy_parallel(src, dst)
+    except Exception as exc:
+        raise CPCError(f"ModelArts: copying {src} -> {dst} failed: {type(exc).__name__}: {first_line(exc, '')}") \
+            from None
 
 
 def synced(run):
@@ -99,11 +103,11 @@ def synced(run):
         except BaseException:
             if first and os.path.isdir(output):  # what the failed run wrote (train.log says why)
                 try:
-                    _copy_out(mox, output, cfg.train_url)
-                except Exception as exc:  # the run's own error is the one to report
-                    log.error("ModelArts: copying %s -> %s failed: %s", output, cfg.train_url, exc)
+                    _copy(mox, output, cfg.train_url)
+                except CPCError as exc:  # the run's own error is the one to report
+                    log.error("%s", exc)
             raise
         if first:
-            _copy_out(mox, output, cfg.train_url)
+            _copy(mox, output, cfg.train_url)
         return result
     return wrapper
