@@ -19,13 +19,17 @@ from src.model.classifier import build_classifier
 NETS = ("cpc", "encoder", "classifier")
 
 
+# the builders' convolution: the device's native one, as export.py's nets (the compiled CPU kernels are a
+# CPU-only training form); the one place this module names it
+CONV = {"fast_conv": False}
+
+
 def _build(name, hparams, head):
-    """The one place the builders' convolution choice is made: the native one, as export.py's nets."""
     if name == "cpc":
-        return build_cpc(hparams, fast_conv=False)
+        return build_cpc(hparams, **CONV)
     if name == "encoder":
-        return build_encoder(hparams, fast_conv=False)
-    return build_classifier(hparams, head, fast_conv=False)
+        return build_encoder(hparams, **CONV)
+    return build_classifier(hparams, head, **CONV)
 
 
 def create_network(name, hparams=None, head="mlp", **kwargs):
