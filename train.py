@@ -13,12 +13,18 @@ from src.train.distributed import init_distributed, rank_output_path
 from src.train.resume import rolling
 from src.train.trainer import load_training_data, train
 from src.utils.errors import run_main
+from src.utils.modelarts import synced
 from src.utils.runlog import lock_output, prepare_output, setup_logging
 from src.utils.runstatus import run_status
 
 
 def main(argv=None):
     cfg = parse_config(argv, description="Train CPC (MindSpore) on sequences of MNIST digits")
+    run(cfg)
+
+
+@synced  # enable_modelarts: data_url / checkpoint_url in first, output_path out to train_url last
+def run(cfg):
     target = init_device(cfg)
     check_for_target(cfg, target, training=True)  # GRU size on Ascend, amp level; nothing is written yet
     rank, size = init_distributed()  # (0, 1) unless launched by msrun or a rank table

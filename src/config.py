@@ -155,6 +155,18 @@ SCHEMA = {
                                   "number of codes)", minimum=0),
     "head_learning_rate": Key(float, 1e-3, "Adam learning rate of the downstream classifiers (the published "
                                              "probe's)"),
+    # --- ModelArts and repeatability on devices (src/utils/modelarts.py, src/device.py) ---
+    "enable_modelarts": Key(bool, False, "run as a ModelArts training job: copy data_url and checkpoint_url in "
+                                         "through moxing before training and output_path out to train_url after "
+                                         "(also on failure); needs the moxing package ModelArts provides"),
+    "data_url": Key(str, "", "ModelArts: OBS folder of MNIST IDX files, copied into data_path (or /cache/data "
+                             "when data_path is empty; empty = the bundled digits, nothing copied)"),
+    "train_url": Key(str, "", "ModelArts: OBS folder that receives output_path (logs, checkpoints, metrics) "
+                              "when training ends; required with enable_modelarts"),
+    "checkpoint_url": Key(str, "", "ModelArts: OBS folder of an earlier job's output, copied into output_path "
+                                   "first, so resume: true continues from its rolling checkpoints (empty = none)"),
+    "deterministic": Key(bool, False, "Ascend/GPU: ms.set_deterministic(True), so a run repeats bit for bit "
+                                      "(slower kernels); CPU runs already repeat, so it changes nothing there"),
 }
 
 def str2bool(value):

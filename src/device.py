@@ -89,10 +89,25 @@ def device_id(cfg):
     return int(text)
 
 
+def set_deterministic(wanted, target):
+    """deterministic: ms.set_deterministic(True) on Ascend/GPU, before the device is set and before
+    communication init (MindSpore 2.10 asks for the latter so HCCL's collectives are fixed too; it sets
+    HCCL_DETERMINISTIC and TE_PARALLEL_COMPILER=1 and may be called once per process). On CPU a
+    logged no-op: CPU runs already repeat bit for bit."""
+    if not wanted:
+        return
+    if target == "CPU":
+        log.info("deterministic: nothing to set on CPU (its runs already repeat)")
+        return
+    ms.set_deterministic(True)
+    log.info("deterministic: ms.set_deterministic(True) on %s", target)
+
+
 def init_device(cfg):
     """Set MindSpore's context from the config; returns the resolved device target."""
     index = device_id(cfg)  # checked first: a bad environment stops the run before the device is touched
     target = resolve_device_target(cfg.device_target)
+    set_deterministic(cfg.deterministic, target)
     mode = ms.GRAPH_MODE if cfg.mode == "graph" else ms.PYNATIVE_MODE
     ms.set_context(mode=mode)
     if target == "CPU":

