@@ -125,6 +125,7 @@ def test_missing_moxing_or_train_url_is_refused_before_writing(tmp_path, monkeyp
         modelarts.import_moxing()
 
 
+@pytest.mark.slow
 def test_train_py_on_modelarts_takes_data_in_and_puts_logs_and_checkpoints_out(tmp_path):
     data = tmp_path / "obs" / "mnist"
     fake_mnist(str(data), 10020)
