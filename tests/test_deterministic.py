@@ -41,6 +41,7 @@ def test_key_is_accepted_and_logged_as_a_no_op_on_cpu(ms_cpu, caplog, monkeypatc
     assert "HCCL_DETERMINISTIC" not in os.environ
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target, wanted, called", [("Ascend", "on", True), ("GPU", "on", True),
                                                     ("Ascend", "off", False)])
 def test_a_device_target_calls_set_deterministic_first(target, wanted, called):
