@@ -1,7 +1,7 @@
 #!/bin/bash
 # Evaluate a CPC checkpoint on the test split.
 #   bash scripts/run_eval.sh CKPT_PATH [CONFIG_PATH] [DATA_PATH] [DEVICE_TARGET] [eval.py flags...]
-#   e.g. add "--task classify" for digit classification on the frozen encoder (with baselines)
+#   e.g. add "--eval_mode classify" for digit classification on the frozen encoder (with baselines)
 # CKPT_PATH:     a cpc_best.ckpt / cpc_last.ckpt written by train.py (classify: also encoder_best.ckpt)
 # CONFIG_PATH:   default config/cpc_mnist64_color.yaml (the net itself is rebuilt from the checkpoint)
 # DATA_PATH:     folder holding MNIST t10k-* IDX files (classify: train-* too); "" (default) = the

@@ -14,7 +14,8 @@ from src.config import model_hparams, namespace, parse_config
 from src.data.dataset import build_source
 from src.eval.evaluate import evaluate
 from src.model.build import build_cpc
-from src.train.trainer import PlateauLR, train
+from src.train.engine import train
+from src.train.schedule import PlateauLR
 from src.utils.atomic import WriteError
 from src.utils.runlog import write_json
 from tests.conftest import TINY, bare_checkpoint, error_lines, export_embedded_test_split, run_entry

@@ -4,7 +4,7 @@ the published files, with the commands and the commit that made them.
 
     python -m tools.publish_pretrained --run_dir RUN --eval_dir EVAL [--output_dir pretrained]
 
-RUN: a train.py output folder (cpc_best.ckpt, metrics.json); EVAL: eval.py --task classify on
+RUN: a train.py output folder (cpc_best.ckpt, metrics.json); EVAL: eval.py --eval_mode classify on
 RUN/cpc_best.ckpt (classifier.ckpt). eval.py and export.py take the published files as they are and
 check each against its .sha256 when loading (src/checkpoint.py).
 """
@@ -51,7 +51,7 @@ def _publish(net, meta, path):
 
 
 def contrastive_figures(net, hparams):
-    """The test figures eval.py --task contrastive gives on the default config (same source)."""
+    """The test figures eval.py --eval_mode contrastive gives on the default config (same source)."""
     cfg = namespace(**hparams)
     result = evaluate(net, build_source(cfg, "test", cfg.test_steps, data=load_split("", "test")))
     return {"test_accuracy": result["accuracy"], "test_loss": result["loss"],
@@ -59,7 +59,7 @@ def contrastive_figures(net, hparams):
 
 
 def classifier_accuracy(net, hparams, seed=0):
-    """Test digit accuracy on the embedded test digits, rendered as eval.py --task classify does."""
+    """Test digit accuracy on the embedded test digits, rendered as eval.py --eval_mode classify does."""
     images, labels = load_split("", "test")
     inputs = render_digits(images, hparams["image_size"], hparams["color"], seed, "test")
     predicted = np.concatenate([net(Tensor(inputs[i:i + 250])).asnumpy().argmax(-1)
@@ -103,11 +103,11 @@ def main(argv=None):
                                    "label_fraction": clf_meta.get("label_fraction"), "head": clf_meta.get("head")},
                     "training": {"best_val_accuracy": max(r["val_accuracy"] for r in history),
                                  "epochs": len(history), "last_epoch": history[-1]},
-                    # eval.py --task classify's table (test digit accuracy per method and label
+                    # eval.py --eval_mode classify's table (test digit accuracy per method and label
                     # fraction, mean and std over the seeds), as it measured it
                     "downstream": {"seeds": seeds, "summary": downstream.get("summary")}},
         "made_by": ["python train.py --device_target CPU --output_path RUN",
-                    "python eval.py --task classify --device_target CPU --ckpt_path RUN/cpc_best.ckpt "
+                    "python eval.py --eval_mode classify --device_target CPU --ckpt_path RUN/cpc_best.ckpt "
                     f"--output_path EVAL{seeds_flag}",
                     "python -m tools.publish_pretrained --run_dir RUN --eval_dir EVAL"],
         "reproduce": [f"python eval.py --device_target CPU --ckpt_path pretrained/{NAME}.ckpt --output_path OUT",
