@@ -18,7 +18,7 @@ from src import checkpoint
 from src.config import parse_config
 from src.eval import downstream
 from src.eval.evaluate import evaluate_checkpoint
-from src.methods import method_of_checkpoint
+from src.methods import create_method, method_of_checkpoint
 from src.utils.errors import ConfigError, batch_guard, run_main
 
 
@@ -39,6 +39,7 @@ def main(argv=None):
     cfg = parse_config(argv, description="Evaluate a CPC checkpoint", extra_args=_extra)
     if not cfg.ckpt_path:
         raise ConfigError("config key 'ckpt_path' is required: the checkpoint to evaluate")
+    create_method(cfg.task)  # a method name the registry lacks (e.g. an old "--task classify") is refused
     params, meta = checkpoint.load(cfg.ckpt_path)
     if cfg.eval_mode == "classify":
         with batch_guard("head_batch_size", cfg.head_batch_size):

@@ -14,7 +14,7 @@ from src.data.mnist import load_split
 from src.methods import REQUIRED, create_method, method_names, method_of_checkpoint, register_method
 from src.methods.sequence import SequenceMethod
 from src.utils.errors import ConfigError
-from tests.conftest import TINY
+from tests.conftest import REPO, TINY
 
 # what a new method (SimCLR, SupCon, CMC, ...) must define: the whole interface, nothing else
 INTERFACE = {"unit", "export_nets", "loss_name", "describe_batch", "build_net", "build_source", "loss_cell",
@@ -42,6 +42,15 @@ def test_a_method_lacking_part_of_the_interface_is_refused_at_registration():
     with pytest.raises(TypeError, match="lacks scorer"):
         register_method("half", Half)
     assert "half" not in method_names()
+
+
+def test_eval_refuses_an_unknown_method_name_before_writing(tmp_path):
+    """The mode flag was once --task: `eval.py --task classify` now names a method, which is refused."""
+    import eval as eval_entry
+    with pytest.raises(ConfigError, match="'classify'"):
+        eval_entry.main(["--config_path", TINY, "--task", "classify", "--output_path", str(tmp_path / "o"),
+                         "--ckpt_path", os.path.join(REPO, "pretrained", "cpc_mnist64_color.ckpt")])
+    assert not (tmp_path / "o").exists()
 
 
 def test_a_checkpoint_names_its_method():
