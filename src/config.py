@@ -127,6 +127,11 @@ SCHEMA = {
                                     "ReduceLROnPlateau)"),
     "lr_patience": Key(int, 2, "epochs without validation-loss improvement before reducing", minimum=1),
     "lr_min": Key(float, 1e-4, "floor of the learning rate"),
+    "lr_min_delta": Key(float, 1e-4, "an epoch improves on the best validation loss only if below it by more than "
+                                     "this (Keras 2.2.5's ReduceLROnPlateau min_delta, as the original ran)",
+                        minimum=0.0),
+    "lr_cooldown": Key(int, 0, "epochs after a reduction that count no waiting (Keras's cooldown; the original: 0)",
+                       minimum=0),
     "log_interval": Key(int, 50, "print the running loss every this many steps", minimum=1),
     "save_checkpoint_steps": Key(int, 0, "also write a rolling checkpoint every this many steps within an "
                                          "epoch (0 = only after each epoch; per-step feeding only)", minimum=0),
