@@ -4,7 +4,7 @@
     python convert_keras.py --h5_path models/64x64/supervised.h5 --kind classifier --output_path KERAS64
 
 --kind encoder writes OUTPUT/encoder.ckpt (from an encoder.h5, or the encoder inside a supervised.h5):
-usable by eval.py --task classify and export.py --net encoder. --kind classifier writes
+usable by eval.py --eval_mode classify and export.py --net encoder. --kind classifier writes
 OUTPUT/classifier.ckpt (from a supervised.h5): usable by export.py --net classifier. The network's
 hyper-parameters (image size, channels, encoder depth and widths, code size) are read from the file's
 model_config and stored in the checkpoint; the mapping is documented in src/deploy/keras_import.py.

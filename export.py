@@ -18,6 +18,7 @@ from src import checkpoint
 from src.config import ArgParser, model_hparams, parse_config
 from src.deploy import nets as deploy
 from src.device import check_for_target, init_device
+from src.methods import create_method
 from src.utils.atomic import WriteError, private_folder
 from src.utils.errors import ConfigError, CPCError, first_line, run_main
 from src.utils.paths import expand
@@ -94,9 +95,10 @@ def main(argv=None):
     params, meta = checkpoint.load(cfg.ckpt_path)
     deploy.check_kind(cfg.net, meta, cfg.ckpt_path)
     checkpoint.apply_hparams(cfg, meta, cfg.ckpt_path)
-    if cfg.task == "image" and cfg.net == "cpc":
-        raise ConfigError(f"--net cpc is the sequence task's network; {cfg.ckpt_path} is an image-task "
-                          f"checkpoint: export --net encoder (image -> vector) or --net classifier")
+    method = create_method(cfg.task)
+    if cfg.net not in method.export_nets:
+        raise ConfigError(f"--net {cfg.net} is not a net of the {cfg.task} method that trained {cfg.ckpt_path}: "
+                          f"export --net {' or --net '.join(method.export_nets)}")
     target = init_device(cfg)
     if cfg.file_format == "AIR" and target != "Ascend":
         raise CPCError(f"AIR export needs an Ascend device (this run is on {target}); use MINDIR or ONNX")

@@ -10,8 +10,8 @@ rank 0 writes into OUT, rank k > 0 into OUT/rank_k.
 from src.config import parse_config
 from src.device import check_for_target, init_device
 from src.train.distributed import init_distributed, rank_output_path
+from src.train.engine import load_training_data, train
 from src.train.resume import rolling
-from src.train.trainer import load_training_data, train
 from src.utils.errors import run_main
 from src.utils.modelarts import synced
 from src.utils.runlog import lock_output, prepare_output, setup_logging

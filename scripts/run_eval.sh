@@ -1,7 +1,7 @@
 #!/bin/bash
 # Evaluate a CPC checkpoint on the test split.
 #   bash scripts/run_eval.sh DEVICE_TARGET CKPT_PATH [CONFIG_PATH] [DATA_PATH] [eval.py flags...]
-#   e.g. add "--task classify" for digit classification on the frozen encoder (with baselines)
+#   e.g. add "--eval_mode classify" for digit classification on the frozen encoder (with baselines)
 # DEVICE_TARGET: auto | Ascend | GPU | CPU
 # CKPT_PATH:     a cpc_best.ckpt / cpc_last.ckpt written by train.py (classify: also encoder_best.ckpt)
 # CONFIG_PATH:   default config/cpc_mnist64_color.yaml (the net itself is rebuilt from the checkpoint)

@@ -180,7 +180,7 @@ def apply_hparams(cfg, meta, path):
 
 # what each kind of checkpoint holds, to name it when a command is given the wrong kind
 KIND_TEXT = {"cpc": "a full CPC net", "encoder": "only the encoder",
-             "classifier": "a digit classifier (encoder + digit head, written by eval.py --task classify)"}
+             "classifier": "a digit classifier (encoder + digit head, written by eval.py --eval_mode classify)"}
 
 
 def require_kind(meta, path, accepted, needs):

@@ -79,8 +79,10 @@ SCHEMA = {
     "input_contrast": Key(bool, True, "encoder starts with |x - background| (parameter-free; the colour task "
                                       "needs it, docs/architecture.md); false = the original encoder"),
     # --- image task (task: image; docs/image_cpc.md) ---
-    "task": Key(str, "sequence", "sequence: CPC over sequences of digits (the original); image: CPC over a grid of "
-                                 "overlapping patches of each digit image (CPC v2)", choices=("sequence", "image")),
+    # the pre-training method; its name is checked by the method registry (src/methods), not here
+    "task": Key(str, "sequence", "pre-training method (src/methods): sequence: CPC over sequences of digits (the "
+                                 "original); image: CPC over a grid of overlapping patches of each digit image "
+                                 "(CPC v2)"),
     "patch_size": Key(int, 16, "image task: side of each square patch (16 as the original's image CPC)", minimum=4),
     "patch_stride": Key(int, 8, "image task: step between patches (8: half-overlapping, a 7x7 grid on 64x64)",
                         minimum=1),
@@ -124,6 +126,11 @@ SCHEMA = {
                                     "ReduceLROnPlateau)"),
     "lr_patience": Key(int, 2, "epochs without validation-loss improvement before reducing", minimum=1),
     "lr_min": Key(float, 1e-4, "floor of the learning rate"),
+    "lr_min_delta": Key(float, 1e-4, "an epoch improves on the best validation loss only if below it by more than "
+                                     "this (Keras 2.2.5's ReduceLROnPlateau min_delta, as the original ran)",
+                        minimum=0.0),
+    "lr_cooldown": Key(int, 0, "epochs after a reduction that count no waiting (Keras's cooldown; the original: 0)",
+                       minimum=0),
     "log_interval": Key(int, 50, "print the running loss every this many steps", minimum=1),
     "save_checkpoint_steps": Key(int, 0, "also write a rolling checkpoint every this many steps within an "
                                          "epoch (0 = only after each epoch; per-step feeding only)", minimum=0),
@@ -144,13 +151,13 @@ SCHEMA = {
                                    "is fitted on 1,000 codes of at most a few hundred dimensions)"),
     # --- evaluation ---
     "test_steps": Key(int, 50, "test batches evaluated by eval.py (1,600 sequences)", minimum=1),
-    # --- downstream digit classification (eval.py --task classify) ---
+    # --- downstream digit classification (eval.py --eval_mode classify) ---
     "head_steps": Key(int, 1000, "Adam steps of each downstream classifier, whatever its label fraction",
                       minimum=1),
     "head_batch_size": Key(int, 64, "digits per step of the downstream classifiers", minimum=1),
     "ae_steps": Key(int, 1000, "Adam steps of the autoencoder baseline (autoencoder_* methods; the budget of "
                                "one downstream classifier, head_batch_size images each, MSE)", minimum=1),
-    "tsne_points": Key(int, 1000, "test codes (class-balanced, fixed) per encoder in eval.py --task classify's "
+    "tsne_points": Key(int, 1000, "test codes (class-balanced, fixed) per encoder in eval.py --eval_mode classify's "
                                   "t-SNE plot, codes_tsne.png (0 = no t-SNE; its time grows faster than the "
                                   "number of codes)", minimum=0),
     "head_learning_rate": Key(float, 1e-3, "Adam learning rate of the downstream classifiers (the published "
@@ -342,8 +349,8 @@ def _flag_type(name):
 def parse_config(argv=None, description="CPC (MindSpore)", extra_args=None, key_help=None):
     """Parse `--config_path` + overrides; returns a validated namespace of every SCHEMA key.
 
-    extra_args: optional callable(parser) adding entry-point-only flags (e.g. eval's --task, stored as
-    eval_task); a SCHEMA key whose flag it takes (task) is then set by the YAML only.
+    extra_args: optional callable(parser) adding entry-point-only flags (e.g. eval's --eval_mode); a flag
+    named like a SCHEMA key is refused (it would hide the key from the command line).
     key_help: optional {key: text} replacing a key's --help text (e.g. export's --batch_size).
     """
     pre = ArgParser(add_help=False)
@@ -357,9 +364,8 @@ def parse_config(argv=None, description="CPC (MindSpore)", extra_args=None, key_
     if extra_args is not None:
         extra_args(parser)
     for name, key in SCHEMA.items():
-        if f"--{name}" in parser._option_string_actions:  # an entry point's own flag (eval.py --task):
-            parser.set_defaults(**{name: values[name]})  # the key comes from the YAML (or the checkpoint)
-            continue
+        if f"--{name}" in parser._option_string_actions:
+            raise ValueError(f"an entry point's own flag --{name} hides the config key {name!r}: rename the flag")
         parser.add_argument(f"--{name}", type=_flag_type(name), default=values[name],
                             help=(key_help or {}).get(name, f"{key.doc} (default: {values[name]!r})"))
     cfg = parser.parse_args(argv)
@@ -422,7 +428,10 @@ def stored_hparams(hparams):
 def model_hparams(cfg):
     """The keys that define the network (and its input images); stored in every checkpoint."""
     keys = MODEL_KEYS + (IMAGE_MODEL_KEYS if cfg.task == "image" else ())
-    return {name: getattr(cfg, name) for name in keys}
+    hparams = {name: getattr(cfg, name) for name in keys}
+    if cfg.task != SEQUENCE_TASK["task"]:  # every other method's checkpoints name it; a sequence one is unchanged
+        hparams["task"] = cfg.task
+    return hparams
 
 
 def namespace(**kwargs):

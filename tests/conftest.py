@@ -169,11 +169,11 @@ def tiny_run(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def classify_run(tiny_run, tmp_path_factory):
-    """eval.py --task classify on tiny_run's checkpoint (10% and 100% labels): (run folder, output
+    """eval.py --eval_mode classify on tiny_run's checkpoint (10% and 100% labels): (run folder, output
     folder, downstream_metrics.json, stdout)."""
     run_dir, _ = tiny_run
     out = tmp_path_factory.mktemp("classify")
-    proc = run_entry(["eval.py", "--task", "classify", "--config_path", TINY,
+    proc = run_entry(["eval.py", "--eval_mode", "classify", "--config_path", TINY,
                       "--ckpt_path", str(run_dir / "cpc_best.ckpt"), "--output_path", str(out),
                       "--label_fractions", "0.1,1.0"])
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
@@ -183,7 +183,7 @@ def classify_run(tiny_run, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def classifier(ms_cpu, classify_run):
-    """(checkpoint path, Cell, eval.py's accuracy): classifier.ckpt of eval.py --task classify
+    """(checkpoint path, Cell, eval.py's accuracy): classifier.ckpt of eval.py --eval_mode classify
     (tiny_run's frozen encoder + the MLP head trained on all labels), rebuilt as a Cell."""
     _, out, metrics, _ = classify_run
     path = str(out / "classifier.ckpt")

@@ -1,4 +1,4 @@
-"""Downstream digit classification (eval.py --task classify): subsets, frozen encoder, outputs."""
+"""Downstream digit classification (eval.py --eval_mode classify): subsets, frozen encoder, outputs."""
 import json
 
 import numpy as np
@@ -135,7 +135,7 @@ def test_classifier_checkpoint_holds_the_frozen_encoder(classify_run):
 def test_classify_rejects_bad_lists(tiny_run, tmp_path, flags, message):
     run_dir, _ = tiny_run
     out = tmp_path / "out"
-    proc = run_entry(["eval.py", "--task", "classify", "--config_path", TINY, "--ckpt_path",
+    proc = run_entry(["eval.py", "--eval_mode", "classify", "--config_path", TINY, "--ckpt_path",
                       str(run_dir / "cpc_best.ckpt"), "--output_path", str(out)] + flags)
     assert proc.returncode == 2
     lines = error_lines(proc.stderr)
@@ -154,7 +154,7 @@ def test_classify_reads_an_idx_folder(tiny_run, tmp_path):
     write_idx(str(tmp_path / "mnist" / "train-images-idx3-ubyte.gz"), images[pick])
     write_idx(str(tmp_path / "mnist" / "train-labels-idx1-ubyte.gz"), labels[pick])
     out = tmp_path / "out"
-    proc = run_entry(["eval.py", "--task", "classify", "--config_path", TINY, "--ckpt_path",
+    proc = run_entry(["eval.py", "--eval_mode", "classify", "--config_path", TINY, "--ckpt_path",
                       str(run_dir / "encoder_best.ckpt"), "--data_path", data, "--output_path", str(out),
                       "--methods", "cpc_linear", "--label_fractions", "1.0", "--head_steps", "20"])
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
@@ -195,7 +195,7 @@ def test_empty_seeds_mean_the_config_seed():
 @pytest.mark.slow
 def test_classify_over_seeds_reports_every_seed_and_the_spread(tiny_run, tmp_path):
     run_dir, _ = tiny_run
-    proc = run_entry(["eval.py", "--task", "classify", "--config_path", TINY, "--ckpt_path",
+    proc = run_entry(["eval.py", "--eval_mode", "classify", "--config_path", TINY, "--ckpt_path",
                       str(run_dir / "cpc_best.ckpt"), "--output_path", str(tmp_path), "--methods",
                       "cpc_linear,random_mlp", "--label_fractions", "0.1", "--seeds", "0,1", "--tsne_points", "0"])
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -50,7 +50,7 @@ def test_eval_contrastive_and_classify(image_run, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.load(open(tmp_path / "c" / "eval_metrics.json"))
     assert result["loss"] == "patch_infonce" and result["num_images"] == 16
-    proc = run_entry(["eval.py", "--task", "classify", "--config_path", CONFIG, "--ckpt_path", ckpt,
+    proc = run_entry(["eval.py", "--eval_mode", "classify", "--config_path", CONFIG, "--ckpt_path", ckpt,
                       "--output_path", str(tmp_path / "k"), "--methods", "cpc_linear,cpc_mlp",
                       "--label_fractions", "0.1", "--head_steps", "20"])
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -64,8 +64,8 @@ def test_feature_layers_code_row_is_eval_linear_head(image_run, tmp_path):
     """tools.feature_layers' `code` layer is eval.py's cpc_linear exactly (same features, subset,
     head and seed); the other layers are scored too; a bad --layers is one line, nothing written."""
     ckpt, common = os.path.join(image_run, "cpc_best.ckpt"), ["--label_fractions", "0.1", "--head_steps", "20"]
-    proc = run_entry(["eval.py", "--task", "classify", "--config_path", CONFIG, "--ckpt_path", ckpt, "--output_path",
-                      str(tmp_path / "k"), "--methods", "cpc_linear", "--tsne_points", "0", *common])
+    proc = run_entry(["eval.py", "--eval_mode", "classify", "--config_path", CONFIG, "--ckpt_path", ckpt,
+                      "--output_path", str(tmp_path / "k"), "--methods", "cpc_linear", "--tsne_points", "0", *common])
     assert proc.returncode == 0, proc.stderr[-2000:]
     want = json.load(open(tmp_path / "k" / "downstream_metrics.json"))["results"][0]["accuracy"]
     proc = run_entry(["-m", "tools.feature_layers", "--config_path", CONFIG, "--ckpt_path", ckpt, "--output_path",

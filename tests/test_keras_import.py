@@ -233,14 +233,14 @@ def test_export_encoder_from_imported_encoder_checkpoint(imported, tmp_path):
 
 @pytest.mark.slow  # starts a process
 def test_eval_classify_accepts_imported_encoder(tmp_path):
-    """eval.py --task classify on an imported encoder checkpoint (28x28: 3 convs of 32, read from
+    """eval.py --eval_mode classify on an imported encoder checkpoint (28x28: 3 convs of 32, read from
     the checkpoint, not the config)."""
     out = tmp_path / "conv"
     proc = run_entry(["convert_keras.py", "--h5_path", h5("28x28_supervised"), "--kind", "encoder",
                       "--output_path", str(out)])
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "3 convs of 32" in proc.stdout
-    proc = run_entry(["eval.py", "--task", "classify", "--ckpt_path", str(out / "encoder.ckpt"),
+    proc = run_entry(["eval.py", "--eval_mode", "classify", "--ckpt_path", str(out / "encoder.ckpt"),
                       "--output_path", str(tmp_path / "eval"), "--methods", "cpc_linear",
                       "--label_fractions", "1.0", "--head_steps", "20", "--device_target", "CPU"])
     assert proc.returncode == 0, proc.stderr[-2000:]

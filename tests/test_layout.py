@@ -9,7 +9,7 @@ from tests.conftest import REPO
 
 # lower number = lower layer; a module may import from its own layer and below
 LAYERS = {"utils": 0, "config": 1, "device": 1, "device_env": 1, "checkpoint": 2, "model": 3, "data": 3, "eval": 4,
-          "train": 5, "deploy": 4}
+          "deploy": 4, "methods": 5, "train": 6}
 
 
 def _modules():

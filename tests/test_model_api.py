@@ -14,7 +14,8 @@ from src.data.dataset import build_source, create_train_dataset
 from src.model.build import build_cpc
 from src.train.callbacks import EpochClock, LossSum, StepMonitor, take_loss
 from src.train.resume import RunState
-from src.train.trainer import PlateauLR, build_train_cell, sink_size
+from src.train.schedule import PlateauLR
+from src.train.trainer import build_train_cell, sink_size
 from src.utils.errors import CPCError
 from tests.conftest import TINY
 

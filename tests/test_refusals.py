@@ -132,7 +132,7 @@ def test_contrastive_eval_names_a_classifier_checkpoint_by_its_kind(ms_cpu, tmp_
     checkpoint.save(build_classifier(hparams, "mlp"), path, {"kind": "classifier", "hparams": hparams, "head": "mlp"})
     line = _refused(eval_entry.main, ["--config_path", TINY, "--ckpt_path", path, "--output_path",
                                       str(tmp_path / "e")], capsys)
-    assert "holds a digit classifier" in line and "(kind 'classifier')" in line and "--task classify" in line
+    assert "holds a digit classifier" in line and "(kind 'classifier')" in line and "--eval_mode classify" in line
     assert "missing" not in line and not (tmp_path / "e").exists()
 
 

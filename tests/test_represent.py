@@ -18,7 +18,7 @@ from src.model.loss import (
     infonce_metrics,
     infonce_per_step,
 )
-from src.train.trainer import train
+from src.train.engine import train
 from src.utils.plots import plot_training_curves
 from tests.conftest import TINY
 

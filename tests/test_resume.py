@@ -89,7 +89,7 @@ def _losses(ms_cpu, tmp_path, seed):
     import mindspore as ms
 
     from src.config import parse_config
-    from src.train.trainer import train
+    from src.train.engine import train
     cfg = parse_config(["--config_path", TINY, "--seed", str(seed), "--output_path", str(tmp_path / str(seed)),
                         "--epoch_size", "1", "--steps_per_epoch", "20", "--val_steps", "1"])
     os.makedirs(cfg.output_path, exist_ok=True)
@@ -223,7 +223,7 @@ def test_second_signal_stops_at_once(tmp_path):
     proc = _start(tmp_path, "--steps_per_epoch", "200", "--log_interval", "200", "--save_checkpoint_steps", "0")
     log = tmp_path / "train.log"
     _wait_for(log, proc)
-    while "training binary CPC" not in log.read_text() and proc.poll() is None:
+    while "training sequence CPC (binary loss)" not in log.read_text() and proc.poll() is None:
         time.sleep(0.01)
     os.kill(proc.pid, signal.SIGTERM)
     time.sleep(0.5)  # two signals sent back to back would arrive as one
@@ -318,7 +318,7 @@ def test_a_new_learning_rate_is_told_from_the_scheduled_one():
     plateau reduction is kept); a checkpoint from before the starting rate was stored gives epoch 1's."""
     from src.config import namespace
     from src.train.resume import _apply_new_learning_rate
-    from src.train.trainer import PlateauLR
+    from src.train.schedule import PlateauLR
     for meta in ({"learning_rate": 1e-3, "history": []}, {"history": [{"learning_rate": 1e-3}]}):
         kept = PlateauLR(1e-3 / 3, 1 / 3, 2, 1e-4)
         _apply_new_learning_rate(namespace(learning_rate=1e-3), meta, kept)
@@ -333,7 +333,8 @@ def _resume_with(folder, newest_common):
     from src.config import model_hparams, parse_config
     from src.model.build import build_cpc
     from src.train import resume
-    from src.train.trainer import PlateauLR, build_train_cell
+    from src.train.schedule import PlateauLR
+    from src.train.trainer import build_train_cell
     cfg = parse_config(FLAGS + ["--output_path", str(folder), "--resume", "True"])
     hparams = model_hparams(cfg)
     train_cell, optimizer = build_train_cell(build_cpc(hparams, True), cfg, "CPU")

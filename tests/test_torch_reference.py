@@ -33,8 +33,8 @@ def image_nets(config, norm="layer"):
 
 def patch_source(cfg):
     """The port's own source of training patch grids (batch 0: [B, G*G, C, P, P])."""
-    from src.train.tasks import ImageTask
-    return ImageTask.build_source(cfg, "train", 1)
+    from src.methods import create_method
+    return create_method("image").build_source(cfg, "train", 1)
 
 
 @pytest.mark.parametrize("config", [TINY, f"{REPO}/config/cpc_mnist64_color.yaml",

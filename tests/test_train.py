@@ -14,7 +14,7 @@ from src.config import model_hparams, namespace, parse_config
 from src.data.dataset import build_source
 from src.eval.evaluate import evaluate
 from src.model.build import build_cpc
-from src.train.trainer import PlateauLR, train
+from src.train.engine import train
 from src.utils.atomic import WriteError
 from src.utils.runlog import write_json
 from tests.conftest import TINY, bare_checkpoint, error_lines, export_embedded_test_split, run_entry
@@ -168,14 +168,6 @@ def test_training_on_a_full_disk_stops_with_one_line_and_resumes(ms_cpu, tmp_pat
     proc = run_entry(["train.py"] + flags + ["--resume", "True"])
     assert proc.returncode == 0 and "resuming from " + str(tmp_path / "cpc_e1_s10.ckpt") in proc.stdout, \
         proc.stderr[-2000:]
-
-
-def test_plateau_schedule_matches_keras():
-    sched = PlateauLR(1e-3, 1 / 3, 2, 1e-4)
-    lrs = [sched.update(v) for v in (1.0, 0.9, 0.95, 0.95, 0.95, 0.95, 0.8, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9)]
-    assert lrs[:3] == [1e-3, 1e-3, 1e-3]
-    assert lrs[3] == pytest.approx(1e-3 / 3) and lrs[5] == pytest.approx(1e-3 / 9)
-    assert lrs[-1] == pytest.approx(1e-4)  # the floor
 
 
 def test_scripts(tiny_run, tmp_path):

@@ -33,9 +33,9 @@ from src.config import model_hparams, parse_config
 from src.data.dataset import create_dataset, render_digits
 from src.data.mnist import load_split
 from src.device import init_device
+from src.methods import create_method
 from src.model.build import build_cpc
 from src.model.cpu.conv import use_fast_conv
-from src.train.tasks import for_config
 from src.train.trainer import build_train_cell
 from src.utils.errors import ConfigError, batch_guard, run_main
 from src.utils.paths import require_folder_target
@@ -110,7 +110,7 @@ def image_inputs(cfg, source, net, data):
     return BenchInputs(images, net.encoder.patch_encoder.blocks[0].conv.form,
                        {"task": "image", "patch_size": cfg.patch_size, "patch_stride": cfg.patch_stride,
                         "grid": net.grid, "offsets": len(net.offsets), "norm": cfg.norm,
-                        "context_layers": cfg.context_layers, "loss": for_config(cfg).loss_name(cfg),
+                        "context_layers": cfg.context_layers, "loss": create_method(cfg.task).loss_name(cfg),
                         "parameters": trainable_scalars(net)},
                        "data_images_per_s")
 
@@ -121,7 +121,7 @@ BENCH_INPUTS = {"sequence": sequence_inputs, "image": image_inputs}
 def measure(cfg, target):
     """The JSON line's fields: every timing of the module docstring, for the config's task."""
     data = load_split(cfg.data_path, "train")
-    source = for_config(cfg).build_source(cfg, "train", cfg.warmup + cfg.steps, data=data)
+    source = create_method(cfg.task).build_source(cfg, "train", cfg.warmup + cfg.steps, data=data)
     net = build_cpc(model_hparams(cfg), use_fast_conv(target))
     inputs = BENCH_INPUTS[cfg.task](cfg, source, net, data)
     images = ms.Tensor(inputs.images)

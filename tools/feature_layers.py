@@ -4,7 +4,7 @@
         --output_path EVAL [--layers conv,hidden,code,context,code+context --label_fractions 0.01,0.1 --seeds 0,1,2]
 
 Each layer's per-patch output, region-pooled over the grid exactly as the frozen encoder pools its
-codes (pool_grid), is scored with eval.py --task classify's linear head (the same DigitHead, fit,
+codes (pool_grid), is scored with eval.py --eval_mode classify's linear head (the same DigitHead, fit,
 label subsets and seeds): conv = the last conv block's flattened output, hidden = after the
 encoder's first Dense + norm + LeakyReLU, code = the code z (what ImageEncoder gives, the
 downstream default), context = the top-down masked context c, code+context = both side by side.

@@ -6,7 +6,7 @@ the published files, with the commands and the commit that made them.
 
     python -m tools.publish_pretrained --card_only [--output_dir pretrained]
 
-RUN: a train.py output folder (cpc_best.ckpt, metrics.json); EVAL: eval.py --task classify on
+RUN: a train.py output folder (cpc_best.ckpt, metrics.json); EVAL: eval.py --eval_mode classify on
 RUN/cpc_best.ckpt (classifier.ckpt). eval.py and export.py take the published files as they are and
 check each against its .sha256 when loading (src/checkpoint.py). Beside the JSON goes its Hub-style
 card, cpc_mnist64_color.md (a MindSpore Hub asset page: YAML front matter with the Hub's keys, each
@@ -86,7 +86,7 @@ def _publish(net, meta, path):
 
 
 def contrastive_figures(net, hparams):
-    """The test figures eval.py --task contrastive gives on the default config (same source)."""
+    """The test figures eval.py --eval_mode contrastive gives on the default config (same source)."""
     cfg = namespace(**hparams)
     result = evaluate(net, build_source(cfg, "test", cfg.test_steps, data=load_split("", "test")))
     return {"test_accuracy": result["accuracy"], "test_loss": result["loss"],
@@ -94,7 +94,7 @@ def contrastive_figures(net, hparams):
 
 
 def classifier_accuracy(net, hparams, seed=0):
-    """Test digit accuracy on the embedded test digits, rendered as eval.py --task classify does."""
+    """Test digit accuracy on the embedded test digits, rendered as eval.py --eval_mode classify does."""
     images, labels = load_split("", "test")
     inputs = render_digits(images, hparams["image_size"], hparams["color"], seed, "test")
     predicted = np.concatenate([net(Tensor(inputs[i:i + 250])).asnumpy().argmax(-1)
@@ -211,7 +211,7 @@ def read_inputs(args):
     """Everything publishing needs, read and checked before anything is written."""
     cpc_path, clf_path = os.path.join(args.run_dir, "cpc_best.ckpt"), os.path.join(args.eval_dir, "classifier.ckpt")
     cpc_params, cpc_meta = _load_checked(cpc_path, "cpc", "--run_dir needs train.py's cpc_best.ckpt")
-    clf_params, clf_meta = _load_checked(clf_path, "classifier", "--eval_dir needs eval.py --task classify's "
+    clf_params, clf_meta = _load_checked(clf_path, "classifier", "--eval_dir needs eval.py --eval_mode classify's "
                                                                  "classifier.ckpt")
     history = _read_json(os.path.join(args.run_dir, "metrics.json"), "training metrics").get("history")
     if not history:
@@ -255,7 +255,7 @@ def main(argv=None):
                               "label_fraction": clf_meta.get("label_fraction"), "head": clf_meta.get("head")},
                "training": {"best_val_accuracy": max(r["val_accuracy"] for r in history),
                             "epochs": len(history), "last_epoch": history[-1]},
-               # eval.py --task classify's table (test digit accuracy per method and label
+               # eval.py --eval_mode classify's table (test digit accuracy per method and label
                # fraction, mean and std over the seeds), as it measured it
                "downstream": {"seeds": seeds, "summary": downstream.get("summary")}}
     with private_folder(out, "published folder") as private:
@@ -272,7 +272,7 @@ def main(argv=None):
             "files": files, "commit": args.commit or _commit(), "published_at": _commit(), "figures": figures,
             "mindspore_version": ms.__version__,
             "made_by": ["python train.py --device_target CPU --output_path RUN",
-                        "python eval.py --task classify --device_target CPU --ckpt_path RUN/cpc_best.ckpt "
+                        "python eval.py --eval_mode classify --device_target CPU --ckpt_path RUN/cpc_best.ckpt "
                         f"--output_path EVAL{seeds_flag}",
                         "python -m tools.publish_pretrained --run_dir RUN --eval_dir EVAL"],
             "reproduce": [f"python eval.py --device_target CPU --ckpt_path pretrained/{NAME}.ckpt --output_path OUT",

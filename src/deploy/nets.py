@@ -31,7 +31,7 @@ def check_kind(net_name, meta, path):
     kind = None if meta is None else meta.get("kind")
     if kind is None or kind in ACCEPTED_KINDS[net_name]:
         return
-    hint = {"classifier": "a classifier checkpoint (classifier.ckpt, written by eval.py --task classify)",
+    hint = {"classifier": "a classifier checkpoint (classifier.ckpt, written by eval.py --eval_mode classify)",
             "cpc": "a CPC checkpoint (cpc_best.ckpt or cpc_last.ckpt)"}.get(net_name, "")
     raise CheckpointError(f"--net {net_name} needs {hint}; {path} holds a checkpoint of kind '{kind}'")
 

@@ -16,7 +16,7 @@ updated): its codes are computed once and the head is trained on them, which is 
 network and much cheaper than running the encoder at every step. Every method takes the same
 number of Adam steps on the same batch size, whatever the fraction; after them each trained net's
 BatchNorm statistics are re-estimated on its training inputs (PreciseBN), as in CPC training.
-`classify` is the whole of eval.py --task classify: it loads the data and the frozen encoder, runs
+`classify` is the whole of eval.py --eval_mode classify: it loads the data and the frozen encoder, runs
 every (method, fraction) and writes the metrics, the classifier checkpoint and the plots.
 """
 import copy
@@ -226,7 +226,7 @@ def save_classifier(path, classifier, cfg, results, fraction):
 
 
 def classify(cfg, params, meta):
-    """eval.py --task classify: the downstream study on the checkpoint's frozen encoder; writes
+    """eval.py --eval_mode classify: the downstream study on the checkpoint's frozen encoder; writes
     downstream_metrics.json, classifier.ckpt (with cpc_mlp) and the plots into cfg.output_path."""
     if not any(k.startswith("encoder.") for k in params):
         raise CheckpointError(f"checkpoint {cfg.ckpt_path} holds no encoder parameters (encoder.*)")

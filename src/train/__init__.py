@@ -1,1 +1,1 @@
-"""Training: Model.train driver, callbacks, resume, PreciseBN, data parallel."""
+"""Training: the engine (epoch loop and end-of-epoch steps), train cell, schedule, callbacks, resume, data parallel."""

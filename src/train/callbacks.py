@@ -1,5 +1,7 @@
 """What training does around the step, as mindspore.train callbacks of Model.train.
 
+The engine (src/train/engine.py) calls Model.train once per epoch; Model's own "epoch" is one pass
+of `sink_size` steps (one sink on a device), so on_train_epoch_end here means the end of a pass.
 The train step is one call of the train cell per batch with per-step feeding (CPU), or one call per
 sink of `sink_size` batches on Ascend/GPU, where the device runs the steps and the host sees only
 the last step's output. LossSum therefore adds every step's loss into a Parameter on the device,
@@ -7,16 +9,12 @@ and StepMonitor reads (and clears) it at each callback: the mean of the steps si
 the same number on every device.
 
 - StepMonitor (each step, or each sink): loss, NaN stop, log line, rolling checkpoint.
-- EpochEnd (after the last step of an epoch): BatchNorm statistics averaged across ranks,
-  validation, the history record, cpc_last/cpc_best/encoder_best, the plateau schedule, a rolling
-  checkpoint.
 - StopOnSignal (SIGTERM/SIGINT): a resumable checkpoint at the next pass end, then a clean stop.
+The end of an epoch is the engine's, not a callback's (src/train/epoch_end.py).
 
 Hand-written rather than MindSpore's own, each for one reason: LossMonitor/TimeMonitor print
 the last step's loss, not the mean, in their own format; ModelCheckpoint cannot put the run state
-(schedule, history, losses) into each file's metadata, which exact resume needs; ReduceLROnPlateau
-reads Model.fit's eval results per Model epoch and keeps its (best, wait) state private, which
-resume must restore.
+(schedule, history, losses) into each file's metadata, which exact resume needs.
 """
 import logging
 import math
@@ -32,9 +30,6 @@ import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.train import Callback
 
-from src import checkpoint
-from src.eval.evaluate import format_per_step
-from src.eval.represent import DIGIT_CHANCE
 from src.utils.errors import CPCError
 
 log = logging.getLogger("cpc")
@@ -92,6 +87,9 @@ class StepMonitor(Callback):
         self.cfg, self.run, self.loss_sum, self.clock = cfg, run, loss_sum, clock
         self.seen, self.window = 0, None
 
+    def on_train_begin(self, run_context):
+        self.seen = 0  # Model counts steps from 0 in each Model.train call (one per epoch)
+
     def on_train_epoch_begin(self, run_context):
         self.clock.begin(self.run.step)
         if self.window is None:
@@ -116,72 +114,6 @@ class StepMonitor(Callback):
                      step, steps, float(np.mean(run.epoch_losses[entries:])), 1000 * elapsed / stepped,
                      stepped * cfg.batch_size / elapsed)
             self.window = None if step == steps else (time.perf_counter(), step, len(run.epoch_losses))
-
-
-class EpochEnd(Callback):
-    """At the end of each epoch (the Model pass whose last step is the epoch's last): finish it."""
-
-    def __init__(self, cfg, run, net, optimizer, schedule, validate, sync_buffers, clock, precise_bn=None,
-                 represent=None):
-        super().__init__()
-        self.cfg, self.run, self.net, self.optimizer, self.schedule = cfg, run, net, optimizer, schedule
-        self.validate, self.sync_buffers, self.clock = validate, sync_buffers, clock
-        self.precise_bn, self.represent = precise_bn, represent  # represent: src/eval/represent.py
-        self.last_val = None
-        self.trained_steps, self.step_seconds = 0, 0.0
-
-    def on_train_epoch_end(self, run_context):
-        if self.run.step == self.cfg.steps_per_epoch:
-            self.finish()
-
-    def finish(self):
-        """Validate the epoch whose steps are done, record it, save, step the schedule."""
-        cfg, run, schedule = self.cfg, self.run, self.schedule
-        first, seconds = self.clock.end(cfg.steps_per_epoch)
-        self.trained_steps += cfg.steps_per_epoch - first
-        self.step_seconds += seconds
-        if self.precise_bn is not None:
-            self.precise_bn()  # BatchNorm statistics of the current weights (src/eval/precise_bn.py)
-        self.sync_buffers()  # BatchNorm statistics saw only this rank's data
-        val = self.last_val = self.validate()
-        epoch, lr_used = run.epoch, schedule.lr
-        record = {"epoch": epoch, "loss": float(np.mean(run.epoch_losses)), "val_loss": val["loss"],
-                  "val_accuracy": val["accuracy"], "learning_rate": lr_used, "epoch_seconds": round(seconds, 3),
-                  "samples_per_second": round((cfg.steps_per_epoch - first) * cfg.batch_size / max(seconds, 1e-9),
-                                              2)}
-        if "collision_rate" in val:
-            record["val_collision_rate"] = val["collision_rate"]
-        if "accuracy_per_step" in val:  # the sequence task's future steps (the image task has row offsets)
-            record.update(val_accuracy_per_step=val["accuracy_per_step"], val_loss_per_step=val["loss_per_step"])
-        if self.represent is not None:
-            record.update(self.represent())
-        run.history.append(record)
-        log.info("epoch %d/%d loss %.4f val_loss %.4f val_acc %.4f (chance %.3f%s) lr %.2e time %.1f s %.1f seq/s",
-                 epoch, cfg.epoch_size, record["loss"], val["loss"], val["accuracy"], val["chance_accuracy"],
-                 f", negatives showing the positive's digit {val['collision_rate']:.1%} masked"
-                 if "collision_rate" in val else "", lr_used, seconds, record["samples_per_second"])
-        if "accuracy_per_step" in val:
-            log.info("epoch %d/%d validation per future step: %s", epoch, cfg.epoch_size, format_per_step(val))
-        if "knn_accuracy" in record:
-            log.info("epoch %d/%d codes as digit features: kNN accuracy %.4f, linear probe %.4f (chance %.2f) in "
-                     "%.2f s (%.1f%% of the epoch's training)", epoch, cfg.epoch_size, record["knn_accuracy"],
-                     record["probe_accuracy"], DIGIT_CHANCE, record["repr_seconds"],
-                     100 * record["repr_seconds"] / max(seconds, 1e-9))
-        state = {"kind": "cpc", "hparams": run.hparams, "epoch": epoch, "step": epoch * cfg.steps_per_epoch,
-                 "val_accuracy": val["accuracy"], "learning_rate": lr_used}
-        out = cfg.output_path
-        checkpoint.save(run.train_cell, os.path.join(out, "cpc_last.ckpt"), state)
-        if val["accuracy"] > run.best_acc:
-            run.best_acc = val["accuracy"]
-            checkpoint.save(run.train_cell, os.path.join(out, "cpc_best.ckpt"), state)
-            checkpoint.save(self.net.encoder, os.path.join(out, "encoder_best.ckpt"), dict(state, kind="encoder"))
-        new_lr = schedule.update(val["loss"])
-        if new_lr != lr_used:
-            self.optimizer.learning_rate.set_data(Tensor(new_lr, ms.float32))
-            log.info("validation loss has not improved for %d epochs: learning rate %.2e -> %.2e",
-                     cfg.lr_patience, lr_used, new_lr)
-        run.end_epoch()
-        run.save(run.train_cell)
 
 
 class StopRequested(CPCError):

@@ -5,7 +5,7 @@ cpc_e{epoch}_s{global step}.ckpt of the train cell (network + Adam moments and s
 every `save_checkpoint_steps` steps and after each epoch's validation, keeping the newest
 `keep_checkpoint_max`. Their metadata holds everything else a run needs to go on as if it had never
 stopped: epoch, step within the epoch, global step, whether the epoch's validation is done, the
-plateau schedule (lr, best, wait), the best validation accuracy, the history and the losses so far.
+learning-rate schedule's state (src/train/schedule.py), the best validation accuracy, the history and the losses so far.
 The sequence data is random access (batch i is a function of seed, split and i), so the data
 position is just the global step. `--resume True` loads the newest complete one (temporary files of
 an interrupted save never match the name pattern; a file that cannot be read is skipped).
@@ -44,7 +44,8 @@ def rolling(out):
 
 
 class RunState:
-    """Where training stands: the next step to run and everything the epoch loop accumulates."""
+    """Where training stands: the next step to run and everything the epoch loop accumulates.
+    Changed only through its methods (add_loss, record_epoch, end_epoch, save, restore)."""
 
     def __init__(self, cfg, hparams, schedule, train_cell):
         self.cfg, self.hparams, self.schedule, self.train_cell = cfg, hparams, schedule, train_cell
@@ -63,15 +64,22 @@ class RunState:
         if len(self.step_losses) < STEP_LOSSES_KEPT:
             self.step_losses.append(loss)
 
+    def record_epoch(self, record):
+        """Append one epoch's history record; True when its validation accuracy is the best so far."""
+        self.history.append(record)
+        if record["val_accuracy"] > self.best_acc:
+            self.best_acc = record["val_accuracy"]
+            return True
+        return False
+
     def end_epoch(self):
         self.epoch, self.step, self.epoch_losses = self.epoch + 1, 0, []
 
     def meta(self):
-        sched = self.schedule
         return {"kind": "cpc", "hparams": self.hparams, "run": {k: getattr(self.cfg, k) for k in RUN_KEYS},
                 "learning_rate": self.cfg.learning_rate,
                 "epoch": self.epoch, "step": self.step, "global_step": self.global_step,
-                "schedule": {"lr": sched.lr, "best": sched.best, "wait": sched.wait},
+                "schedule": self.schedule.state(),
                 "best_val_accuracy": self.best_acc, "history": self.history,
                 "epoch_losses": self.epoch_losses, "step_losses": self.step_losses}
 
@@ -101,7 +109,7 @@ class RunState:
             raise CPCError(f"cannot resume from {path}: it was trained with other settings "
                            f"(checkpoint vs config: {diff}); use the same command, or another output_path")
         self.epoch, self.step = meta["epoch"], meta["step"]
-        self.schedule.lr, self.schedule.best, self.schedule.wait = (meta["schedule"][k] for k in ("lr", "best", "wait"))
+        self.schedule.load_state(meta["schedule"])
         self.best_acc, self.history = meta["best_val_accuracy"], meta["history"]
         self.epoch_losses, self.step_losses = meta["epoch_losses"], meta["step_losses"]
         self.last_path = self.resumed_from = path

@@ -1,0 +1,42 @@
+"""CPC over the patch grid of each image (CPC v2): the patch InfoNCE of src/model/patch_loss.py."""
+from src.data.dataset import create_dataset
+from src.data.patches import build_patch_source
+from src.eval.evaluate import evaluate_patches
+from src.methods.base import Method
+from src.model.build import build_cpc
+from src.model.patch_loss import PatchInfoNCE, PatchInfoNCEWithLoss
+
+
+def patch_batches(source):
+    """The (patches,) inputs of an ImageCPC net for every batch of a PatchSource (PreciseBatchNorm)."""
+    return lambda: ((row[0],) for row in create_dataset(source).create_tuple_iterator(num_epochs=1))
+
+
+class ImageMethod(Method):
+    unit = "images"
+    export_nets = ("classifier", "encoder")  # no sequence net: the image net scores patch grids
+    build_net = staticmethod(build_cpc)
+    build_source = staticmethod(build_patch_source)
+    calibration_batches = staticmethod(patch_batches)
+    evaluate = staticmethod(evaluate_patches)
+
+    @staticmethod
+    def loss_name(cfg):
+        return "patch_infonce"
+
+    @staticmethod
+    def describe_batch(cfg):
+        side, channels = cfg.image_size, 3 if cfg.color else 1
+        return f"{cfg.batch_size} images {channels}x{side}x{side} cut into patches a step"
+
+    @staticmethod
+    def loss_cell(net, cfg, amp_level="O0"):
+        scored = net
+        if amp_level != "O0":
+            import mindspore as ms
+            scored = ms.amp.auto_mixed_precision(net, amp_level)
+        return PatchInfoNCEWithLoss(scored, net.grid, net.offsets, cfg.batch_size)
+
+    @staticmethod
+    def scorer(net, cfg):
+        return PatchInfoNCE(net, net.grid, net.offsets, cfg.batch_size)
