@@ -138,7 +138,7 @@ class Engine:
                  cfg.epoch_size, cfg.steps_per_epoch, cfg.batch_size, len(self.train_data[0]),
                  len(self.val_source.images))
         if self.size > 1:
-            # the pid lets scripts/run_distribute_train.sh name a rank msrun reports lost by its pid
+            # the pid in the log lets a reader match a rank to the worker msrun reports (run_status.json has it too)
             log.info("data parallel: rank %d of %d, global batch %d, pid %d", self.rank, self.size,
                      cfg.batch_size * self.size, os.getpid())
 
