@@ -21,7 +21,7 @@ from contextlib import contextmanager
 
 import mindspore as ms
 
-from src.config import IMAGE_MODEL_KEYS, MODEL_KEYS, SEQUENCE_TASK, stored_hparams
+from src.config import SEQUENCE_TASK, STORED_MODEL_KEYS, stored_hparams
 from src.utils.atomic import WriteError, atomic_write
 from src.utils.errors import CheckpointError, first_line
 from src.utils.paths import require_file
@@ -172,7 +172,7 @@ def apply_hparams(cfg, meta, path):
     # a checkpoint written before a model key existed was trained with its old value (stored_hparams);
     # a checkpoint without a task key is a sequence checkpoint
     stored = {**SEQUENCE_TASK, **stored_hparams(meta["hparams"])}
-    for key in MODEL_KEYS + IMAGE_MODEL_KEYS:
+    for key in STORED_MODEL_KEYS:
         if key in stored and stored[key] != getattr(cfg, key):
             log.info("%s = %r taken from the checkpoint (config says %r)", key, stored[key], getattr(cfg, key))
             setattr(cfg, key, stored[key])

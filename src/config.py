@@ -104,6 +104,21 @@ SCHEMA = {
     "color_drop": Key(float, 0.0, "image task augmentation: probability that a training patch keeps one random "
                                   "colour channel in all three (CPC v2's colour dropping; 0 = off)",
                       minimum=0.0, maximum=1.0),
+    # --- two-view methods (task: twoview, SimCLR-style; task: cmc, Lab views; docs/methods.md) ---
+    "contrastive_loss": Key(str, "ntxent", "twoview task's loss between the two views' projections: ntxent "
+                                           "(SimCLR), supcon (positives = same digit: uses every training "
+                                           "label), margin (Hadsell et al.: the two views a positive pair, the "
+                                           "next image's second view a negative one), triplet (anchor view 1, "
+                                           "positive view 2, negative the next image's view 2)",
+                            choices=("ntxent", "supcon", "margin", "triplet")),
+    "temperature": Key(float, 0.5, "ntxent, supcon and cmc: softmax temperature of the cosine similarities "
+                                   "(0.5: SimCLR's best for CIFAR-10 at small batches, its appendix B.7)"),
+    "margin": Key(float, 1.0, "margin and triplet losses: the margin on unit-sphere distances (in [0, 2]; 1.0 "
+                              "is halfway, as a common default)"),
+    "projection_hidden": Key(int, 256, "twoview task: hidden units of the 2-layer projection MLP on the codes "
+                                       "(SimCLR's head; 256 as the encoder's dense layer)", minimum=1),
+    "projection_dim": Key(int, 128, "twoview task: output size of the projection MLP, where the loss is taken "
+                                    "(128 as SimCLR)", minimum=1),
     # --- loss ---
     "loss": Key(str, "binary", "binary: the published sorted/random sigmoid loss; infonce: the paper's "
                                "InfoNCE over in-batch negatives", choices=("binary", "infonce")),
@@ -245,6 +260,7 @@ def validate(cfg):
             raise ConfigError(f"config key 'num_negatives' must be <= {pool} (the other "
                               f"{'future images' if cfg.negatives_across_steps else 'sequences'} of a batch "
                               f"of {cfg.batch_size}), got {cfg.num_negatives}")
+    validate_twoview(cfg)
     if cfg.task == "image":
         return validate_image(cfg)
     if encoder_output_size(cfg.image_size, cfg.padding, cfg.encoder_layers) < 1:
@@ -298,6 +314,17 @@ def validate_image(cfg):
                           f"got {cfg.encoder_channels}")
     check_patch_jitter(cfg)
     return cfg
+
+
+def validate_twoview(cfg):
+    """The two-view keys' constraints (SCHEMA's minimum is inclusive; these must be strictly > 0), and
+    CMC's need of colour (its views are L and ab of Lab)."""
+    for name in ("temperature", "margin"):
+        if not getattr(cfg, name) > 0:
+            raise ConfigError(f"config key '{name}' must be > 0, got {getattr(cfg, name)}")
+    if cfg.task == "cmc" and not cfg.color:
+        raise ConfigError("config key 'color' is false, but task cmc needs colour images (its two views are L "
+                          "and ab of Lab): use a colour config, or task twoview")
 
 
 def max_patch_jitter(image_size, patch_size):
@@ -394,6 +421,11 @@ MODEL_KEYS = ("image_size", "color", "padding", "input_contrast", "terms", "pred
               "hidden_size", "loss") + ENCODER_SHAPE_KEYS
 # the encoder's shape keys: a checkpoint written before they existed was trained with these values
 ENCODER_DEFAULTS = {name: SCHEMA[name].default for name in ENCODER_SHAPE_KEYS}
+# the two-view methods' model keys (stored in their checkpoints only); cmc has no projection head
+TWOVIEW_MODEL_KEYS = ("contrastive_loss", "temperature", "margin", "projection_hidden", "projection_dim")
+TASK_MODEL_KEYS = {"image": IMAGE_MODEL_KEYS, "twoview": TWOVIEW_MODEL_KEYS, "cmc": ("temperature",)}
+# every model key a checkpoint may carry (checkpoint.apply_hparams takes them all)
+STORED_MODEL_KEYS = MODEL_KEYS + IMAGE_MODEL_KEYS + TWOVIEW_MODEL_KEYS
 SEQUENCE_TASK = {"task": "sequence"}  # a checkpoint without a task key is a sequence checkpoint
 # image keys added after image checkpoints were first written: what such a checkpoint was trained with
 # (fixed here, not SCHEMA's default, which may change)
@@ -402,6 +434,8 @@ IMAGE_DEFAULTS = {"directions": 1}
 
 # keys only one task reads (the image task ignores terms, loss, ...; the sequence task the patch keys)
 IMAGE_ONLY_KEYS = tuple(k for k in IMAGE_MODEL_KEYS if k != "task") + ("patch_jitter", "color_drop")
+TWOVIEW_ONLY_KEYS = {"contrastive_loss": ("twoview",), "temperature": ("twoview", "cmc"), "margin": ("twoview",),
+                     "projection_hidden": ("twoview",), "projection_dim": ("twoview",)}
 SEQUENCE_ONLY_KEYS = ("terms", "predict_terms", "loss", "num_negatives", "negatives_across_steps")
 
 
@@ -415,6 +449,11 @@ def check_task_keys(cfg):
         if value != SCHEMA[name].default:
             raise ConfigError(f"config key '{name}' ({value!r}) is read by the {task} task only; this config is "
                               f"task: {cfg.task}, which would ignore it (remove it, or set task: {task})")
+    for name, tasks in TWOVIEW_ONLY_KEYS.items():
+        value = getattr(cfg, name)
+        if cfg.task not in tasks and value != SCHEMA[name].default:
+            raise ConfigError(f"config key '{name}' ({value!r}) is read by task {' or '.join(tasks)} only; this "
+                              f"config is task: {cfg.task}, which would ignore it (remove it, or set task: {tasks[0]})")
     return cfg
 
 
@@ -427,7 +466,7 @@ def stored_hparams(hparams):
 
 def model_hparams(cfg):
     """The keys that define the network (and its input images); stored in every checkpoint."""
-    keys = MODEL_KEYS + (IMAGE_MODEL_KEYS if cfg.task == "image" else ())
+    keys = MODEL_KEYS + TASK_MODEL_KEYS.get(cfg.task, ())
     hparams = {name: getattr(cfg, name) for name in keys}
     if cfg.task != SEQUENCE_TASK["task"]:  # every other method's checkpoints name it; a sequence one is unchanged
         hparams["task"] = cfg.task

@@ -14,7 +14,9 @@ from src.utils.errors import ConfigError
 
 # name -> "module:class"; imported when first asked for, so naming a method costs no import
 BUILTIN = {"sequence": "src.methods.sequence:SequenceMethod",
-           "image": "src.methods.image:ImageMethod"}
+           "image": "src.methods.image:ImageMethod",
+           "twoview": "src.methods.twoview:TwoViewMethod",
+           "cmc": "src.methods.cmc:CMCMethod"}
 _registered = {}
 
 

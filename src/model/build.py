@@ -3,6 +3,7 @@
 (src/model/image_cpc.py). One module above both, so neither imports the other back."""
 from src.model.cpc import CPC, Encoder, encoder_shape
 from src.model.image_cpc import build_image_cpc, build_image_encoder
+from src.model.twoview import CMCEncoder
 
 
 def build_encoder(hparams, fast_conv):
@@ -10,7 +11,14 @@ def build_encoder(hparams, fast_conv):
     the image task the ImageEncoder (src/model/image_cpc.py)."""
     if hparams.get("task") == "image":
         return build_image_encoder(hparams, fast_conv)
-    return Encoder(hparams["image_size"], 3 if hparams["color"] else 1, hparams["code_size"], hparams["padding"],
+    if hparams.get("task") == "cmc":  # one encoder for L, one for ab of Lab (src/model/twoview.py)
+        return CMCEncoder(view_encoder(hparams, fast_conv, 1), view_encoder(hparams, fast_conv, 2))
+    return view_encoder(hparams, fast_conv, 3 if hparams["color"] else 1)
+
+
+def view_encoder(hparams, fast_conv, channels):
+    """The sequence task's Encoder of `channels`-channel images."""
+    return Encoder(hparams["image_size"], channels, hparams["code_size"], hparams["padding"],
                    fast_conv, hparams["input_contrast"], *encoder_shape(hparams))
 
 
@@ -18,6 +26,8 @@ def feature_size(hparams):
     """Length of the vector build_encoder's encoder gives each image (the downstream heads' input)."""
     if hparams.get("task") == "image":
         return hparams["code_size"] * hparams["pool_grid"] ** 2
+    if hparams.get("task") == "cmc":
+        return 2 * hparams["code_size"]
     return hparams["code_size"]
 
 
