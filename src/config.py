@@ -174,6 +174,11 @@ SCHEMA = {
                                    "first, so resume: true continues from its rolling checkpoints (empty = none)"),
     "deterministic": Key(bool, False, "Ascend/GPU: ms.set_deterministic(True), so a run repeats bit for bit "
                                       "(slower kernels); CPU runs already repeat, so it changes nothing there"),
+    "logistic_cs": Key(int, 10, "logistic head: L2 strengths C tried, log-spaced over 1e-4..1e4 (scikit-learn's "
+                                "LogisticRegressionCV grid), the best chosen by cross-validation on the labelled "
+                                "digits alone", minimum=2),
+    "logistic_folds": Key(int, 5, "logistic head: stratified cross-validation folds (fewer when a class has fewer "
+                                  "labelled digits: 4 at label fraction 0.01 of the embedded sample)", minimum=2),
 }
 
 def str2bool(value):
@@ -444,3 +449,45 @@ def namespace(**kwargs):
         raise ConfigError(f"unknown config key '{sorted(unknown)[0]}'")
     values.update(kwargs)
     return validate(SimpleNamespace(**values))
+
+
+# --- comma-separated list flags of the entry points (eval.py's downstream study, tools.feature_layers):
+# parsed and checked here, so that a command refuses a bad list before it writes anything ---
+
+def _list_items(text):
+    """The non-empty, stripped items of a comma-separated string."""
+    return [item.strip() for item in str(text).split(",") if item.strip()]
+
+
+def parse_choice_list(flag, text, choices):
+    """The items of `text` (order kept), each one of `choices`, at least one; else ConfigError."""
+    items = _list_items(text)
+    if not items or any(item not in choices for item in items) or len(set(items)) != len(items):
+        raise ConfigError(f"{flag} must be a comma-separated subset of {','.join(choices)}, got {text!r}")
+    return items
+
+
+def parse_fraction_list(flag, text):
+    """Sorted distinct fractions of `text`, each a number in (0, 1], at least one; else ConfigError."""
+    try:
+        fractions = sorted({float(item) for item in _list_items(text)})
+    except ValueError:
+        fractions = []
+    if not fractions or not all(0 < f <= 1 for f in fractions):
+        raise ConfigError(f"{flag} must be comma-separated numbers in (0, 1], got {text!r}")
+    return fractions
+
+
+def parse_seed_list(flag, text, default):
+    """The seeds of `text` (order kept), distinct integers in [0, SEED_MAX] as every seeded library
+    here takes them (MindSpore refuses larger ones only when first used); empty = [default]."""
+    items = _list_items(text)
+    seeds = []
+    for item in items:
+        digits = item.lstrip("+")
+        seeds.append(int(digits) if digits.isascii() and digits.isdigit() else -1)
+    if not items:
+        seeds = [default]
+    if min(seeds) < 0 or max(seeds) > SEED_MAX or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"{flag} must be distinct comma-separated integers in [0, {SEED_MAX}], got {text!r}")
+    return seeds

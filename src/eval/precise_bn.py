@@ -16,7 +16,7 @@ and divide by (1 - momentum). Works for every BatchNorm form here (nn.BatchNorm1
 the CPU Cells in src/model/cpc.py) and needs no new graph.
 
 Used before each validation in training (calibrate_bn in src/train/epoch_end.py) and after the
-training of each downstream classifier (src/eval/downstream.py), whose BatchNorm moving averages lag
+training of each downstream classifier (src/eval/protocol.py), whose BatchNorm moving averages lag
 in the same way.
 """
 import numpy as np

@@ -8,7 +8,7 @@ like the inputs. An MLP, not transposed convolutions: the encoder's sizes ('vali
 """
 from mindspore import nn
 
-from src.model.build import build_encoder
+from src.model.build import build_encoder, feature_size
 from src.model.cpc import LEAKY_ALPHA, encoder_shape
 
 
@@ -40,5 +40,5 @@ class Autoencoder(nn.Cell):
 def build_autoencoder(hparams, fast_conv):
     """An Autoencoder whose encoder is built from the CPC hyper-parameters (config.model_hparams)."""
     channels, hidden = 3 if hparams["color"] else 1, encoder_shape(hparams)[2]
-    decoder = Decoder(hparams["code_size"], channels, hparams["image_size"], hidden)
+    decoder = Decoder(feature_size(hparams), channels, hparams["image_size"], hidden)  # image task: pooled codes
     return Autoencoder(build_encoder(hparams, fast_conv), decoder)
