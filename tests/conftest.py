@@ -168,7 +168,7 @@ def classifier(ms_cpu, classify_run):
     from src import checkpoint  # MindSpore is imported by the fixtures that need it, not by conftest
     from src.model.classifier import build_classifier
     params, meta = checkpoint.load(path)
-    net = build_classifier(meta["hparams"], meta["head"], fast_conv=True)
+    net = build_classifier(meta["hparams"], meta["head"], "cpu")
     checkpoint.load_into(net, params, path)
     net.set_train(False)
     accuracy = next(r["accuracy"] for r in metrics["results"]

@@ -62,7 +62,7 @@ def test_eval_round_trip_matches_in_process(ms_cpu, tiny_run, tmp_path):
     assert set(result) >= {"test_accuracy", "chance_accuracy", "num_sequences"}
     cfg = parse_config(["--config_path", TINY])
     assert result["num_sequences"] == cfg.test_steps * cfg.batch_size
-    net = build_cpc(model_hparams(cfg), fast_conv=True)
+    net = build_cpc(model_hparams(cfg), "cpu")
     params, _ = checkpoint.load(str(out / "cpc_best.ckpt"))
     checkpoint.load_into(net, params, "cpc_best.ckpt")
     expected = evaluate(net, build_source(cfg, "test", cfg.test_steps))
@@ -235,7 +235,7 @@ def test_learning_rate_change_reaches_the_compiled_step(ms_cpu):
     """The plateau schedule sets optimizer.learning_rate between epochs: the graph must see it."""
     from src.train.trainer import build_train_cell
     cfg = parse_config(["--config_path", TINY])
-    net = build_cpc(model_hparams(cfg), fast_conv=True)
+    net = build_cpc(model_hparams(cfg), "cpu")
     cell, optimizer = build_train_cell(net, cfg, "CPU")
     cell.set_train()
     x, y, label = (ms.Tensor(a) for a in build_source(cfg, "train", 1)[0])

@@ -10,8 +10,8 @@ from src.config import model_hparams
 from src.data.dataset import build_source, create_dataset
 from src.data.mnist import load_split
 from src.device import check_for_target, init_device
+from src.model.backend import backend_for
 from src.model.build import build_cpc
-from src.model.cpu.conv import use_fast_conv
 from src.model.loss import (
     CHANCE_ACCURACY,
     CPCPredictions,
@@ -92,7 +92,7 @@ def evaluate_checkpoint(cfg, params, meta):
     prepare_output(cfg.output_path)
     setup_logging(cfg.output_path, "eval.log")
     checkpoint.apply_hparams(cfg, meta, cfg.ckpt_path)
-    net = build_cpc(model_hparams(cfg), use_fast_conv(target))
+    net = build_cpc(model_hparams(cfg), backend_for(target))
     checkpoint.load_into(net, params, cfg.ckpt_path)
     if cfg.task == "image":
         from src.data.patches import build_patch_source

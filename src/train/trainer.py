@@ -20,8 +20,8 @@ from src.data.mnist import load_split
 from src.device import check_for_target
 from src.eval.precise_bn import PreciseBatchNorm
 from src.eval.represent import DIGIT_CHANCE, RepresentationMonitor
+from src.model.backend import backend_for
 from src.model.build import build_cpc
-from src.model.cpu.conv import use_fast_conv
 from src.train import resume
 from src.train.callbacks import EpochClock, EpochEnd, LossSum, StepMonitor, StopOnSignal
 from src.train.distributed import AnyRank, BufferSync, NewestCommonStep, collective_guard, rank_and_size
@@ -92,7 +92,7 @@ def train(cfg, target, data=None):
     train_data, val_data = data if data is not None else load_training_data(cfg)
     hparams = model_hparams(cfg)
     with memory_guard(network_subject(hparams), "use smaller model keys"):
-        net = build_cpc(hparams, use_fast_conv(target))
+        net = build_cpc(hparams, backend_for(target))
         train_cell, optimizer = build_train_cell(net, cfg, target)
     schedule = PlateauLR(cfg.learning_rate, cfg.lr_factor, cfg.lr_patience, cfg.lr_min)
     # refuses before anything is written; data parallel: every rank from the same step
