@@ -110,7 +110,7 @@ class StagedEncoder(nn.Cell):
         return x
 
 
-def conv_blocks(channels, size, padding, backend, layers, width, block):
+def conv_blocks(channels, size, padding, layers, width, block):
     """(SequentialCell of `layers` blocks made by block(in_channels, in_size, input_grad, index),
     output side); the first layer's input is the image itself: its gradient is never needed."""
     blocks = []
@@ -135,7 +135,7 @@ class Encoder(StagedEncoder):
         # the compiled CPU form applies the input contrast inside the first im2col (src/model/cpu/kernels.py)
         fused = input_contrast and fuses_input_contrast(backend)
         self.blocks, size = conv_blocks(
-            channels, image_size, padding, backend, layers, width,
+            channels, image_size, padding, layers, width,
             lambda cin, side, grad, i: ConvBlock(cin, side, padding, backend, grad, width, fused and i == 0))
         self.contrast = InputContrast(image_size) if input_contrast and not fused else None
         self.flatten = FlattenCHW(self.blocks[-1].channels_last)

@@ -146,7 +146,7 @@ class PatchEncoder(StagedEncoder):
             if norm == "batch":
                 return ConvBlock(cin, size, padding, backend, input_grad, width)
             return NormConvBlock(cin, size, padding, backend, input_grad, width, norm)
-        self.blocks, size = conv_blocks(channels, patch_size, padding, backend, layers, width, block)
+        self.blocks, size = conv_blocks(channels, patch_size, padding, layers, width, block)
         self.flatten = FlattenCHW(self.blocks[-1].channels_last)
         self.dense = nn.Dense(width * size * size, hidden, weight_init="XavierUniform")
         self.norm = dense_norm(hidden, norm, backend)
