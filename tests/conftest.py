@@ -93,7 +93,7 @@ def bare_checkpoint(path):
     from src.config import model_hparams, namespace
     from src.model.build import build_cpc
     net = build_cpc(model_hparams(namespace(image_size=28, color=False, padding="same", terms=2,
-                                            predict_terms=2, code_size=16, hidden_size=32)), True)
+                                            predict_terms=2, code_size=16, hidden_size=32)), "cpu")
     ms.save_checkpoint(net, str(path))
     return str(path)
 

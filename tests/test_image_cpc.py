@@ -356,7 +356,7 @@ def test_image_encoders_are_encoded_in_smaller_calls_with_the_same_codes(ms_cpu)
     assert images_per_call(net.encoder) == IMAGE_ENCODE_BATCH < ENCODE_BATCH
     assert images_per_call(Classifier(net.encoder, DigitHead(8 * 9, "linear"))) == IMAGE_ENCODE_BATCH
     assert images_per_call(DigitHead(8, "linear")) == ENCODE_BATCH
-    assert images_per_call(build_cpc(model_hparams(namespace()), True).encoder) == ENCODE_BATCH
+    assert images_per_call(build_cpc(model_hparams(namespace()), "cpu").encoder) == ENCODE_BATCH
     x = images(hparams, IMAGE_ENCODE_BATCH + 3, 0)
     codes = encode(net.encoder, x)
     alone = np.concatenate([net.encoder(Tensor(x[i:i + 1])).asnumpy() for i in (0, IMAGE_ENCODE_BATCH + 2)])

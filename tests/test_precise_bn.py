@@ -48,7 +48,7 @@ def test_statistics_are_the_population_statistics_of_the_batches(ms_cpu, backend
 def test_one_batch_makes_inference_match_training_mode(ms_cpu):
     """With the statistics of one batch, inference-mode outputs on that batch equal training-mode
     (batch-statistics) outputs up to the unbiased/biased variance factor."""
-    net, (first, _), _ = _net_and_sources(True)
+    net, (first, _), _ = _net_and_sources("cpu")
     x, y = (ms.Tensor(a) for a in first[0][:2])
     net.set_train(True)
     train_out = net(x, y).asnumpy()

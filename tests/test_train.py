@@ -109,7 +109,7 @@ def _disk_full(*args, **kwargs):
                                    RuntimeError("Failed to save the checkpoint file")])
 def test_a_full_disk_keeps_the_last_good_checkpoint(ms_cpu, tmp_path, monkeypatch, error):
     """A write that fails half way: one line, no temporary file, the earlier file intact and loadable."""
-    net = build_cpc(model_hparams(namespace(image_size=28, color=False, padding="same")), True)
+    net = build_cpc(model_hparams(namespace(image_size=28, color=False, padding="same")), "cpu")
     path = tmp_path / "cpc.ckpt"
     checkpoint.save(net, str(path), {"kind": "cpc", "epoch": 1})
     good = path.read_bytes()

@@ -81,7 +81,7 @@ def main(argv=None):
                         help="the commit RUN and EVAL were made at (default: this checkout's HEAD)")
     args = parser.parse_args(argv)
     run_dir, eval_dir, out = expand(args.run_dir), expand(args.eval_dir), expand(args.output_dir)
-    cpc, cpc_meta = _load_net(os.path.join(run_dir, "cpc_best.ckpt"), lambda m: build_cpc(m["hparams"], True))
+    cpc, cpc_meta = _load_net(os.path.join(run_dir, "cpc_best.ckpt"), lambda m: build_cpc(m["hparams"], "cpu"))
     clf, clf_meta = _load_net(os.path.join(eval_dir, "classifier.ckpt"),
                               lambda m: build_classifier(m["hparams"], m.get("head", "mlp"), "cpu"))
     with open(os.path.join(run_dir, "metrics.json"), encoding="utf-8") as handle:
