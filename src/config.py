@@ -30,10 +30,13 @@ SEED_MAX = 2 ** 32 - 1  # mindspore.set_seed: "Seed must be between 0 and 2**32 
 class Key:
     """One configuration key: its type, default, help text and allowed values."""
 
-    def __init__(self, typ, default, doc, choices=None, minimum=None, maximum=None, path=False):
+    def __init__(self, typ, default, doc, choices=None, minimum=None, maximum=None, path=False, before=None):
         self.typ, self.default, self.doc = typ, default, doc
         self.choices, self.minimum, self.maximum = choices, minimum, maximum
         self.path = path  # a file or folder: `~` is expanded wherever the value comes from
+        # a model key added after checkpoints were first written: the value those checkpoints were
+        # trained with (a fact about them, so it stays when the default changes; stored_hparams)
+        self.before = before
 
 
 SCHEMA = {
@@ -71,11 +74,11 @@ SCHEMA = {
                                   "same (needed below 31 pixels)",
                    choices=("valid", "same")),
     "encoder_layers": Key(int, 4, "encoder depth: 3x3 stride-2 conv blocks (4 as the 64x64 original; 3 as its "
-                                  "older 28x28 variant, see convert_keras.py)", minimum=1, maximum=8),
+                                  "older 28x28 variant, see convert_keras.py)", minimum=1, maximum=8, before=4),
     "encoder_channels": Key(int, 64, "filters of every encoder conv (64; 32 in the original's 28x28 variant)",
-                            minimum=1),
+                            minimum=1, before=64),
     "encoder_hidden": Key(int, 256, "units of the encoder's dense layer before the code (256; 128 in the 28x28 "
-                                    "variant)", minimum=1),
+                                    "variant)", minimum=1, before=256),
     "input_contrast": Key(bool, True, "encoder starts with |x - background| (parameter-free; the colour task "
                                       "needs it, docs/architecture.md); false = the original encoder"),
     # --- image task (task: image; docs/image_cpc.md) ---
@@ -95,7 +98,7 @@ SCHEMA = {
                                   "row); one linear predictor per offset up to the grid's last row", minimum=1),
     "directions": Key(int, 1, "image task: directions predicted, each with its own masked context and predictors "
                               "(CPC v2): 1 top-down, 2 also bottom-up, 4 also left-to-right and right-to-left",
-                      choices=(1, 2, 4)),
+                      choices=(1, 2, 4), before=1),
     "pool_grid": Key(int, 3, "image task: the encoder's vector is its patch codes averaged over a pool_grid x "
                              "pool_grid grid of regions of the patch grid, concatenated (a digit is its strokes' "
                              "layout: one mean over all patches loses it; 1 = the plain mean)", minimum=1),
@@ -397,12 +400,10 @@ IMAGE_MODEL_KEYS = ("task", "patch_size", "patch_stride", "norm", "context_layer
                     "directions")
 MODEL_KEYS = ("image_size", "color", "padding", "input_contrast", "terms", "predict_terms", "code_size",
               "hidden_size", "loss") + ENCODER_SHAPE_KEYS
-# the encoder's shape keys: a checkpoint written before they existed was trained with these values
-ENCODER_DEFAULTS = {name: SCHEMA[name].default for name in ENCODER_SHAPE_KEYS}
 SEQUENCE_TASK = {"task": "sequence"}  # a checkpoint without a task key is a sequence checkpoint
-# image keys added after image checkpoints were first written: what such a checkpoint was trained with
-# (fixed here, not SCHEMA's default, which may change)
-IMAGE_DEFAULTS = {"directions": 1}
+# model keys added after checkpoints were first written (SCHEMA's `before`: the value such a
+# checkpoint was trained with); the image task's only in image checkpoints
+PREDATED_KEYS = tuple(name for name in MODEL_KEYS + IMAGE_MODEL_KEYS if SCHEMA[name].before is not None)
 
 
 # keys only one task reads (the image task ignores terms, loss, ...; the sequence task the patch keys)
@@ -424,10 +425,11 @@ def check_task_keys(cfg):
 
 
 def stored_hparams(hparams):
-    """A checkpoint's hyper-parameters with the keys it predates filled in as it was trained: the
-    default encoder shape, and for an image checkpoint IMAGE_DEFAULTS."""
-    filled = dict(ENCODER_DEFAULTS, **hparams)
-    return dict(IMAGE_DEFAULTS, **filled) if filled.get("task") == "image" else filled
+    """A checkpoint's hyper-parameters with the model keys it predates filled in with the values it
+    was trained with (SCHEMA's `before`); a sequence checkpoint gets no image key."""
+    image = hparams.get("task") == "image"
+    predated = {name: SCHEMA[name].before for name in PREDATED_KEYS if image or name not in IMAGE_MODEL_KEYS}
+    return dict(predated, **hparams)
 
 
 def model_hparams(cfg):

@@ -57,7 +57,7 @@ def _binary_yaml(tmp):
 
 def _good_checkpoint(tmp):
     net = build_cpc(model_hparams(namespace(image_size=28, color=False, padding="same", terms=2,
-                                            predict_terms=2, code_size=32, hidden_size=32)), True)
+                                            predict_terms=2, code_size=32, hidden_size=32)), "cpu")
     path = str(tmp / "good.ckpt")
     checkpoint.save(net, path, {"kind": "cpc", "hparams": model_hparams(namespace(
         image_size=28, color=False, padding="same", terms=2, predict_terms=2, code_size=32, hidden_size=32))})

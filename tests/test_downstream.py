@@ -66,7 +66,7 @@ def test_frozen_encoder_is_never_updated(ms_cpu):
     cfg = namespace(image_size=28, color=False, padding="same", code_size=16, head_steps=5,
                     head_batch_size=16, seed=1)
     hparams = model_hparams(cfg)
-    encoder = build_encoder(hparams, fast_conv=True)
+    encoder = build_encoder(hparams, "cpu")
     before = {p.name: p.asnumpy().copy() for p in encoder.get_parameters()}
     images, labels = load_split("", "test")
     data = protocol.DownstreamData((images[:200], labels[:200]), (images[200:300], labels[200:300]), hparams, 1)
@@ -221,7 +221,7 @@ def test_finetune_starts_from_a_copy_of_the_cpc_encoder(ms_cpu):
     from src.model.build import build_encoder
     from src.model.classifier import build_classifier
     hparams = model_hparams(namespace(image_size=28, color=False, padding="same", code_size=16))
-    source, net = build_encoder(hparams, fast_conv=True), build_classifier(hparams, "mlp", fast_conv=True)
+    source, net = build_encoder(hparams, backend="cpu"), build_classifier(hparams, "mlp", backend="cpu")
     protocol.copy_weights(source, net.encoder)
     for a, b in zip(source.get_parameters(), net.encoder.get_parameters()):
         np.testing.assert_array_equal(a.asnumpy(), b.asnumpy(), err_msg=b.name)
@@ -247,8 +247,8 @@ def test_autoencoder_learns_to_reconstruct_and_keeps_the_encoder_shape(ms_cpu):
         net.set_train(False)
         return float(np.mean((net(ms.Tensor(images)).asnumpy() - images) ** 2))
     ms.set_seed(cfg.seed)
-    initial = mse(build_autoencoder(hparams, fast_conv=True))  # the same initialisation as train_autoencoder's
-    net, _ = protocol.train_autoencoder(images, cfg, fast_conv=True)
+    initial = mse(build_autoencoder(hparams, backend="cpu"))  # the same initialisation as train_autoencoder's
+    net, _ = protocol.train_autoencoder(images, cfg, backend="cpu")
     assert mse(net) < 0.7 * initial
     assert [p.name for p in net.encoder.get_parameters()] == \
-        ["encoder." + p.name for p in build_encoder(hparams, fast_conv=True).get_parameters()]
+        ["encoder." + p.name for p in build_encoder(hparams, "cpu").get_parameters()]

@@ -40,7 +40,7 @@ def test_logistic_c_is_chosen_from_the_labelled_digits_only(ms_cpu):
     labels = np.arange(300) % 10
     images[:, :, :] = (images * (labels[:, None, None] / 9)).astype(np.uint8)  # brightness tells the digit
     data = protocol.DownstreamData((images[:200], labels[:200]), (images[200:], labels[200:]), model_hparams(cfg), 3)
-    encoder = build_encoder(model_hparams(cfg), fast_conv=True)
+    encoder = build_encoder(model_hparams(cfg), backend="cpu")
     rows = {}
     for name, test_y in (("as is", data.test_y.copy()), ("permuted", rng.permutation(data.test_y))):
         data.test_y = test_y
@@ -96,7 +96,7 @@ def test_end_to_end_fits_release_their_network_and_graphs(ms_cpu):
     labels = np.arange(350) % 10
 
     def one_fit():
-        net = build_classifier(hparams, "mlp", fast_conv=True)
+        net = build_classifier(hparams, "mlp", backend="cpu")
         protocol.fit(net, images, labels, steps=5, batch_size=64, learning_rate=1e-3, seed=0)
         protocol.predict(net, images[:100])
         alive = weakref.ref(net)

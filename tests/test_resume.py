@@ -337,7 +337,7 @@ def _resume_with(folder, newest_common):
     from src.train.trainer import build_train_cell
     cfg = parse_config(FLAGS + ["--output_path", str(folder), "--resume", "True"])
     hparams = model_hparams(cfg)
-    train_cell, optimizer = build_train_cell(build_cpc(hparams, True), cfg, "CPU")
+    train_cell, optimizer = build_train_cell(build_cpc(hparams, "cpu"), cfg, "CPU")
     schedule = PlateauLR(cfg.learning_rate, cfg.lr_factor, cfg.lr_patience, cfg.lr_min)
     return resume.start(cfg, hparams, schedule, train_cell, optimizer, newest_common)
 

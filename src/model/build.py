@@ -1,17 +1,21 @@
 """The network builders: a net from the hyper-parameter dict stored in checkpoints
 (config.model_hparams), the sequence task's (src/model/cpc.py) or the image task's
-(src/model/image_cpc.py). One module above both, so neither imports the other back."""
+(src/model/image_cpc.py), with the layers of `backend` ('cpu' or 'device', src/model/backend.py).
+One module above both, so neither imports the other back. A checkpoint's dict may predate some
+model keys: config.stored_hparams fills them in with the values such checkpoints were trained with."""
+from src.config import stored_hparams
 from src.model.cpc import CPC, Encoder, encoder_shape
 from src.model.image_cpc import build_image_cpc, build_image_encoder
 
 
-def build_encoder(hparams, fast_conv):
+def build_encoder(hparams, backend):
     """An Encoder from the hyper-parameter dict stored in checkpoints (config.model_hparams); for
     the image task the ImageEncoder (src/model/image_cpc.py)."""
+    hparams = stored_hparams(hparams)
     if hparams.get("task") == "image":
-        return build_image_encoder(hparams, fast_conv)
+        return build_image_encoder(hparams, backend)
     return Encoder(hparams["image_size"], 3 if hparams["color"] else 1, hparams["code_size"], hparams["padding"],
-                   fast_conv, hparams["input_contrast"], *encoder_shape(hparams))
+                   backend, hparams["input_contrast"], *encoder_shape(hparams))
 
 
 def feature_size(hparams):
@@ -21,10 +25,11 @@ def feature_size(hparams):
     return hparams["code_size"]
 
 
-def build_cpc(hparams, fast_conv):
+def build_cpc(hparams, backend):
     """A CPC net from the hyper-parameter dict stored in checkpoints (config.model_hparams; keys
     that do not shape the network, such as the loss, are ignored); for the image task the ImageCPC."""
+    hparams = stored_hparams(hparams)
     if hparams.get("task") == "image":
-        return build_image_cpc(hparams, fast_conv)
-    return CPC(build_encoder(hparams, fast_conv), hparams["terms"], hparams["predict_terms"], hparams["code_size"],
+        return build_image_cpc(hparams, backend)
+    return CPC(build_encoder(hparams, backend), hparams["terms"], hparams["predict_terms"], hparams["code_size"],
                hparams["hidden_size"])

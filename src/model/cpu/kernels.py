@@ -5,7 +5,7 @@ convolutions, BatchNorm2d and LeakyReLU over the largest activations, and the la
 between them. The C++ file does each of these in one pass over channels-last (NHWC) tensors, so
 the encoder stays NHWC from the first convolution to the last: BatchNorm + LeakyReLU fused forward
 and backward, im2col and col2im as block copies. The Cells here are the kernels' calls; the layers that hold parameters
-are in src/model/cpc.py (BatchNormLeakyReLU2d) and src/model/cpu/conv.py (_KernelConv).
+are in src/model/cpu/layers.py (BatchNormLeakyReLU2d) and src/model/cpu/conv.py (_KernelConv).
 
 The library is built with the system C++ compiler on first use (`g++`, or `$CXX`) and cached under
 `$CPC_KERNEL_CACHE` (default `~/.cache/cpc_mindspore`), one file per source/flags/compiler/processor
