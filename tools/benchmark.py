@@ -34,8 +34,8 @@ from src.data.dataset import create_dataset, render_digits
 from src.data.mnist import load_split
 from src.device import init_device
 from src.methods import create_method
-from src.model.build import build_cpc
 from src.model.backend import backend_for
+from src.model.build import build_cpc
 from src.train.trainer import build_train_cell
 from src.utils.errors import ConfigError, batch_guard, run_main
 from src.utils.paths import require_folder_target

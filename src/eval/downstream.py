@@ -43,9 +43,9 @@ from src.eval.protocol import (
     train_autoencoder,
 )
 from src.eval.represent import encode, fixed_subset
+from src.model.backend import backend_for
 from src.model.build import build_encoder, feature_size
 from src.model.classifier import Classifier, DigitHead, build_classifier
-from src.model.backend import backend_for
 from src.utils.errors import CheckpointError, ConfigError
 from src.utils.plots import plot_accuracy, plot_codes, tsne_2d
 from src.utils.runlog import prepare_output, setup_logging, write_json
