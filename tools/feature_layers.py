@@ -18,7 +18,7 @@ import numpy as np
 from mindspore import nn, ops
 
 from src import checkpoint
-from src.config import SEED_MAX, model_hparams, parse_config
+from src.config import model_hparams, parse_config
 from src.data.mnist import load_split
 from src.device import init_device
 from src.eval import downstream
@@ -77,14 +77,6 @@ def _extra(parser):
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (label subsets and heads)")
 
 
-def check_seed_range(seeds):
-    """Each --seeds value is one MindSpore accepts (mindspore.set_seed would refuse it after the output
-    folder was made). To be replaced by src.config's seed-list check."""
-    if max(seeds) > SEED_MAX:
-        raise ConfigError(f"--seeds must be <= {SEED_MAX} (mindspore.set_seed's range), got {max(seeds)}")
-    return seeds
-
-
 def parse_layers(cfg):
     layers = [s.strip() for s in cfg.layers.split(",") if s.strip()]
     if not layers or any(s not in LAYERS for s in layers):
@@ -97,7 +89,7 @@ def main(argv=None):
                        extra_args=_extra)
     cfg.methods = "cpc_linear"
     layers, (_, fractions) = parse_layers(cfg), downstream.parse_lists(cfg)
-    seeds = check_seed_range(downstream.parse_seeds(cfg))
+    seeds = downstream.parse_seeds(cfg)  # src.config's seed-list check: MindSpore's range, distinct
     if not cfg.ckpt_path:
         raise ConfigError("config key 'ckpt_path' is required: an image-task CPC checkpoint")
     params, meta = checkpoint.load(cfg.ckpt_path)
