@@ -36,6 +36,8 @@ from src.device import init_device
 from src.methods import create_method
 from src.model.backend import backend_for
 from src.model.build import build_cpc
+from src.model.cpu.kernels import build_target
+from src.model.cpu.target import processor_name
 from src.train.trainer import build_train_cell
 from src.utils.errors import ConfigError, batch_guard, run_main
 from src.utils.paths import require_folder_target
@@ -161,6 +163,7 @@ def measure(cfg, target):
     fed_median = statistics.median(fed)
     return {
         "framework": "mindspore", "mindspore_version": ms.__version__, "device_target": target,
+        "processor": processor_name(), "kernel_flags": " ".join(build_target()[0]) or "portable",
         "mode": cfg.mode, "encoder_form": inputs.encoder_form, "image_size": cfg.image_size,
         "color": cfg.color, "batch_size": cfg.batch_size, **inputs.fields, "steps": cfg.steps,
         "step_ms_median": round(1000 * median, 2), "step_ms_min": round(1000 * min(fixed), 2),

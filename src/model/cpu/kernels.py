@@ -40,13 +40,21 @@ def _compiler():
     return os.environ.get("CXX") or shutil.which("g++")
 
 
+def build_target():
+    """(target flags, cache-key text) of this processor's build. CPC_KERNEL_TARGET=portable: the
+    baseline build whatever the processor (to compare, or to share one cache between machines of
+    different levels)."""
+    if os.environ.get("CPC_KERNEL_TARGET", "auto") == "portable":
+        return [], "portable"
+    return target_flags(cpu_features())
+
+
 def _build(compiler):
     """Compile SOURCE into the cache for this processor's target (target.py), falling back to the
     portable build if the compiler refuses the target flags; return the library path."""
     # CPC_KERNEL_TARGET=portable: the baseline build whatever the processor (to compare, or to share
     # one cache between machines of different levels)
-    portable = os.environ.get("CPC_KERNEL_TARGET", "auto") == "portable"
-    flags, key = ([], "portable") if portable else target_flags(cpu_features())
+    flags, key = build_target()
     try:
         return _build_for(compiler, flags, key)
     except RuntimeError:
