@@ -1,4 +1,4 @@
-"""MindSpore's own habits on disk (issue 25, class 3), tried with the real thing: a really full tmpfs
+"""MindSpore's own habits on disk, tried with the real thing: a really full tmpfs
 and a real ONNX export. Whatever MindSpore's writers leave or change stays in the private temporary
 folder of src/utils/atomic.py, which is removed: the user's folder holds the finished files only."""
 import os

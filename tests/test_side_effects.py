@@ -1,4 +1,4 @@
-"""MindSpore's "Some side effect nodes were eliminated by mistake" (issue 25, class 6).
+"""MindSpore's "Some side effect nodes were eliminated by mistake".
 
 The node was the GRU's unused output sequence in CPC.predictions (`_, hidden = self.gru(...)`):
 an isolated tuple_getitem, not an update. Taking h_n alone leaves no isolated node. The test
