@@ -21,7 +21,7 @@ NETS = ("cpc", "encoder", "classifier")
 
 # the builders' convolution: the device's native one, as export.py's nets (the compiled CPU kernels are a
 # CPU-only training form); the one place this module names it
-CONV = {"fast_conv": False}
+CONV = {"backend": "device"}
 
 
 def _build(name, hparams, head):

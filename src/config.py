@@ -30,10 +30,13 @@ SEED_MAX = 2 ** 32 - 1  # mindspore.set_seed: "Seed must be between 0 and 2**32 
 class Key:
     """One configuration key: its type, default, help text and allowed values."""
 
-    def __init__(self, typ, default, doc, choices=None, minimum=None, maximum=None, path=False):
+    def __init__(self, typ, default, doc, choices=None, minimum=None, maximum=None, path=False, before=None):
         self.typ, self.default, self.doc = typ, default, doc
         self.choices, self.minimum, self.maximum = choices, minimum, maximum
         self.path = path  # a file or folder: `~` is expanded wherever the value comes from
+        # a model key added after checkpoints were first written: the value those checkpoints were
+        # trained with (a fact about them, so it stays when the default changes; stored_hparams)
+        self.before = before
 
 
 SCHEMA = {
@@ -71,11 +74,11 @@ SCHEMA = {
                                   "same (needed below 31 pixels)",
                    choices=("valid", "same")),
     "encoder_layers": Key(int, 4, "encoder depth: 3x3 stride-2 conv blocks (4 as the 64x64 original; 3 as its "
-                                  "older 28x28 variant, see convert_keras.py)", minimum=1, maximum=8),
+                                  "older 28x28 variant, see convert_keras.py)", minimum=1, maximum=8, before=4),
     "encoder_channels": Key(int, 64, "filters of every encoder conv (64; 32 in the original's 28x28 variant)",
-                            minimum=1),
+                            minimum=1, before=64),
     "encoder_hidden": Key(int, 256, "units of the encoder's dense layer before the code (256; 128 in the 28x28 "
-                                    "variant)", minimum=1),
+                                    "variant)", minimum=1, before=256),
     "input_contrast": Key(bool, True, "encoder starts with |x - background| (parameter-free; the colour task "
                                       "needs it, docs/architecture.md); false = the original encoder"),
     # --- image task (task: image; docs/image_cpc.md) ---
@@ -95,7 +98,7 @@ SCHEMA = {
                                   "row); one linear predictor per offset up to the grid's last row", minimum=1),
     "directions": Key(int, 1, "image task: directions predicted, each with its own masked context and predictors "
                               "(CPC v2): 1 top-down, 2 also bottom-up, 4 also left-to-right and right-to-left",
-                      choices=(1, 2, 4)),
+                      choices=(1, 2, 4), before=1),
     "pool_grid": Key(int, 3, "image task: the encoder's vector is its patch codes averaged over a pool_grid x "
                              "pool_grid grid of regions of the patch grid, concatenated (a digit is its strokes' "
                              "layout: one mean over all patches loses it; 1 = the plain mean)", minimum=1),
@@ -189,6 +192,11 @@ SCHEMA = {
                                    "first, so resume: true continues from its rolling checkpoints (empty = none)"),
     "deterministic": Key(bool, False, "Ascend/GPU: ms.set_deterministic(True), so a run repeats bit for bit "
                                       "(slower kernels); CPU runs already repeat, so it changes nothing there"),
+    "logistic_cs": Key(int, 10, "logistic head: L2 strengths C tried, log-spaced over 1e-4..1e4 (scikit-learn's "
+                                "LogisticRegressionCV grid), the best chosen by cross-validation on the labelled "
+                                "digits alone", minimum=2),
+    "logistic_folds": Key(int, 5, "logistic head: stratified cross-validation folds (fewer when a class has fewer "
+                                  "labelled digits: 4 at label fraction 0.01 of the embedded sample)", minimum=2),
 }
 
 def str2bool(value):
@@ -419,17 +427,15 @@ IMAGE_MODEL_KEYS = ("task", "patch_size", "patch_stride", "norm", "context_layer
                     "directions")
 MODEL_KEYS = ("image_size", "color", "padding", "input_contrast", "terms", "predict_terms", "code_size",
               "hidden_size", "loss") + ENCODER_SHAPE_KEYS
-# the encoder's shape keys: a checkpoint written before they existed was trained with these values
-ENCODER_DEFAULTS = {name: SCHEMA[name].default for name in ENCODER_SHAPE_KEYS}
 # the two-view methods' model keys (stored in their checkpoints only); cmc has no projection head
 TWOVIEW_MODEL_KEYS = ("contrastive_loss", "temperature", "margin", "projection_hidden", "projection_dim")
 TASK_MODEL_KEYS = {"image": IMAGE_MODEL_KEYS, "twoview": TWOVIEW_MODEL_KEYS, "cmc": ("temperature",)}
 # every model key a checkpoint may carry (checkpoint.apply_hparams takes them all)
 STORED_MODEL_KEYS = MODEL_KEYS + IMAGE_MODEL_KEYS + TWOVIEW_MODEL_KEYS
 SEQUENCE_TASK = {"task": "sequence"}  # a checkpoint without a task key is a sequence checkpoint
-# image keys added after image checkpoints were first written: what such a checkpoint was trained with
-# (fixed here, not SCHEMA's default, which may change)
-IMAGE_DEFAULTS = {"directions": 1}
+# model keys added after checkpoints were first written (SCHEMA's `before`: the value such a
+# checkpoint was trained with); the image task's only in image checkpoints
+PREDATED_KEYS = tuple(name for name in MODEL_KEYS + IMAGE_MODEL_KEYS if SCHEMA[name].before is not None)
 
 
 # keys only one task reads (the image task ignores terms, loss, ...; the sequence task the patch keys)
@@ -458,10 +464,11 @@ def check_task_keys(cfg):
 
 
 def stored_hparams(hparams):
-    """A checkpoint's hyper-parameters with the keys it predates filled in as it was trained: the
-    default encoder shape, and for an image checkpoint IMAGE_DEFAULTS."""
-    filled = dict(ENCODER_DEFAULTS, **hparams)
-    return dict(IMAGE_DEFAULTS, **filled) if filled.get("task") == "image" else filled
+    """A checkpoint's hyper-parameters with the model keys it predates filled in with the values it
+    was trained with (SCHEMA's `before`); a sequence checkpoint gets no image key."""
+    image = hparams.get("task") == "image"
+    predated = {name: SCHEMA[name].before for name in PREDATED_KEYS if image or name not in IMAGE_MODEL_KEYS}
+    return dict(predated, **hparams)
 
 
 def model_hparams(cfg):
@@ -483,3 +490,45 @@ def namespace(**kwargs):
         raise ConfigError(f"unknown config key '{sorted(unknown)[0]}'")
     values.update(kwargs)
     return validate(SimpleNamespace(**values))
+
+
+# --- comma-separated list flags of the entry points (eval.py's downstream study, tools.feature_layers):
+# parsed and checked here, so that a command refuses a bad list before it writes anything ---
+
+def _list_items(text):
+    """The non-empty, stripped items of a comma-separated string."""
+    return [item.strip() for item in str(text).split(",") if item.strip()]
+
+
+def parse_choice_list(flag, text, choices):
+    """The items of `text` (order kept), each one of `choices`, at least one; else ConfigError."""
+    items = _list_items(text)
+    if not items or any(item not in choices for item in items) or len(set(items)) != len(items):
+        raise ConfigError(f"{flag} must be a comma-separated subset of {','.join(choices)}, got {text!r}")
+    return items
+
+
+def parse_fraction_list(flag, text):
+    """Sorted distinct fractions of `text`, each a number in (0, 1], at least one; else ConfigError."""
+    try:
+        fractions = sorted({float(item) for item in _list_items(text)})
+    except ValueError:
+        fractions = []
+    if not fractions or not all(0 < f <= 1 for f in fractions):
+        raise ConfigError(f"{flag} must be comma-separated numbers in (0, 1], got {text!r}")
+    return fractions
+
+
+def parse_seed_list(flag, text, default):
+    """The seeds of `text` (order kept), distinct integers in [0, SEED_MAX] as every seeded library
+    here takes them (MindSpore refuses larger ones only when first used); empty = [default]."""
+    items = _list_items(text)
+    seeds = []
+    for item in items:
+        digits = item.lstrip("+")
+        seeds.append(int(digits) if digits.isascii() and digits.isdigit() else -1)
+    if not items:
+        seeds = [default]
+    if min(seeds) < 0 or max(seeds) > SEED_MAX or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"{flag} must be distinct comma-separated integers in [0, {SEED_MAX}], got {text!r}")
+    return seeds

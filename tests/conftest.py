@@ -115,7 +115,7 @@ def bare_checkpoint(path):
     from src.config import model_hparams, namespace
     from src.model.build import build_cpc
     net = build_cpc(model_hparams(namespace(image_size=28, color=False, padding="same", terms=2,
-                                            predict_terms=2, code_size=16, hidden_size=32)), True)
+                                            predict_terms=2, code_size=16, hidden_size=32)), "cpu")
     ms.save_checkpoint(net, str(path))
     return str(path)
 
@@ -190,7 +190,7 @@ def classifier(ms_cpu, classify_run):
     from src import checkpoint  # MindSpore is imported by the fixtures that need it, not by conftest
     from src.model.classifier import build_classifier
     params, meta = checkpoint.load(path)
-    net = build_classifier(meta["hparams"], meta["head"], fast_conv=True)
+    net = build_classifier(meta["hparams"], meta["head"], "cpu")
     checkpoint.load_into(net, params, path)
     net.set_train(False)
     accuracy = next(r["accuracy"] for r in metrics["results"]

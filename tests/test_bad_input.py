@@ -57,7 +57,7 @@ def _binary_yaml(tmp):
 
 def _good_checkpoint(tmp):
     net = build_cpc(model_hparams(namespace(image_size=28, color=False, padding="same", terms=2,
-                                            predict_terms=2, code_size=32, hidden_size=32)), True)
+                                            predict_terms=2, code_size=32, hidden_size=32)), "cpu")
     path = str(tmp / "good.ckpt")
     checkpoint.save(net, path, {"kind": "cpc", "hparams": model_hparams(namespace(
         image_size=28, color=False, padding="same", terms=2, predict_terms=2, code_size=32, hidden_size=32))})
@@ -153,7 +153,7 @@ ROWS = [
      r"amp_level O2 needs Ascend or GPU; use amp_level O0 on CPU", False),
     ("amp_level O1", "train.py", lambda t: ["--amp_level", "O1"], r"amp_level O1 is not supported", False),
     ("unwritable output folder", "train.py", _not_a_folder, r"output_path .*file/out cannot be written", True),
-    # issue 25: values MindSpore refuses, paths and names as people write them
+    # values MindSpore refuses, paths and names as people write them
     ("seed beyond MindSpore's range", "train.py", lambda t: ["--seed", "99999999999999"],
      r"config key 'seed' must be <= 4294967295, got 99999999999999", True),
     ("config key given twice", "train.py", lambda t: _yaml(t, "code_size: 16\n", keep_duplicates=True),

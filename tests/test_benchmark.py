@@ -68,7 +68,7 @@ def test_benchmark_times_the_image_task(ms_cpu):
                                        "images_per_s", "images_per_s_fresh"))
     assert result["images_per_s_best"] >= result["images_per_s"]
     cfg = parse_config(["--config_path", IMAGE28] + SMALL_IMAGE)
-    net = build_cpc(model_hparams(cfg), fast_conv=True)
+    net = build_cpc(model_hparams(cfg), "cpu")
     assert result["parameters"] == sum(int(np.prod(p.shape)) for p in net.trainable_params())
 
 

@@ -43,7 +43,7 @@ def _tiny_cpc(tmp_path, name="crc.ckpt"):
     from src.model.build import build_cpc
     hparams = model_hparams(namespace(image_size=28, color=False, padding="same", terms=2, predict_terms=2,
                                       code_size=16, hidden_size=16))
-    net = build_cpc(hparams, True)
+    net = build_cpc(hparams, "cpu")
     path = str(tmp_path / name)
     checkpoint.save(net, path, {"kind": "cpc", "hparams": hparams})
     return path, net

@@ -22,7 +22,7 @@ SHORT = ["--epoch_size", "2", "--steps_per_epoch", "20", "--val_steps", "2", "--
 # (seed, index, batch_size), so one batch of 32 differs from batches 2k and 2k+1 of 16, and
 # BatchNorm normalises over 32 sequences instead of 16 per rank. Both draw from the same
 # distribution, so the per-epoch mean losses agree only statistically: measured 0.001 and 0.007
-# apart (README); 0.02 allows for that noise while still smaller than the 0.04 the loss falls.
+# apart (docs/distributed.md, Tests); 0.02 allows for that noise while still smaller than the 0.04 the loss falls.
 LOSS_TOLERANCE = 0.02
 
 

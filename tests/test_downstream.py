@@ -7,7 +7,8 @@ from PIL import Image
 
 from src import checkpoint
 from src.config import model_hparams, namespace
-from src.eval import downstream
+from src.eval import downstream, protocol
+from src.utils import plots
 from src.utils.errors import ConfigError
 from tests.conftest import TINY, error_lines, export_embedded_test_split, run_entry, write_idx
 
@@ -15,23 +16,23 @@ from tests.conftest import TINY, error_lines, export_embedded_test_split, run_en
 def test_balanced_subset_is_balanced_nested_and_seeded():
     labels = np.repeat(np.arange(10), 350)
     np.random.default_rng(0).shuffle(labels)
-    small = downstream.balanced_subset(labels, 0.01, seed=3)
-    large = downstream.balanced_subset(labels, 0.1, seed=3)
+    small = protocol.balanced_subset(labels, 0.01, seed=3)
+    large = protocol.balanced_subset(labels, 0.1, seed=3)
     assert np.bincount(labels[small], minlength=10).tolist() == [4] * 10
     assert np.bincount(labels[large], minlength=10).tolist() == [35] * 10
     assert set(small) <= set(large)
-    assert np.array_equal(small, downstream.balanced_subset(labels, 0.01, seed=3))
-    assert not np.array_equal(small, downstream.balanced_subset(labels, 0.01, seed=4))
-    assert len(downstream.balanced_subset(labels, 1.0, seed=3)) == len(labels)
+    assert np.array_equal(small, protocol.balanced_subset(labels, 0.01, seed=3))
+    assert not np.array_equal(small, protocol.balanced_subset(labels, 0.01, seed=4))
+    assert len(protocol.balanced_subset(labels, 1.0, seed=3)) == len(labels)
     with pytest.raises(ValueError):
-        downstream.balanced_subset(labels, 0.0, seed=3)
+        protocol.balanced_subset(labels, 0.0, seed=3)
 
 
 def test_pca_finds_the_main_direction():
     rng = np.random.default_rng(0)
     t = rng.normal(size=500)
     codes = np.outer(t, [3.0, 0, 4.0, 0]) + 0.01 * rng.normal(size=(500, 4))
-    points = downstream.pca_2d(codes)
+    points = plots.pca_2d(codes)
     assert points.shape == (500, 2)
     assert abs(np.corrcoef(points[:, 0], t)[0, 1]) > 0.999
     assert points[:, 0].var() > 1000 * points[:, 1].var()
@@ -47,7 +48,7 @@ def test_tsne_keeps_the_clusters_apart():
     for data_seed in range(3):
         rng = np.random.default_rng(data_seed)
         codes = 3 * rng.normal(size=(10, 32))[labels] + rng.normal(size=(200, 32))
-        points = downstream.tsne_2d(codes.astype(np.float32), seed=0)
+        points = plots.tsne_2d(codes.astype(np.float32), seed=0)
         assert points.shape == (200, 2)
         assert knn_accuracy(points[:100], labels[:100], points[100:], labels[100:], k=5) > 0.85, data_seed
 
@@ -65,10 +66,10 @@ def test_frozen_encoder_is_never_updated(ms_cpu):
     cfg = namespace(image_size=28, color=False, padding="same", code_size=16, head_steps=5,
                     head_batch_size=16, seed=1)
     hparams = model_hparams(cfg)
-    encoder = build_encoder(hparams, fast_conv=True)
+    encoder = build_encoder(hparams, "cpu")
     before = {p.name: p.asnumpy().copy() for p in encoder.get_parameters()}
     images, labels = load_split("", "test")
-    data = downstream.DownstreamData((images[:200], labels[:200]), (images[200:300], labels[200:300]), hparams, 1)
+    data = protocol.DownstreamData((images[:200], labels[:200]), (images[200:300], labels[200:300]), hparams, 1)
     results, frozen, codes = downstream.run_downstream(encoder, data, cfg, True,
                                                        methods=("cpc_mlp", "cpc_finetune"), fractions=(1.0,))
     assert {r["method"] for r in results} == {"cpc_mlp", "cpc_finetune"}
@@ -86,7 +87,8 @@ def test_frozen_encoder_is_never_updated(ms_cpu):
 # must stay clearly above chance
 MIN_ACCURACY = {"cpc_mlp": 0.6, "cpc_linear": 0.2, "random_mlp": 0.12, "supervised": 0.2,
                 "cpc_finetune": 0.2,  # cpc_finetune: the supervised bound (it is supervised training too)
-                "autoencoder_linear": 0.12, "autoencoder_mlp": 0.12}  # autoencoder: the random encoder's bound
+                "cpc_logistic": 0.2, "random_logistic": 0.12,  # logistic: the linear / random bounds
+                "autoencoder_linear": 0.12, "autoencoder_mlp": 0.12, "autoencoder_logistic": 0.12}
 
 
 def test_classify_writes_every_result(classify_run):
@@ -131,6 +133,11 @@ def test_classifier_checkpoint_holds_the_frozen_encoder(classify_run):
     (["--methods", "cpc_mlp,bogus"], "--methods must be"),
     (["--label_fractions", "0.5,0"], "--label_fractions must be"),
     (["--label_fractions", "x"], "--label_fractions must be"),
+    (["--seeds", "0,4294967296"], "--seeds must be"),  # MindSpore's limit, met only when first seeded
+    (["--seeds", "-3"], "--seeds must be"),
+    (["--seeds", "1.5"], "--seeds must be"),
+    (["--methods", "cpc_logistic", "--label_fractions", "0.001"], "the logistic head cross-validates"),
+    (["--logistic_folds", "1"], "logistic_folds"),
 ])
 def test_classify_rejects_bad_lists(tiny_run, tmp_path, flags, message):
     run_dir, _ = tiny_run
@@ -176,7 +183,7 @@ def test_summary_and_table_give_mean_and_std_over_seeds():
     assert len({len(line) for line in table.splitlines()}) == 1  # columns aligned, cells apart
 
 
-@pytest.mark.parametrize("text", ["a", "1,1", "-1", "0,x"])
+@pytest.mark.parametrize("text", ["a", "1,1", "-1", "0,x", "4294967296", "2.0", "1e3", "\u00b2"])
 def test_bad_seeds_are_refused(text):
     cfg = namespace()
     cfg.seeds = text
@@ -214,14 +221,14 @@ def test_finetune_starts_from_a_copy_of_the_cpc_encoder(ms_cpu):
     from src.model.build import build_encoder
     from src.model.classifier import build_classifier
     hparams = model_hparams(namespace(image_size=28, color=False, padding="same", code_size=16))
-    source, net = build_encoder(hparams, fast_conv=True), build_classifier(hparams, "mlp", fast_conv=True)
-    downstream.copy_weights(source, net.encoder)
+    source, net = build_encoder(hparams, backend="cpu"), build_classifier(hparams, "mlp", backend="cpu")
+    protocol.copy_weights(source, net.encoder)
     for a, b in zip(source.get_parameters(), net.encoder.get_parameters()):
         np.testing.assert_array_equal(a.asnumpy(), b.asnumpy(), err_msg=b.name)
     b.set_data(b + 1)  # a copy: changing the fine-tuned net leaves the CPC encoder as it was
     assert not np.array_equal(a.asnumpy(), b.asnumpy())
     with pytest.raises(ValueError, match="same structure"):
-        downstream.copy_weights(source, net)
+        protocol.copy_weights(source, net)
 
 
 def test_autoencoder_learns_to_reconstruct_and_keeps_the_encoder_shape(ms_cpu):
@@ -240,8 +247,8 @@ def test_autoencoder_learns_to_reconstruct_and_keeps_the_encoder_shape(ms_cpu):
         net.set_train(False)
         return float(np.mean((net(ms.Tensor(images)).asnumpy() - images) ** 2))
     ms.set_seed(cfg.seed)
-    initial = mse(build_autoencoder(hparams, fast_conv=True))  # the same initialisation as train_autoencoder's
-    net, _ = downstream.train_autoencoder(images, cfg, fast_conv=True)
+    initial = mse(build_autoencoder(hparams, backend="cpu"))  # the same initialisation as train_autoencoder's
+    net, _ = protocol.train_autoencoder(images, cfg, backend="cpu")
     assert mse(net) < 0.7 * initial
     assert [p.name for p in net.encoder.get_parameters()] == \
-        ["encoder." + p.name for p in build_encoder(hparams, fast_conv=True).get_parameters()]
+        ["encoder." + p.name for p in build_encoder(hparams, "cpu").get_parameters()]

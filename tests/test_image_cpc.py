@@ -22,9 +22,9 @@ GREY28 = dict(SMALL, image_size=28, color=False, input_contrast=False, patch_siz
 COLOR64 = dict(SMALL)  # 64x64 colour, 16x16 patches at stride 8, input contrast: the defaults
 
 
-def image_net(fast_conv=True, **keys):
+def image_net(backend="cpu", **keys):
     hparams = model_hparams(namespace(**keys))
-    return build_cpc(hparams, fast_conv), hparams
+    return build_cpc(hparams, backend), hparams
 
 
 def images(hparams, count, seed):
@@ -356,9 +356,33 @@ def test_image_encoders_are_encoded_in_smaller_calls_with_the_same_codes(ms_cpu)
     assert images_per_call(net.encoder) == IMAGE_ENCODE_BATCH < ENCODE_BATCH
     assert images_per_call(Classifier(net.encoder, DigitHead(8 * 9, "linear"))) == IMAGE_ENCODE_BATCH
     assert images_per_call(DigitHead(8, "linear")) == ENCODE_BATCH
-    assert images_per_call(build_cpc(model_hparams(namespace()), True).encoder) == ENCODE_BATCH
+    assert images_per_call(build_cpc(model_hparams(namespace()), "cpu").encoder) == ENCODE_BATCH
     x = images(hparams, IMAGE_ENCODE_BATCH + 3, 0)
     codes = encode(net.encoder, x)
     alone = np.concatenate([net.encoder(Tensor(x[i:i + 1])).asnumpy() for i in (0, IMAGE_ENCODE_BATCH + 2)])
     assert codes.shape == (IMAGE_ENCODE_BATCH + 3, 8 * 9)
     np.testing.assert_allclose(codes[[0, -1]], alone, atol=1e-5)
+
+
+def test_exportable_rsqrt_is_rsqrt_bit_for_bit(ms_cpu):
+    """The group/layer norm's inverse square root (written as 1 / sqrt for the ONNX exporter) gives
+    ops.rsqrt's values and, through its own backward, ops.rsqrt's gradient, bit for bit."""
+    import mindspore as ms
+    from mindspore import nn, ops
+
+    from src.model.image_cpc import Rsqrt
+
+    class Weighted(nn.Cell):
+        def __init__(self, fn):
+            super().__init__()
+            self.fn = fn
+
+        def construct(self, x, w):
+            return (self.fn(x) * w).sum()
+
+    rng = np.random.default_rng(0)
+    x = Tensor(np.concatenate([rng.uniform(1e-5, 10, 5000), rng.lognormal(0, 5, 5000)]).astype(np.float32))
+    w = Tensor(rng.standard_normal(10000).astype(np.float32))
+    ours, theirs = Weighted(Rsqrt()), Weighted(ops.Rsqrt())
+    np.testing.assert_array_equal(Rsqrt()(x).asnumpy(), ops.rsqrt(x).asnumpy())
+    np.testing.assert_array_equal(ms.grad(ours)(x, w).asnumpy(), ms.grad(theirs)(x, w).asnumpy())

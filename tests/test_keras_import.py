@@ -56,15 +56,15 @@ def keras_weights(path):
     return out
 
 
-def load_net(ms, path, params, meta, fast_conv=False):
+def load_net(ms, path, params, meta, backend="device"):
     from src import checkpoint
     from src.model.build import build_encoder
     from src.model.classifier import build_classifier
     tensors = {k: ms.Parameter(ms.Tensor(v), name=k) for k, v in params.items()}
     if meta["kind"] == "classifier":
-        net = build_classifier(meta["hparams"], meta["head"], fast_conv)
+        net = build_classifier(meta["hparams"], meta["head"], backend)
     else:
-        net = build_encoder(meta["hparams"], fast_conv)
+        net = build_encoder(meta["hparams"], backend)
         tensors = {k[len("encoder."):]: v for k, v in tensors.items()}
     checkpoint.load_into(net, tensors, path)
     net.set_train(False)
@@ -178,15 +178,15 @@ def test_hparams_from_the_files(imported):
 # ------------------------------------------------------------ parity with Keras itself
 
 @pytest.mark.parametrize("name", list(FILES))
-@pytest.mark.parametrize("fast_conv", [False, True], ids=["native_conv", "cpu_conv"])
-def test_outputs_equal_keras(ms_cpu, imported, fixture, name, fast_conv):
+@pytest.mark.parametrize("backend", ["device", "cpu"], ids=["native_conv", "cpu_conv"])
+def test_outputs_equal_keras(ms_cpu, imported, fixture, name, backend):
     """Codes (and logits, softmax) of the imported net = Keras's on the same images, within 1e-4
     relative to the output's scale (the 64x64 CPC encoder's codes reach ~3e3, where float32's own
     spacing is ~2e-4)."""
     ms = ms_cpu
     path, params, meta = imported[name]
     x = nchw(fixture[f"{name}/images"])
-    net = load_net(ms, path, params, meta, fast_conv)
+    net = load_net(ms, path, params, meta, backend)
     encoder = net.encoder if meta["kind"] == "classifier" else net
     codes, want = encoder(ms.Tensor(x)).asnumpy(), fixture[f"{name}/codes"]
     assert np.abs(codes - want).max() <= TOL * max(1.0, np.abs(want).max())
@@ -327,9 +327,9 @@ def test_old_checkpoints_without_encoder_keys_build_the_default_encoder(ms_cpu):
     from src.config import ConfigError, namespace
     from src.model.build import build_encoder
     old = {"image_size": 64, "color": True, "padding": "valid", "input_contrast": False, "code_size": 16}
-    enc = build_encoder(old, fast_conv=False)
+    enc = build_encoder(old, "device")
     assert len(enc.blocks) == 4 and enc.dense.weight.shape == (256, 64 * 3 * 3)
-    small = build_encoder(dict(old, encoder_layers=3, encoder_channels=8, encoder_hidden=12), fast_conv=False)
+    small = build_encoder(dict(old, encoder_layers=3, encoder_channels=8, encoder_hidden=12), "device")
     assert len(small.blocks) == 3 and small.dense.weight.shape == (12, 8 * 7 * 7)
     with pytest.raises(ConfigError, match="encoder_layers"):
         namespace(encoder_layers=0)

@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import REPO, TINY, run_entry
 
-PROBE = ("from src.model.cpc import Encoder; e = Encoder(64, 3, 8, 'valid', fast_conv=True); "
+PROBE = ("from src.model.cpc import Encoder; e = Encoder(64, 3, 8, 'valid', 'cpu', False, 4, 64, 256); "
          "from src.model.cpu import kernels; print(kernels.library()); print(sorted({b.conv.form for b in e.blocks}))")
 
 

@@ -1,4 +1,4 @@
-"""Memory a batch_size asks for and the machine cannot give: one line naming the key (issue 25)."""
+"""Memory a batch_size asks for and the machine cannot give: one line naming the key."""
 import json
 import os
 import resource

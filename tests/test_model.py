@@ -4,17 +4,25 @@ import numpy as np
 import pytest
 from mindspore import nn
 
-from src.config import model_hparams, namespace
+from src.config import ENCODER_SHAPE_KEYS, SCHEMA, model_hparams, namespace
+from src.model.backend import backend_for, fuses_input_contrast
 from src.model.build import build_cpc
 from src.model.cpc import Encoder
-from src.model.cpu.conv import Conv3x3S2, use_fast_conv
+from src.model.cpu.conv import Conv3x3S2
+
+SHAPE = tuple(SCHEMA[k].default for k in ENCODER_SHAPE_KEYS)  # the default encoder: 4 blocks of 64, Dense 256
+
+
+def encoder(size, backend, input_contrast=False, padding="valid"):
+    """The default encoder on size x size colour images, codes of 8."""
+    return Encoder(size, 3, 8, padding, backend, input_contrast, *SHAPE)
 
 
 @pytest.mark.parametrize("size, color, padding", [(28, False, "same"), (64, True, "valid")])
 def test_cpc_shapes(ms_cpu, size, color, padding):
     cfg = namespace(image_size=size, color=color, padding=padding, terms=3, predict_terms=2,
                     code_size=16, hidden_size=32)
-    net = build_cpc(model_hparams(cfg), fast_conv=True)
+    net = build_cpc(model_hparams(cfg), "cpu")
     net.set_train(False)
     ch = 3 if color else 1
     x = ms.Tensor(np.random.randn(4, 3, ch, size, size).astype(np.float32))
@@ -50,7 +58,7 @@ def cpu_form(request, monkeypatch):
     (1, 28, "same", True), (64, 7, "same", True),
     (3, 64, "valid", False), (1, 28, "same", False), (3, 31, "same", False)])  # first-layer form
 def test_cpu_conv_matches_conv2d(ms_cpu, cpu_form, cin, size, padding, input_grad):
-    fast = Conv3x3S2(cin, 64, size, padding, fast=True, input_grad=input_grad)
+    fast = Conv3x3S2(cin, 64, size, padding, "cpu", input_grad=input_grad)
     assert fast.form == cpu_form
     assert fast.channels_first == (cpu_form == "gather" and not input_grad)
     ref = nn.Conv2d(cin, 64, 3, stride=2, pad_mode=padding, has_bias=False)
@@ -74,12 +82,11 @@ def test_cpu_conv_matches_conv2d(ms_cpu, cpu_form, cin, size, padding, input_gra
     np.testing.assert_allclose(dw_fast / np.abs(dw_ref).max(), dw_ref / np.abs(dw_ref).max(), atol=1e-5)
 
 
-def test_device_selects_conv_path():
-    assert use_fast_conv("CPU")
-    assert not use_fast_conv("Ascend") and not use_fast_conv("GPU")
-    ascend = Encoder(64, 3, 8, "valid", fast_conv=use_fast_conv("Ascend"))
-    cpu = Encoder(64, 3, 8, "valid", fast_conv=use_fast_conv("CPU"))
-    assert all(not b.conv.fast for b in ascend.blocks) and all(b.conv.fast for b in cpu.blocks)
+def test_device_target_selects_the_backend():
+    assert backend_for("CPU") == "cpu"
+    assert backend_for("Ascend") == backend_for("GPU") == "device"
+    ascend, cpu = encoder(64, backend_for("Ascend")), encoder(64, backend_for("CPU"))
+    assert all(b.conv.form == "native" for b in ascend.blocks) and all(b.conv.form != "native" for b in cpu.blocks)
     # the same parameters by name and shape: a checkpoint moves between CPU and Ascend
     assert [(p.name, p.shape) for p in ascend.get_parameters()] == \
         [(p.name, p.shape) for p in cpu.get_parameters()]
@@ -87,7 +94,26 @@ def test_device_selects_conv_path():
 
 def test_encoder_rejects_too_small_images():
     with pytest.raises(ValueError, match="too small"):
-        Encoder(28, 1, 8, "valid")
+        encoder(28, "cpu")
+    with pytest.raises(ValueError, match="backend"):
+        encoder(64, "fast")
+
+
+@pytest.mark.parametrize("backend", ["cpu", "device"])
+@pytest.mark.parametrize("input_contrast", [False, True])
+def test_encoder_is_its_stages_run_in_order(ms_cpu, backend, input_contrast):
+    """construct runs stage_names in order: the stages called one by one give the encoder's codes."""
+    net = encoder(64, backend, input_contrast)
+    net.set_train(False)
+    names = [name for name, _ in net.stages()]
+    assert names[-5:] == ["flatten", "dense", "bn", "act", "embedding"] and "blocks" in names
+    assert ("contrast" in names) == (input_contrast and not fuses_input_contrast(backend))
+    x = ms.Tensor(np.random.default_rng(0).uniform(-1, 1, (2, 3, 64, 64)).astype(np.float32))
+    h = x
+    for _, stage in net.stages():
+        h = stage(h)
+    np.testing.assert_allclose(h.asnumpy(), net(x).asnumpy(), atol=1e-5)
+    assert net.stages_through("act") == tuple(names[:-1])
 
 
 def test_input_contrast_is_identity_on_grey_and_sign_invariant(ms_cpu):
@@ -116,9 +142,12 @@ def test_contrast_fused_into_first_im2col(ms_cpu, size, padding):
     from src.model.cpc import InputContrast
     from src.model.cpu import kernels
     assert kernels.available()
-    fused = Conv3x3S2(3, 64, size, padding, fast=True, input_grad=False, contrast=True)
-    assert fused.contrast and fused.form == "kernel"
-    assert not Conv3x3S2(3, 64, size, padding, fast=False, input_grad=False, contrast=True).contrast
+    assert fuses_input_contrast("cpu") and not fuses_input_contrast("device")
+    fused = Conv3x3S2(3, 64, size, padding, "cpu", input_grad=False, contrast=True)
+    assert fused.form == "kernel"
+    for backend, input_grad in (("device", False), ("cpu", True)):  # only the compiled first layer fuses it
+        with pytest.raises(ValueError, match="input contrast"):
+            Conv3x3S2(3, 64, size, padding, backend, input_grad=input_grad, contrast=True)
     ref = nn.SequentialCell([InputContrast(size), nn.Conv2d(3, 64, 3, stride=2, pad_mode=padding, has_bias=False)])
     ref[1].weight.set_data(fused.weight.data)
     rng = np.random.default_rng(0)
@@ -130,8 +159,8 @@ def test_contrast_fused_into_first_im2col(ms_cpu, size, padding):
                  weights=[fused.weight])(x)[0].asnumpy()
     dw_ref = ms.grad(_Weighted(ref, ms.Tensor(sens)), grad_position=None, weights=[ref[1].weight])(x)[0].asnumpy()
     np.testing.assert_allclose(dw / np.abs(dw_ref).max(), dw_ref / np.abs(dw_ref).max(), atol=1e-5)
-    assert Encoder(64, 3, 8, "valid", fast_conv=True, input_contrast=True).contrast is None
-    assert Encoder(64, 3, 8, "valid", fast_conv=False, input_contrast=True).contrast is not None
+    assert encoder(64, "cpu", input_contrast=True).contrast is None
+    assert encoder(64, "device", input_contrast=True).contrast is not None
 
 
 def _assert_batch_norm_parity(candidate, ref, batches, param_atol):

@@ -11,6 +11,7 @@ from mindspore import nn
 
 from src.config import model_hparams, parse_config
 from src.data.dataset import build_source, create_train_dataset
+from src.model.backend import backend_for
 from src.model.build import build_cpc
 from src.train.callbacks import EpochClock, LossSum, StepMonitor, take_loss
 from src.train.resume import RunState
@@ -31,7 +32,7 @@ def test_amp_o2_train_cell_for_gpu_uses_the_float16_net_and_a_float32_loss(ms_cp
     the net computes in float16 and the loss, run here on the CPU, is float32. (The loss-scaled step
     itself cannot run on CPU: its overflow check is an Ascend/GPU kernel.)"""
     cfg = _cfg("--amp_level", "O2", "--loss", loss)
-    net = build_cpc(model_hparams(cfg), fast_conv=False)  # the Ascend/GPU form: nn.Conv2d
+    net = build_cpc(model_hparams(cfg), "device")  # the Ascend/GPU form: nn.Conv2d
     cell, _ = build_train_cell(net, cfg, "GPU")
     assert isinstance(cell, nn.TrainOneStepWithLossScaleCell)
     row = [ms.Tensor(a) for a in build_source(cfg, "train", 1)[0]]
@@ -39,7 +40,7 @@ def test_amp_o2_train_cell_for_gpu_uses_the_float16_net_and_a_float32_loss(ms_cp
     assert all(p.dtype == ms.float32 for p in net.get_parameters())  # float16 compute, float32 parameters
     loss_value = cell.network(*row)
     assert loss_value.dtype == ms.float32 and math.isfinite(float(loss_value.asnumpy()))
-    plain = build_cpc(model_hparams(cfg), fast_conv=False)
+    plain = build_cpc(model_hparams(cfg), "device")
     ms.load_param_into_net(plain, {p.name: p for p in net.get_parameters()})
     reference = build_train_cell(plain, _cfg("--loss", loss), "CPU")[0].network(*row)  # float32 everywhere
     assert float(loss_value.asnumpy()) == pytest.approx(float(reference.asnumpy()), abs=0.02)
@@ -52,14 +53,14 @@ def test_amp_o2_train_cell_for_gpu_uses_the_float16_net_and_a_float32_loss(ms_cp
 def test_amp_levels_refused_with_one_line(ms_cpu, level, target, message):
     cfg = _cfg("--amp_level", level)
     with pytest.raises(CPCError) as err:
-        build_train_cell(build_cpc(model_hparams(cfg), fast_conv=target == "CPU"), cfg, target)
+        build_train_cell(build_cpc(model_hparams(cfg), backend_for(target)), cfg, target)
     assert str(err.value).startswith(message) and "\n" not in str(err.value)
 
 
 @pytest.mark.slow
 def test_loss_sum_adds_every_step_on_the_device(ms_cpu):
     cfg = _cfg()
-    net = build_cpc(model_hparams(cfg), fast_conv=True)
+    net = build_cpc(model_hparams(cfg), "cpu")
     cell, _ = build_train_cell(net, cfg, "CPU")
     summed = LossSum(cell)
     summed.set_train()

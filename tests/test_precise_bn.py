@@ -11,10 +11,10 @@ from src.model.build import build_cpc
 from tests.conftest import TINY, run_entry
 
 
-def _net_and_sources(fast_conv):
+def _net_and_sources(backend):
     cfg = parse_config(["--config_path", TINY])
     ms.set_seed(0)
-    net = build_cpc(model_hparams(cfg), fast_conv)
+    net = build_cpc(model_hparams(cfg), backend)
     sources = [build_source(cfg, "train", 1, start=i) for i in range(2)]
     return net, sources, build_source(cfg, "train", 2)
 
@@ -24,9 +24,9 @@ def _stats(net):
 
 
 # the CPU forms, and nn.BatchNorm1d/2d (the Ascend/GPU form) in the slow tier
-@pytest.mark.parametrize("fast_conv", [True, pytest.param(False, marks=pytest.mark.slow)])
-def test_statistics_are_the_population_statistics_of_the_batches(ms_cpu, fast_conv):
-    net, (first, second), both = _net_and_sources(fast_conv)
+@pytest.mark.parametrize("backend", ["cpu", pytest.param("device", marks=pytest.mark.slow)])
+def test_statistics_are_the_population_statistics_of_the_batches(ms_cpu, backend):
+    net, (first, second), both = _net_and_sources(backend)
     assert len(batch_norm_layers(net)) == 5   # 4 conv blocks + the dense layer of the tiny config's encoder
     weights = [p.asnumpy().copy() for p in net.trainable_params()]
     net.set_train(False)
@@ -48,7 +48,7 @@ def test_statistics_are_the_population_statistics_of_the_batches(ms_cpu, fast_co
 def test_one_batch_makes_inference_match_training_mode(ms_cpu):
     """With the statistics of one batch, inference-mode outputs on that batch equal training-mode
     (batch-statistics) outputs up to the unbiased/biased variance factor."""
-    net, (first, _), _ = _net_and_sources(True)
+    net, (first, _), _ = _net_and_sources("cpu")
     x, y = (ms.Tensor(a) for a in first[0][:2])
     net.set_train(True)
     train_out = net(x, y).asnumpy()

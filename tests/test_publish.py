@@ -25,8 +25,8 @@ def _run(tmp_path, keys):
     run, ev = tmp_path / "run", tmp_path / "eval"
     run.mkdir()
     ev.mkdir()
-    checkpoint.save(build_cpc(hparams, True), str(run / "cpc_best.ckpt"), {"kind": "cpc", "hparams": hparams})
-    checkpoint.save(build_classifier(hparams, "mlp"), str(ev / "classifier.ckpt"),
+    checkpoint.save(build_cpc(hparams, "cpu"), str(run / "cpc_best.ckpt"), {"kind": "cpc", "hparams": hparams})
+    checkpoint.save(build_classifier(hparams, "mlp", "cpu"), str(ev / "classifier.ckpt"),
                     {"kind": "classifier", "hparams": hparams, "head": "mlp"})
     (run / "metrics.json").write_text(json.dumps({"history": [{"val_accuracy": 0.5, "epoch": 1}]}))
     (ev / "downstream_metrics.json").write_text(json.dumps({"seeds": [0], "summary": []}))

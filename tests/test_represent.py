@@ -95,7 +95,7 @@ def _tiny_net(**overrides):
     cfg = namespace(image_size=28, color=False, padding="same", input_contrast=False, terms=2, predict_terms=3,
                     code_size=16, hidden_size=16, repr_train_digits=100, repr_val_digits=100, **overrides)
     ms.set_seed(0)
-    return cfg, build_cpc(model_hparams(cfg), fast_conv=True)
+    return cfg, build_cpc(model_hparams(cfg), "cpu")
 
 
 def test_step_scores_logit_is_the_nets_logit_bit_for_bit(ms_cpu):

@@ -254,7 +254,7 @@ def test_second_run_into_a_busy_folder_is_refused_and_a_killed_run_leaves_no_loc
     assert third.returncode == 0 and "resuming from" in third.stdout, third.stderr[-2000:]
 
 
-# ------------------------------------------------ issue 25, class 2: nothing lost or silently changed on re-runs
+# ------------------------------------------------ nothing lost or silently changed on re-runs
 
 def _copy(uninterrupted, tmp_path):
     """A copy of the finished 2-epoch run (the module's fixture stays as it is)."""
@@ -337,7 +337,7 @@ def _resume_with(folder, newest_common):
     from src.train.trainer import build_train_cell
     cfg = parse_config(FLAGS + ["--output_path", str(folder), "--resume", "True"])
     hparams = model_hparams(cfg)
-    train_cell, optimizer = build_train_cell(build_cpc(hparams, True), cfg, "CPU")
+    train_cell, optimizer = build_train_cell(build_cpc(hparams, "cpu"), cfg, "CPU")
     schedule = PlateauLR(cfg.learning_rate, cfg.lr_factor, cfg.lr_patience, cfg.lr_min)
     return resume.start(cfg, hparams, schedule, train_cell, optimizer, newest_common)
 

@@ -1,4 +1,4 @@
-"""MindSpore's "Some side effect nodes were eliminated by mistake" (issue 25, class 6).
+"""MindSpore's "Some side effect nodes were eliminated by mistake".
 
 The node was the GRU's unused output sequence in CPC.predictions (`_, hidden = self.gru(...)`):
 an isolated tuple_getitem, not an update. Taking h_n alone leaves no isolated node. The test
@@ -25,7 +25,7 @@ ms.set_seed(0)
 cfg = namespace(image_size=28, color=False, padding="same", input_contrast=False, terms=2, predict_terms=2,
                 code_size=8, hidden_size=8, encoder_layers=2, encoder_channels=4, encoder_hidden=8,
                 batch_size=4, loss="LOSS", num_negatives=3)
-net = build_cpc(model_hparams(cfg), True)
+net = build_cpc(model_hparams(cfg), "cpu")
 cell, _ = build_train_cell(net, cfg, "CPU")
 rng = np.random.default_rng(0)
 x = ms.Tensor(rng.uniform(-1, 1, (4, 2, 1, 28, 28)).astype(np.float32))

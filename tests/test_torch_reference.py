@@ -28,7 +28,7 @@ def image_nets(config, norm="layer"):
     cfg = parse_config(["--config_path", config, "--norm", norm] + SMALL_IMAGE)
     ms.set_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    return cfg, build_cpc(model_hparams(cfg), fast_conv=True), ImageCPC(cfg)
+    return cfg, build_cpc(model_hparams(cfg), "cpu"), ImageCPC(cfg)
 
 
 def patch_source(cfg):
@@ -43,9 +43,19 @@ def test_reference_has_the_ports_trainable_parameters(ms_cpu, config):
     from src.model.build import build_cpc
     from tools.torch_reference import CPC
     cfg = parse_config(["--config_path", config])
-    port = sorted(tuple(p.shape) for p in build_cpc(model_hparams(cfg), fast_conv=True).trainable_params())
+    port = sorted(tuple(p.shape) for p in build_cpc(model_hparams(cfg), "cpu").trainable_params())
     reference = sorted(tuple(p.shape) for p in CPC(cfg).parameters())
     assert port == reference
+
+
+def test_weight_copy_refuses_a_name_the_reference_lacks(ms_cpu):
+    from tools.torch_reference import copy_port_weights
+    _, port, reference = image_nets(IMAGE28)
+    named = {p.name: p.asnumpy() for p in port.get_parameters()}
+    with pytest.raises(ValueError, match="the port gave no value"):
+        copy_port_weights({k: v for k, v in named.items() if not k.startswith("predictor.")}, reference)
+    with pytest.raises(ValueError, match="no tensor"):
+        copy_port_weights(dict(named, **{"encoder.patch_encoder.extra.weight": named["predictor.weight"]}), reference)
 
 
 @pytest.mark.parametrize("norm", NORMS)
@@ -67,11 +77,10 @@ def test_image_reference_computes_the_ports_function(ms_cpu, norm):
 
     from src.data.dataset import render_digits
     from src.model.patch_loss import PatchInfoNCEWithLoss
-    from tools.torch_reference import image_loss
+    from tools.torch_reference import copy_port_weights, image_loss
     cfg, port, reference = image_nets(IMAGE64, norm)
-    with torch.no_grad():
-        for mine, theirs in zip(port.trainable_params(), reference.parameters()):
-            theirs.copy_(torch.from_numpy(mine.asnumpy()))
+    with torch.no_grad():  # by name: the reference's modules are named as the port's Cells and encoder stages
+        copy_port_weights({p.name: p.asnumpy() for p in port.get_parameters()}, reference)
     source = patch_source(cfg)
     patches = source[0][0]
     images = render_digits(source.images[:cfg.batch_size], cfg.image_size, cfg.color, cfg.seed, "train")

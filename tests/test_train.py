@@ -62,7 +62,7 @@ def test_eval_round_trip_matches_in_process(ms_cpu, tiny_run, tmp_path):
     assert set(result) >= {"test_accuracy", "chance_accuracy", "num_sequences"}
     cfg = parse_config(["--config_path", TINY])
     assert result["num_sequences"] == cfg.test_steps * cfg.batch_size
-    net = build_cpc(model_hparams(cfg), fast_conv=True)
+    net = build_cpc(model_hparams(cfg), "cpu")
     params, _ = checkpoint.load(str(out / "cpc_best.ckpt"))
     checkpoint.load_into(net, params, "cpc_best.ckpt")
     expected = evaluate(net, build_source(cfg, "test", cfg.test_steps))
@@ -109,7 +109,7 @@ def _disk_full(*args, **kwargs):
                                    RuntimeError("Failed to save the checkpoint file")])
 def test_a_full_disk_keeps_the_last_good_checkpoint(ms_cpu, tmp_path, monkeypatch, error):
     """A write that fails half way: one line, no temporary file, the earlier file intact and loadable."""
-    net = build_cpc(model_hparams(namespace(image_size=28, color=False, padding="same")), True)
+    net = build_cpc(model_hparams(namespace(image_size=28, color=False, padding="same")), "cpu")
     path = tmp_path / "cpc.ckpt"
     checkpoint.save(net, str(path), {"kind": "cpc", "epoch": 1})
     good = path.read_bytes()
@@ -228,7 +228,7 @@ def test_learning_rate_change_reaches_the_compiled_step(ms_cpu):
     """The plateau schedule sets optimizer.learning_rate between epochs: the graph must see it."""
     from src.train.trainer import build_train_cell
     cfg = parse_config(["--config_path", TINY])
-    net = build_cpc(model_hparams(cfg), fast_conv=True)
+    net = build_cpc(model_hparams(cfg), "cpu")
     cell, optimizer = build_train_cell(net, cfg, "CPU")
     cell.set_train()
     x, y, label = (ms.Tensor(a) for a in build_source(cfg, "train", 1)[0])

@@ -11,11 +11,12 @@ from mindspore import Tensor
 from src import checkpoint
 from src.config import model_hparams, namespace, parse_config
 from src.data.mnist import SPLITS, load_split
-from src.data.twoview import TWOVIEW_STREAM, build_twoview_source
+from src.data.twoview import build_twoview_source
 from src.data.views import lab_views
 from src.methods import REQUIRED, create_method
 from src.model.twoview import LabSplit, top1
 from src.utils.errors import ConfigError
+from src.utils.streams import stream_rng
 from tests.conftest import REPO, error_lines, run_entry
 
 SIMCLR_GRAY = os.path.join(REPO, "config", "simclr_mnist28_gray.yaml")
@@ -54,7 +55,7 @@ def test_the_labels_of_the_digits_drawn_are_carried(grey_data):
     """SupCon needs them: the labels are those of the very digits in the views."""
     images, all_labels = grey_data
     source = build_twoview_source(namespace(**TINY), "train", 2, data=grey_data)
-    rng = np.random.default_rng([0, SPLITS.index("train"), TWOVIEW_STREAM, 1])
+    rng = stream_rng("twoview_batch", 0, split=SPLITS.index("train"), index=1)
     pick = rng.integers(0, len(images), size=8)
     labels = source[1][-1]
     assert labels.dtype == np.int32 and np.array_equal(labels, all_labels[pick])
@@ -84,7 +85,7 @@ def test_supcon_says_it_uses_the_labels():
 def test_each_loss_builds_and_gives_a_finite_scalar(ms_cpu, grey_data, loss):
     cfg = namespace(**dict(TINY, contrastive_loss=loss))
     method = create_method("twoview")
-    net = method.build_net(model_hparams(cfg), True)
+    net = method.build_net(model_hparams(cfg), "cpu")
     row = [Tensor(a) for a in method.build_source(cfg, "train", 1, data=grey_data)[0]]
     value = method.loss_cell(net, cfg)(*row)
     assert value.shape == () and np.isfinite(value.asnumpy())
@@ -109,7 +110,7 @@ def test_the_graph_lab_split_matches_the_numpy_one(ms_cpu):
 
 def test_the_cmc_encoder_concatenates_both_views_codes(ms_cpu):
     cfg = namespace(task="cmc", code_size=8, encoder_channels=8, encoder_hidden=16, batch_size=4)
-    net = create_method("cmc").build_net(model_hparams(cfg), True)
+    net = create_method("cmc").build_net(model_hparams(cfg), "cpu")
     assert net.encoder(Tensor(np.zeros((4, 3, 64, 64), np.float32))).shape == (4, 16)
 
 

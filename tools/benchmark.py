@@ -34,8 +34,10 @@ from src.data.dataset import create_dataset, render_digits
 from src.data.mnist import load_split
 from src.device import init_device
 from src.methods import create_method
+from src.model.backend import backend_for
 from src.model.build import build_cpc
-from src.model.cpu.conv import use_fast_conv
+from src.model.cpu.kernels import build_target
+from src.model.cpu.target import processor_name
 from src.train.trainer import build_train_cell
 from src.utils.errors import ConfigError, batch_guard, run_main
 from src.utils.paths import require_folder_target
@@ -122,7 +124,7 @@ def measure(cfg, target):
     """The JSON line's fields: every timing of the module docstring, for the config's task."""
     data = load_split(cfg.data_path, "train")
     source = create_method(cfg.task).build_source(cfg, "train", cfg.warmup + cfg.steps, data=data)
-    net = build_cpc(model_hparams(cfg), use_fast_conv(target))
+    net = build_cpc(model_hparams(cfg), backend_for(target))
     inputs = BENCH_INPUTS[cfg.task](cfg, source, net, data)
     images = ms.Tensor(inputs.images)
 
@@ -161,6 +163,7 @@ def measure(cfg, target):
     fed_median = statistics.median(fed)
     return {
         "framework": "mindspore", "mindspore_version": ms.__version__, "device_target": target,
+        "processor": processor_name(), "kernel_flags": " ".join(build_target()[0]) or "portable",
         "mode": cfg.mode, "encoder_form": inputs.encoder_form, "image_size": cfg.image_size,
         "color": cfg.color, "batch_size": cfg.batch_size, **inputs.fields, "steps": cfg.steps,
         "step_ms_median": round(1000 * median, 2), "step_ms_min": round(1000 * min(fixed), 2),

@@ -18,13 +18,13 @@ import numpy as np
 from mindspore import nn, ops
 
 from src import checkpoint
-from src.config import SEED_MAX, model_hparams, parse_config
+from src.config import model_hparams, parse_config
 from src.data.mnist import load_split
 from src.device import init_device
 from src.eval import downstream
 from src.eval.represent import IMAGE_ENCODE_BATCH, encode
+from src.model.backend import backend_for
 from src.model.classifier import DigitHead
-from src.model.cpu.conv import use_fast_conv
 from src.model.image_cpc import build_image_cpc
 from src.utils.errors import CheckpointError, ConfigError, run_main
 from src.utils.runlog import prepare_output, write_json
@@ -32,26 +32,27 @@ from src.utils.runlog import prepare_output, write_json
 LAYERS = ("conv", "hidden", "code", "context", "code+context")
 
 
+# the patch encoder's last stage (src/model/image_cpc.py PatchEncoder.stage_names) each layer reads
+LAST_STAGE = {"conv": "flatten", "hidden": "act"}
+
+
 class LayerFeatures(nn.Cell):
-    """Images -> one layer's per-patch outputs of an ImageCPC, region-pooled and concatenated."""
+    """Images -> one layer's per-patch outputs of an ImageCPC, region-pooled and concatenated: the
+    patch encoder's stages up to the layer's (all of them for code and the context layers)."""
 
     def __init__(self, cpc, layer):
         super().__init__()
         self.cpc, self.layer = cpc, layer
+        encoder = cpc.encoder.patch_encoder
+        self.stage_names = encoder.stages_through(LAST_STAGE.get(layer, encoder.stage_names[-1]))
 
     def construct(self, x):
         encoder = self.cpc.encoder
         patches = encoder.patches(x)
         b, n = patches.shape[:2]
-        pe = encoder.patch_encoder
-        h = pe.blocks(patches.reshape((b * n,) + patches.shape[2:]))
-        if pe.channels_last:  # the (C, H, W) order the dense weights read
-            h = h.transpose(0, 3, 1, 2)
-        h = pe.flatten(h)
-        if self.layer != "conv":
-            h = pe.act(pe.norm(pe.dense(h)))
-        if self.layer != "conv" and self.layer != "hidden":
-            h = pe.embedding(h)
+        h = patches.reshape((b * n,) + patches.shape[2:])
+        for name in self.stage_names:
+            h = getattr(encoder.patch_encoder, name)(h)
         h = h.reshape(b, n, -1)
         if self.layer == "context":
             h = self.cpc.context(h)
@@ -76,14 +77,6 @@ def _extra(parser):
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (label subsets and heads)")
 
 
-def check_seed_range(seeds):
-    """Each --seeds value is one MindSpore accepts (mindspore.set_seed would refuse it after the output
-    folder was made). To be replaced by src.config's seed-list check."""
-    if max(seeds) > SEED_MAX:
-        raise ConfigError(f"--seeds must be <= {SEED_MAX} (mindspore.set_seed's range), got {max(seeds)}")
-    return seeds
-
-
 def parse_layers(cfg):
     layers = [s.strip() for s in cfg.layers.split(",") if s.strip()]
     if not layers or any(s not in LAYERS for s in layers):
@@ -96,7 +89,7 @@ def main(argv=None):
                        extra_args=_extra)
     cfg.methods = "cpc_linear"
     layers, (_, fractions) = parse_layers(cfg), downstream.parse_lists(cfg)
-    seeds = check_seed_range(downstream.parse_seeds(cfg))
+    seeds = downstream.parse_seeds(cfg)  # src.config's seed-list check: MindSpore's range, distinct
     if not cfg.ckpt_path:
         raise ConfigError("config key 'ckpt_path' is required: an image-task CPC checkpoint")
     params, meta = checkpoint.load(cfg.ckpt_path)
@@ -106,8 +99,7 @@ def main(argv=None):
                               "context network): use its cpc_best.ckpt or cpc_last.ckpt")
     train_data, test_data = load_split(cfg.data_path, "train"), load_split(cfg.data_path, "test")
     prepare_output(cfg.output_path)
-    fast_conv = use_fast_conv(init_device(cfg))
-    cpc = build_image_cpc(model_hparams(cfg), fast_conv)
+    cpc = build_image_cpc(model_hparams(cfg), backend_for(init_device(cfg)))
     checkpoint.load_into(cpc, params, cfg.ckpt_path)
     data = downstream.DownstreamData(train_data, test_data, model_hparams(cfg), cfg.seed)
     rows = []

@@ -78,7 +78,7 @@ def classifier_ckpt(args, folder):
     ms.set_seed(cfg.seed)
     hparams = model_hparams(cfg)
     path = os.path.join(folder, "classifier_init.ckpt")
-    checkpoint.save(build_classifier(hparams, "mlp", fast_conv=True), path,
+    checkpoint.save(build_classifier(hparams, "mlp", "cpu"), path,
                     {"kind": "classifier", "hparams": hparams, "head": "mlp"})
     return path, f"initial parameters of {os.path.relpath(cfg.config_path, REPO)}"
 

@@ -217,9 +217,9 @@ def read_inputs(args):
     if not history:
         raise DataError(f"{os.path.join(args.run_dir, 'metrics.json')} holds no epoch history")
     downstream = _read_json(os.path.join(args.eval_dir, "downstream_metrics.json"), "downstream metrics")
-    cpc = _build(cpc_params, cpc_meta, cpc_path, lambda m: build_cpc(m["hparams"], True))
+    cpc = _build(cpc_params, cpc_meta, cpc_path, lambda m: build_cpc(m["hparams"], "cpu"))
     clf = _build(clf_params, clf_meta, clf_path,
-                 lambda m: build_classifier(m["hparams"], m.get("head", "mlp"), fast_conv=True))
+                 lambda m: build_classifier(m["hparams"], m.get("head", "mlp"), "cpu"))
     return cpc, cpc_meta, clf, clf_meta, history, downstream
 
 

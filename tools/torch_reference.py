@@ -32,6 +32,7 @@ import os
 import re
 import statistics
 import sys
+from collections import OrderedDict
 from contextlib import contextmanager
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -68,15 +69,15 @@ class InputContrast(nn.Module):
 
 
 def conv_norm(norm, channels):
-    """The normalisation after each encoder conv: BatchNorm2d (the sequence task; norm: batch), or
-    GroupNorm without affine (src/model/image_cpc.py GroupNorm2d: layer = one group, group = groups of
-    GROUP_SIZE channels), or none."""
+    """{stage name: module} of the normalisation after each encoder conv, named as in the port's
+    block: BatchNorm2d `bn` (the sequence task; norm: batch), or `norm`, GroupNorm without affine
+    (src/model/image_cpc.py GroupNorm2d: layer = one group, group = groups of GROUP_SIZE channels), or none."""
     if norm == "batch":
-        return [nn.BatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM)]
+        return {"bn": nn.BatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM)}
     if norm in ("layer", "group"):
         groups = 1 if norm == "layer" else max(1, channels // GROUP_SIZE)
-        return [nn.GroupNorm(groups, channels, eps=NORM_EPS, affine=False)]
-    return []
+        return {"norm": nn.GroupNorm(groups, channels, eps=NORM_EPS, affine=False)}
+    return {}
 
 
 def dense_norm(norm, hidden):
@@ -88,30 +89,57 @@ def dense_norm(norm, hidden):
     return nn.Identity()
 
 
-def conv_stack(cfg, size, norm="batch"):
-    """(layers, output channels, output side): `encoder_layers` x (3x3 stride-2 conv without bias
-    with TF 'same'/'valid' padding -> norm -> LeakyReLU) on a size x size input."""
-    layers, channels = [], 3 if cfg.color else 1
+def conv_blocks(cfg, size, norm="batch"):
+    """(blocks, output channels, output side): `encoder_layers` x (3x3 stride-2 conv without bias
+    with TF 'same'/'valid' padding -> norm -> LeakyReLU) on a size x size input, each block's
+    modules named as the port's (conv, bn or norm, act)."""
+    blocks, channels = [], 3 if cfg.color else 1
     for _ in range(cfg.encoder_layers):
         out, before = conv_geometry(size, cfg.padding)
         after = max((out - 1) * 2 + 3 - size - before, 0)
-        if before or after:
-            layers.append(nn.ZeroPad2d((before, after, before, after)))
-        layers += [nn.Conv2d(channels, cfg.encoder_channels, 3, 2, bias=False),
-                   *conv_norm(norm, cfg.encoder_channels), nn.LeakyReLU(LEAKY_ALPHA)]
+        block = {"pad": nn.ZeroPad2d((before, after, before, after))} if before or after else {}
+        block["conv"] = nn.Conv2d(channels, cfg.encoder_channels, 3, 2, bias=False)
+        block.update(conv_norm(norm, cfg.encoder_channels))
+        block["act"] = nn.LeakyReLU(LEAKY_ALPHA)
+        blocks.append(nn.Sequential(OrderedDict(block)))
         channels, size = cfg.encoder_channels, out
-    return layers, channels, size
+    return nn.Sequential(*blocks), channels, size
 
 
 def encoder(cfg, size=None, norm="batch"):
-    """Images (or, image task, patches of side `size`) -> codes: the conv stack, flatten (C, H, W),
-    Dense -> norm -> LeakyReLU -> Dense code. The sequence encoder starts with the input contrast;
-    the image task's patches get it on the whole image (ImageEncoder)."""
-    contrast = [InputContrast(cfg.image_size)] if cfg.input_contrast and size is None else []
-    layers, channels, side = conv_stack(cfg, size or cfg.image_size, norm)
-    return nn.Sequential(*contrast, *layers, nn.Flatten(), nn.Linear(channels * side * side, cfg.encoder_hidden),
-                         dense_norm(norm, cfg.encoder_hidden), nn.LeakyReLU(LEAKY_ALPHA),
-                         nn.Linear(cfg.encoder_hidden, cfg.code_size))
+    """Images (or, image task, patches of side `size`) -> codes, its modules named as the port's
+    encoder stages (src/model/cpc.py Encoder, src/model/image_cpc.py PatchEncoder): [contrast],
+    blocks, flatten (C, H, W), dense, bn (norm in the patch encoder), act, embedding. The sequence
+    encoder starts with the input contrast; the image task's patches get it on the whole image."""
+    stages = {"contrast": InputContrast(cfg.image_size)} if cfg.input_contrast and size is None else {}
+    stages["blocks"], channels, side = conv_blocks(cfg, size or cfg.image_size, norm)
+    stages["flatten"] = nn.Flatten()
+    stages["dense"] = nn.Linear(channels * side * side, cfg.encoder_hidden)
+    stages["bn" if size is None else "norm"] = dense_norm(norm, cfg.encoder_hidden)
+    stages["act"] = nn.LeakyReLU(LEAKY_ALPHA)
+    stages["embedding"] = nn.Linear(cfg.encoder_hidden, cfg.code_size)
+    return nn.Sequential(OrderedDict(stages))
+
+
+# the port's parameter names that differ from PyTorch's (MindSpore's BatchNorm and LayerNorm)
+PORT_NAMES = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean", "moving_variance": "running_var"}
+
+
+def copy_port_weights(named_arrays, model):
+    """Load the port's parameters ({MindSpore name: array}) into `model`, whose modules carry the
+    port's Cell names (the encoder's stages, the context network): each onto the tensor of the
+    same name. Every trainable parameter of `model` must be given, with its shape."""
+    state, copied = model.state_dict(), set()
+    for name, value in named_arrays.items():
+        head, _, last = name.rpartition(".")
+        key = f"{head}.{PORT_NAMES.get(last, last)}"
+        if key not in state or tuple(state[key].shape) != tuple(value.shape):
+            raise ValueError(f"the reference has no tensor {key} of shape {tuple(value.shape)} (port: {name})")
+        state[key].copy_(torch.from_numpy(value))
+        copied.add(key)
+    missing = [n for n, _ in model.named_parameters() if n not in copied]
+    if missing:
+        raise ValueError(f"the port gave no value for {', '.join(missing[:4])}")
 
 
 class CPC(nn.Module):
@@ -159,6 +187,22 @@ class ImageEncoder(nn.Module):
         return pooled.flatten(2).transpose(1, 2).flatten(1)                # region-major, as the port
 
 
+class MaskedContext(nn.Module):
+    """The port's MaskedContext: a masked conv to hidden_size, then residual masked convs, LeakyReLU after each."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.first = MaskedConv(cfg.code_size, cfg.hidden_size)
+        self.rest = nn.ModuleList(MaskedConv(cfg.hidden_size, cfg.hidden_size) for _ in range(cfg.context_layers - 1))
+        self.act = nn.LeakyReLU(CONTEXT_ALPHA)
+
+    def forward(self, x):
+        c = self.act(self.first(x))
+        for conv in self.rest:
+            c = c + self.act(conv(c))
+        return c
+
+
 class MaskedConv(nn.Module):
     """3x3 conv over the grid [B, C, G, G] in which (i, j) reads rows i-2..i and columns j-1..j+1 (zero
     padding two rows above, one column each side, none below). Its weight is the port's Dense
@@ -182,16 +226,12 @@ class ImageCPC(nn.Module):
         self.encoder = ImageEncoder(cfg)
         self.grid = self.encoder.grid
         self.offsets = tuple(range(cfg.min_row_offset, self.grid))   # src/model/image_cpc.py row_offsets
-        self.first = MaskedConv(cfg.code_size, cfg.hidden_size)
-        self.rest = nn.ModuleList(MaskedConv(cfg.hidden_size, cfg.hidden_size) for _ in range(cfg.context_layers - 1))
-        self.act = nn.LeakyReLU(CONTEXT_ALPHA)
+        self.context = MaskedContext(cfg)
         self.predictor = nn.Linear(cfg.hidden_size, len(self.offsets) * cfg.code_size)
 
     def forward(self, patches):
         z = self.encoder.encode_patches(patches)
-        c = self.act(self.first(z.transpose(1, 2).unflatten(2, (self.grid, self.grid))))
-        for conv in self.rest:
-            c = c + self.act(conv(c))
+        c = self.context(z.transpose(1, 2).unflatten(2, (self.grid, self.grid)))
         return self.predictor(c.flatten(2).transpose(1, 2)), z
 
 

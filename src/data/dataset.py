@@ -1,7 +1,7 @@
 """Sequences of MNIST digits for CPC, as a random-access source wrapped in GeneratorDataset.
 
 One item of the source is one whole batch, a pure function of (seed, split, index): its numpy
-generator is seeded with [seed, split id, index]. A batch holds batch_size sequences of
+generator is the stream "sequence_batch" (src/utils/streams.py). A batch holds batch_size sequences of
 terms + predict_terms digits. Every sequence counts up mod 10 from a random start
 (2,3,4,5 -> 6,7,8,9); in the negative half of the batch each predicted digit is replaced by a
 random *different* digit; positives and negatives are shuffled within the batch. Each digit is
@@ -22,6 +22,7 @@ from collections import namedtuple
 import numpy as np
 
 from src.data.mnist import SPLITS, load_split
+from src.utils.streams import stream_rng
 
 TEXTURE_SIZE = 256
 TEXTURE_SEED = 7  # the background texture is part of the task definition, not of the run's seed
@@ -149,7 +150,7 @@ class SequenceSource:
 
     def make_batch(self, index):
         """The batch at absolute index `index` (independent of start, workers and shards)."""
-        rng = np.random.default_rng([self.seed, self.split_id, index])
+        rng = stream_rng("sequence_batch", self.seed, split=self.split_id, index=index)
         digits, positive = self.sequence_digits(rng)
         if self.objective == "infonce":  # every sequence sorted: the in-batch futures are the negatives
             digits = (digits[:, :1] + np.arange(digits.shape[1])) % 10
@@ -173,12 +174,12 @@ def render_digits(images, image_size, color, seed, split):
     """Single digits as model inputs, float32 [M, C, S, S] in [-1, 1] (the classifier's data).
 
     A pure function of (images, seed, split): digits are rendered in chunks of RENDER_CHUNK, chunk j
-    with a generator seeded [seed, split id, 1, j] (the sequence batches use 3-element seeds, so
-    the two streams never coincide). The same digit therefore always gets the same background."""
+    with the stream "render" (src/utils/streams.py). The same digit therefore always gets the same
+    background."""
     render = DigitRenderer(image_size, color)
     out = np.empty((len(images), render.channels, image_size, image_size), np.float32)
     for j, lo in enumerate(range(0, len(images), RENDER_CHUNK)):
-        rng = np.random.default_rng([seed, SPLITS.index(split), 1, j])
+        rng = stream_rng("render", seed, split=SPLITS.index(split), chunk=j)
         out[lo:lo + RENDER_CHUNK] = render(images[lo:lo + RENDER_CHUNK], rng)
     return out
 

@@ -1,8 +1,7 @@
 """Batches of patch grids for the image task, as a random-access source for GeneratorDataset.
 
-One item is one whole batch, a pure function of (seed, split, index): its numpy generator is seeded
-with [seed, split id, 2, index] (the sequence batches use 3-element seeds and render_digits
-[seed, split id, 1, chunk], so the streams never coincide). A batch holds batch_size digits drawn
+One item is one whole batch, a pure function of (seed, split, index): its numpy generator is the
+stream "patch_batch" (src/utils/streams.py). A batch holds batch_size digits drawn
 at random from the split, rendered as the sequence task renders them (src/data/dataset.py
 DigitRenderer: 28x28 grey or 64x64 colour on a texture), passed through the input contrast (as
 src/model/cpc.py InputContrast, on the whole image) when the config asks for it, and cut into the
@@ -18,9 +17,9 @@ from src.config import max_patch_jitter
 from src.data.dataset import DigitRenderer
 from src.data.mnist import SPLITS, load_split
 from src.utils.geometry import border_mean_weights, patch_origins
+from src.utils.streams import stream_rng
 
 COLUMNS = ("patches",)
-PATCH_STREAM = 2  # third element of the batch generator's seed
 
 
 def input_contrast(images):
@@ -85,7 +84,7 @@ class PatchSource:
 
     def make_batch(self, index):
         """(patches float32 [B, G*G, C, P, P], digit labels [B]) of the batch at absolute `index`."""
-        rng = np.random.default_rng([self.seed, self.split_id, PATCH_STREAM, index])
+        rng = stream_rng("patch_batch", self.seed, split=self.split_id, index=index)
         pick = rng.integers(0, len(self.images), size=self.batch_size)
         pixels = self.render(self.images[pick], rng)
         if self.contrast:

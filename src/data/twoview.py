@@ -1,11 +1,10 @@
 """Batches of augmented digit images for the two-view methods, as a random-access source for GeneratorDataset.
 
-One item is one whole batch, a pure function of (seed, split, index): its numpy generator is seeded
-with [seed, split id, TWOVIEW_STREAM, index] (the sequence batches use 3-element seeds, the patch
-batches stream 2 and render_digits stream 1, so the streams never coincide), which is what resume
-needs. A batch holds batch_size digits drawn at random from the split, rendered as the sequence task
-renders them (src/data/dataset.py DigitRenderer: 28x28 grey or 64x64 colour on a texture), then
-augmented by src/data/views.py (random resized crop, colour jitter, random grey).
+One item is one whole batch, a pure function of (seed, split, index): its numpy generator is the
+stream "twoview_batch" (src/utils/streams.py), which is what resume needs. A batch holds
+batch_size digits drawn at random from the split, rendered as the sequence task renders them
+(src/data/dataset.py DigitRenderer: 28x28 grey or 64x64 colour on a texture), then augmented by
+src/data/views.py (random resized crop, colour jitter, random grey).
 
 views=2 (task twoview: SimCLR, SupCon, the pairwise losses): rows (view1, view2, labels), two
 independent views of each digit. views=1 (task cmc): rows (images, labels), one view of each digit;
@@ -19,8 +18,8 @@ import numpy as np
 from src.data.dataset import DigitRenderer
 from src.data.mnist import SPLITS, load_split
 from src.data.views import ViewSpec, augment
+from src.utils.streams import stream_rng
 
-TWOVIEW_STREAM = 5  # third element of the batch generator's seed (patches use 2, downstream subsets 2-4)
 COLUMNS = {2: ("view1", "view2", "labels"), 1: ("images", "labels")}
 
 
@@ -48,7 +47,7 @@ class TwoViewSource:
     def make_batch(self, index):
         """(view1, view2, labels int32 [B]) or (images, labels) of the batch at absolute `index`;
         views float32 [B, C, S, S] in [-1, 1]."""
-        rng = np.random.default_rng([self.seed, self.split_id, TWOVIEW_STREAM, index])
+        rng = stream_rng("twoview_batch", self.seed, split=self.split_id, index=index)
         pick = rng.integers(0, len(self.images), size=self.batch_size)
         pixels = self.render(self.images[pick], rng)
         views = tuple(augment(pixels, rng, self.spec).astype(np.float32) for _ in range(self.views))

@@ -277,25 +277,51 @@ def _bn_params(weights, layer, width, prefix, where, bias=None):
             prefix + "moving_variance": get("moving_variance")}
 
 
-def encoder_params(enc, weights):
-    """{port parameter name (encoder.*): float32 array} of the encoder; weights: {inner layer: {key: array}}."""
+def _prefix(cell):
+    """'blocks.0.bn.' of a BatchNorm Cell of the port's encoder (its parameter names' common start)."""
+    return cell.gamma.name[:-len("gamma")]
+
+
+def _block_params(blocks, enc, weights):
+    """The conv blocks' weights, block by block of the port's encoder (names from its Cells)."""
     params, cin, names = {}, enc["channels"], enc["names"]
-    for i, (conv, bn) in enumerate(zip(names["conv"], names["conv_bn"])):
+    for i, (block, conv, bn) in enumerate(zip(blocks, names["conv"], names["conv_bn"])):
         where = f"conv block {i + 1}"
         kernel = _get(weights, conv, "kernel", (3, 3, cin, enc["width"]), where)
         bias = _get(weights, conv, "bias", (enc["width"],), where)
-        params[f"{ENCODER_PREFIX}blocks.{i}.conv.weight"] = conv_kernel(kernel)
-        params.update(_bn_params(weights, bn, enc["width"], f"{ENCODER_PREFIX}blocks.{i}.bn.", where, bias))
+        params[block.conv.weight.name] = conv_kernel(kernel)
+        params.update(_bn_params(weights, bn, enc["width"], _prefix(block.bn), where, bias))
         cin = enc["width"]
-    size = encoder_output_size(enc["image_size"], "valid", enc["layers"])
-    kernel = _get(weights, names["dense"], "kernel", (size * size * cin, enc["hidden"]), "dense")
-    params[ENCODER_PREFIX + "dense.weight"] = flatten_dense_kernel(kernel, size, cin)
-    params[ENCODER_PREFIX + "dense.bias"] = _get(weights, names["dense"], "bias", (enc["hidden"],), "dense")
-    params.update(_bn_params(weights, names["bn"], enc["hidden"], ENCODER_PREFIX + "bn.", "dense"))
-    kernel = _get(weights, names["embedding"], "kernel", (enc["hidden"], enc["code_size"]), "code")
-    params[ENCODER_PREFIX + "embedding.weight"] = dense_kernel(kernel)
-    params[ENCODER_PREFIX + "embedding.bias"] = _get(weights, names["embedding"], "bias", (enc["code_size"],), "code")
     return params
+
+
+def _dense_params(dense, layer, kernel, weights, where):
+    return {dense.weight.name: kernel, dense.bias.name: _get(weights, layer, "bias", (dense.out_channels,), where)}
+
+
+def encoder_params(enc, weights, hparams):
+    """{port parameter name (encoder.*): float32 array} of the encoder; weights: {inner layer: {key: array}}.
+
+    Walks the port's encoder (src/model/cpc.py Encoder.stages(), the device form, whose parameter
+    names every form shares) and maps each stage onto its Keras layers."""
+    from src.model.build import build_encoder
+    names, params = enc["names"], {}
+    size = encoder_output_size(enc["image_size"], "valid", enc["layers"])
+    for stage, cell in build_encoder(hparams, "device").stages():
+        if stage == "blocks":
+            params.update(_block_params(cell, enc, weights))
+        elif stage == "dense":
+            kernel = _get(weights, names["dense"], "kernel", (size * size * enc["width"], enc["hidden"]), "dense")
+            params.update(_dense_params(cell, names["dense"], flatten_dense_kernel(kernel, size, enc["width"]),
+                                        weights, "dense"))
+        elif stage == "bn":
+            params.update(_bn_params(weights, names["bn"], enc["hidden"], _prefix(cell), "dense"))
+        elif stage == "embedding":
+            kernel = _get(weights, names["embedding"], "kernel", (enc["hidden"], enc["code_size"]), "code")
+            params.update(_dense_params(cell, names["embedding"], dense_kernel(kernel), weights, "code"))
+        elif stage not in ("flatten", "act"):  # no weights; Keras's Flatten order is the dense stage's
+            raise KerasImportError(f"internal: the port's encoder stage {stage!r} has no Keras counterpart")
+    return {ENCODER_PREFIX + name: value for name, value in params.items()}
 
 
 def head_params(head, code_size, weights):
@@ -364,8 +390,8 @@ def convert(h5_path, kind):
         enc_weights = _nested_weights(weights[nested])
     else:
         enc_weights = _top_weights(weights)
-    params = encoder_params(enc, enc_weights)
     hparams = hparams_of(enc)
+    params = encoder_params(enc, enc_weights, hparams)
     meta = {"kind": kind, "hparams": hparams,
             "source": {"keras_h5": os.path.abspath(h5_path), "sha256": checkpoint.sha256_of(h5_path),
                        "keras_version": version, "keras_model": found}}
@@ -380,13 +406,13 @@ def build_net(kind, hparams):
     from src.model.build import build_encoder
     from src.model.classifier import build_classifier
     if kind == "classifier":
-        return build_classifier(hparams, "mlp", fast_conv=False)
+        return build_classifier(hparams, "mlp", "device")
     from mindspore import nn
 
     class _Holder(nn.Cell):  # gives the encoder's parameters the 'encoder.' prefix of every checkpoint
         def __init__(self):
             super().__init__()
-            self.encoder = build_encoder(hparams, fast_conv=False)
+            self.encoder = build_encoder(hparams, "device")
 
     return _Holder()
 

@@ -59,14 +59,14 @@ def build_inference_net(net_name, hparams, params, meta, path):
         head = (meta or {}).get("head", "mlp")
         if head not in HEADS:
             raise CheckpointError(f"checkpoint {path} names head {head!r}; expected one of {', '.join(HEADS)}")
-        net = build_classifier(hparams, head, fast_conv=False)
+        net = build_classifier(hparams, head, "device")
         checkpoint.load_into(net, params, path)
     elif net_name == "encoder":
-        net = build_encoder(hparams, fast_conv=False)
+        net = build_encoder(hparams, "device")
         checkpoint.load_into(net, {k[len(ENCODER_PREFIX):]: v for k, v in params.items()
                                    if k.startswith(ENCODER_PREFIX)}, path)
     else:
-        net = build_cpc(hparams, fast_conv=False)
+        net = build_cpc(hparams, "device")
         net.gru = UnrolledGRU(hparams["code_size"], hparams["hidden_size"], hparams["terms"])  # names gru.*
         checkpoint.load_into(net, params, path)
     net.set_train(False)

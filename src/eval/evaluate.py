@@ -10,7 +10,7 @@ from src.config import model_hparams
 from src.data.dataset import create_dataset
 from src.data.mnist import load_split
 from src.device import check_for_target, init_device
-from src.model.cpu.conv import use_fast_conv
+from src.model.backend import backend_for
 from src.model.loss import (
     CHANCE_ACCURACY,
     CPCPredictions,
@@ -92,7 +92,7 @@ def evaluate_checkpoint(cfg, params, meta, method):
     prepare_output(cfg.output_path)
     setup_logging(cfg.output_path, "eval.log")
     checkpoint.apply_hparams(cfg, meta, cfg.ckpt_path)
-    net = method.build_net(model_hparams(cfg), use_fast_conv(target))
+    net = method.build_net(model_hparams(cfg), backend_for(target))
     checkpoint.load_into(net, params, cfg.ckpt_path)
     source = method.build_source(cfg, "test", cfg.test_steps, data=test_data)
     result = method.evaluate(net, source, method.scorer(net, cfg))

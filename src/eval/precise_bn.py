@@ -13,10 +13,10 @@ changes is every inference-mode result (validation, the checkpoints, eval.py, th
 How, without touching the layers: per batch, zero each layer's moving mean and variance, run one
 training-mode forward (each layer then holds (1 - momentum) * its batch statistic), read them back
 and divide by (1 - momentum). Works for every BatchNorm form here (nn.BatchNorm1d/2d on Ascend/GPU,
-the CPU Cells in src/model/cpc.py) and needs no new graph.
+the CPU Cells in src/model/cpu/layers.py) and needs no new graph.
 
 Used before each validation in training (calibrate_bn in src/train/epoch_end.py) and after the
-training of each downstream classifier (src/eval/downstream.py), whose BatchNorm moving averages lag
+training of each downstream classifier (src/eval/protocol.py), whose BatchNorm moving averages lag
 in the same way.
 """
 import numpy as np

@@ -24,6 +24,7 @@ from mindspore import Tensor
 
 from src.data.dataset import render_digits
 from src.model.image_cpc import ImageEncoder
+from src.utils.streams import stream_rng
 
 DIGIT_CHANCE = 0.1  # ten balanced digit classes
 ENCODE_BATCH = 500  # images per encoder call (one compiled shape for subsets of multiples of it)
@@ -32,7 +33,6 @@ ENCODE_BATCH = 500  # images per encoder call (one compiled shape for subsets of
 # The codes differ from 500's by float rounding only (max 1.5e-7): one image's codes never depend on
 # the others' in inference mode.
 IMAGE_ENCODE_BATCH = 100
-SUBSET_STREAM = 4   # random stream of the fixed subsets (downstream.py uses 2 and 3)
 
 
 def images_per_call(net):
@@ -52,7 +52,7 @@ def fixed_subset(labels, count, seed, split_id):
     """Sorted indices of a class-balanced subset of `labels`: count // 10 of each digit (all of a
     digit's images when it has fewer), drawn with a stream of its own: a pure function of its
     arguments, so every epoch and every run with this seed sees the same digits."""
-    rng = np.random.default_rng([seed, SUBSET_STREAM, split_id])
+    rng = stream_rng("fixed_subset", seed, split=split_id)
     per_class = max(1, count // 10)
     chosen = [rng.permutation(np.flatnonzero(labels == digit))[:per_class] for digit in range(10)]
     return np.sort(np.concatenate(chosen))

@@ -20,7 +20,7 @@ class Method:
     loss_name = None
     # describe_batch(cfg) -> str: one training batch in words, for an out-of-memory message
     describe_batch = None
-    # build_net(hparams, fast_conv) -> Cell: the network from a checkpoint's hyper-parameters
+    # build_net(hparams, backend) -> Cell: the network from a checkpoint's hyper-parameters
     build_net = None
     # build_source(cfg, split, num_batches, start=0, data=None): random-access batches (row i is a
     # function of the seed, the split and i, so resume only needs the step)

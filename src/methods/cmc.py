@@ -31,8 +31,8 @@ class CMCMethod(Method):
     evaluate = staticmethod(evaluate_views)
 
     @staticmethod
-    def build_net(hparams, fast_conv):
-        return CMCNet(build_encoder(hparams, fast_conv))
+    def build_net(hparams, backend):
+        return CMCNet(build_encoder(hparams, backend))
 
     @staticmethod
     def loss_name(cfg):

@@ -51,8 +51,8 @@ class TwoViewMethod(Method):
     evaluate = staticmethod(evaluate_views)
 
     @staticmethod
-    def build_net(hparams, fast_conv):
-        return TwoViewNet(build_encoder(hparams, fast_conv), hparams["code_size"], hparams["projection_hidden"],
+    def build_net(hparams, backend):
+        return TwoViewNet(build_encoder(hparams, backend), hparams["code_size"], hparams["projection_hidden"],
                           hparams["projection_dim"])
 
     @staticmethod

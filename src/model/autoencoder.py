@@ -8,7 +8,8 @@ like the inputs. An MLP, not transposed convolutions: the encoder's sizes ('vali
 """
 from mindspore import nn
 
-from src.model.build import build_encoder
+from src.config import stored_hparams
+from src.model.build import build_encoder, feature_size
 from src.model.cpc import LEAKY_ALPHA, encoder_shape
 
 
@@ -37,8 +38,8 @@ class Autoencoder(nn.Cell):
         return self.decoder(self.encoder(x))
 
 
-def build_autoencoder(hparams, fast_conv):
+def build_autoencoder(hparams, backend):
     """An Autoencoder whose encoder is built from the CPC hyper-parameters (config.model_hparams)."""
-    channels, hidden = 3 if hparams["color"] else 1, encoder_shape(hparams)[2]
-    decoder = Decoder(hparams["code_size"], channels, hparams["image_size"], hidden)
-    return Autoencoder(build_encoder(hparams, fast_conv), decoder)
+    channels, hidden = 3 if hparams["color"] else 1, encoder_shape(stored_hparams(hparams))[2]
+    decoder = Decoder(feature_size(hparams), channels, hparams["image_size"], hidden)  # image task: pooled codes
+    return Autoencoder(build_encoder(hparams, backend), decoder)

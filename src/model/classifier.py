@@ -47,7 +47,7 @@ class Classifier(nn.Cell):
         return self.head(self.encoder(x))
 
 
-def build_classifier(hparams, head="mlp", fast_conv=True):
+def build_classifier(hparams, head, backend):
     """A Classifier whose encoder is built from the CPC hyper-parameters stored in checkpoints."""
-    encoder = build_encoder(hparams, fast_conv)
+    encoder = build_encoder(hparams, backend)
     return Classifier(encoder, DigitHead(feature_size(hparams), head))

@@ -7,28 +7,26 @@ all future steps into one logit per sequence: sorted (1) or not (0).
 """
 from mindspore import Tensor, nn, ops
 
-from src.config import ENCODER_DEFAULTS, ENCODER_SHAPE_KEYS
+from src.config import ENCODER_SHAPE_KEYS
+from src.model.backend import fuses_input_contrast
 from src.model.cpu.conv import Conv3x3S2
 from src.model.cpu.layers import BatchNormLeakyReLU2d, FastBatchNorm1d, FastLeakyReLU
 from src.utils.geometry import border_mean_weights, conv_geometry, encoder_output_size
 
-ENCODER_CHANNELS = ENCODER_DEFAULTS["encoder_channels"]  # the defaults; model keys encoder_channels/_hidden/_layers
-ENCODER_HIDDEN = ENCODER_DEFAULTS["encoder_hidden"]
-ENCODER_LAYERS = ENCODER_DEFAULTS["encoder_layers"]
 BN_EPS, BN_MOMENTUM = 1e-3, 0.99   # Keras BatchNormalization defaults (MindSpore momentum convention)
 LEAKY_ALPHA = 0.3                  # Keras LeakyReLU default
 
 
-def batch_norm_1d(num_features, fast):
-    """The encoder's dense BatchNorm: FastBatchNorm1d on CPU, nn.BatchNorm1d elsewhere."""
-    if fast:
+def batch_norm_1d(num_features, backend):
+    """The encoder's dense BatchNorm: FastBatchNorm1d on the cpu backend, nn.BatchNorm1d elsewhere."""
+    if backend == "cpu":
         return FastBatchNorm1d(num_features, BN_EPS, BN_MOMENTUM)
     return nn.BatchNorm1d(num_features, eps=BN_EPS, momentum=BN_MOMENTUM)
 
 
-def leaky_relu(fast):
-    """The encoder's activation: FastLeakyReLU on CPU, nn.LeakyReLU (a fused kernel) elsewhere."""
-    return FastLeakyReLU(LEAKY_ALPHA) if fast else nn.LeakyReLU(LEAKY_ALPHA)
+def leaky_relu(backend):
+    """The encoder's activation: FastLeakyReLU on the cpu backend, nn.LeakyReLU (a fused kernel) elsewhere."""
+    return FastLeakyReLU(LEAKY_ALPHA) if backend == "cpu" else nn.LeakyReLU(LEAKY_ALPHA)
 
 
 class ConvBlock(nn.Cell):
@@ -36,17 +34,16 @@ class ConvBlock(nn.Cell):
     'kernel') input and output are channels-last and BatchNorm + LeakyReLU is one fused Cell, `bn`
     (the same parameter names as nn.BatchNorm2d); otherwise NCHW."""
 
-    def __init__(self, in_channels, in_size, padding, fast_conv, input_grad=True, out_channels=ENCODER_CHANNELS,
-                 contrast=False):
+    def __init__(self, in_channels, in_size, padding, backend, input_grad, out_channels, contrast=False):
         super().__init__()
-        self.conv = Conv3x3S2(in_channels, out_channels, in_size, padding, fast_conv, input_grad, contrast)
+        self.conv = Conv3x3S2(in_channels, out_channels, in_size, padding, backend, input_grad, contrast)
         self.channels_last = self.conv.form == "kernel"
         if self.channels_last:
             self.bn = BatchNormLeakyReLU2d(out_channels, BN_EPS, BN_MOMENTUM, LEAKY_ALPHA)
             self.act = None
         else:
             self.bn = nn.BatchNorm2d(out_channels, eps=BN_EPS, momentum=BN_MOMENTUM)
-            self.act = leaky_relu(fast_conv)
+            self.act = leaky_relu(backend)
         self.out_size = self.conv.out_size
 
     def construct(self, x):
@@ -76,43 +73,78 @@ class InputContrast(nn.Cell):
         return (ops.abs(flat - background) - 1.0).reshape(n, c, h, w)
 
 
-class Encoder(nn.Cell):
+class FlattenCHW(nn.Cell):
+    """The last conv block's output -> [N, C*H*W] in (C, H, W) order in every form (channels-last
+    from the compiled CPU kernels included): the dense weights are the same in every backend."""
+
+    def __init__(self, channels_last):
+        super().__init__()
+        self.channels_last = channels_last
+        self.flatten = nn.Flatten()
+
+    def construct(self, x):
+        if self.channels_last:
+            x = x.transpose(0, 3, 1, 2)
+        return self.flatten(x)
+
+
+class StagedEncoder(nn.Cell):
+    """An encoder that is an ordered list of named stages, each a Cell attribute: `stage_names`.
+    construct runs them in that order, and the code that maps weights onto the encoder or reads
+    its inner layers (the Keras importer, tools/feature_layers.py, tools/torch_reference.py) walks
+    the same list, so the encoder's structure is written here only."""
+
+    stage_names = ()
+
+    def stages(self):
+        """((name, Cell), ...) in the order construct runs them."""
+        return tuple((name, getattr(self, name)) for name in self.stage_names)
+
+    def stages_through(self, last):
+        """The stage names up to and including `last`."""
+        return self.stage_names[:self.stage_names.index(last) + 1]
+
+    def construct(self, x):
+        for name in self.stage_names:
+            x = getattr(self, name)(x)
+        return x
+
+
+def conv_blocks(channels, size, padding, layers, width, block):
+    """(SequentialCell of `layers` blocks made by block(in_channels, in_size, input_grad, index),
+    output side); the first layer's input is the image itself: its gradient is never needed."""
+    blocks = []
+    for i in range(layers):
+        blocks.append(block(channels if i == 0 else width, size, i > 0, i))
+        size = conv_geometry(size, padding)[0]
+    return nn.SequentialCell(blocks), size
+
+
+class Encoder(StagedEncoder):
     """Images [N, C, S, S] in [-1, 1] -> codes [N, code_size].
 
-    layers x (conv 3x3/2 with `width` filters -> BatchNorm -> LeakyReLU) -> flatten (C, H, W order)
-    -> Dense `hidden` -> BatchNorm -> LeakyReLU -> Dense code_size. Defaults: the original's 64x64
-    encoder (4 blocks of 64, Dense 256); its 28x28 variant is layers=3, width=32, hidden=128."""
+    stages: [input contrast] -> blocks: layers x (conv 3x3/2 with `width` filters -> BatchNorm ->
+    LeakyReLU) -> flatten (C, H, W order) -> dense (`hidden`) -> bn -> act (LeakyReLU) -> embedding
+    (Dense code_size). The original's 64x64 encoder is 4 blocks of 64, Dense 256 (SCHEMA's
+    defaults); its 28x28 variant is layers=3, width=32, hidden=128."""
 
-    def __init__(self, image_size, channels, code_size, padding="valid", fast_conv=True, input_contrast=False,
-                 layers=ENCODER_LAYERS, width=ENCODER_CHANNELS, hidden=ENCODER_HIDDEN):
+    def __init__(self, image_size, channels, code_size, padding, backend, input_contrast, layers, width, hidden):
         super().__init__()
         if encoder_output_size(image_size, padding, layers) < 1:
             raise ValueError(f"image_size {image_size} is too small for the encoder with {padding} padding")
-        blocks, size = [], image_size
-        for i in range(layers):
-            # the first layer's input is the image itself: its gradient is never needed
-            blocks.append(ConvBlock(channels if i == 0 else width, size, padding, fast_conv,
-                                    input_grad=i > 0, out_channels=width, contrast=input_contrast and i == 0))
-            size = conv_geometry(size, padding)[0]
-        self.blocks = nn.SequentialCell(blocks)
-        self.channels_last = blocks[-1].channels_last  # the compiled CPU form: NHWC between blocks
         # the compiled CPU form applies the input contrast inside the first im2col (src/model/cpu/kernels.py)
-        fused = blocks[0].conv.contrast
+        fused = input_contrast and fuses_input_contrast(backend)
+        self.blocks, size = conv_blocks(
+            channels, image_size, padding, layers, width,
+            lambda cin, side, grad, i: ConvBlock(cin, side, padding, backend, grad, width, fused and i == 0))
         self.contrast = InputContrast(image_size) if input_contrast and not fused else None
-        self.flatten = nn.Flatten()
+        self.flatten = FlattenCHW(self.blocks[-1].channels_last)
         self.dense = nn.Dense(width * size * size, hidden, weight_init="XavierUniform")
-        self.bn = batch_norm_1d(hidden, fast_conv)
-        self.act = leaky_relu(fast_conv)
+        self.bn = batch_norm_1d(hidden, backend)
+        self.act = leaky_relu(backend)
         self.embedding = nn.Dense(hidden, code_size, weight_init="XavierUniform")
-
-    def construct(self, x):
-        if self.contrast is not None:
-            x = self.contrast(x)
-        x = self.blocks(x)
-        if self.channels_last:  # flatten in (C, H, W) order in every form: the dense weights are shared
-            x = x.transpose(0, 3, 1, 2)
-        x = self.flatten(x)
-        return self.embedding(self.act(self.bn(self.dense(x))))
+        self.stage_names = (("contrast",) if self.contrast is not None else ()) + (
+            "blocks", "flatten", "dense", "bn", "act", "embedding")
 
 
 class CPC(nn.Cell):
@@ -150,6 +182,6 @@ class CPC(nn.Cell):
 
 
 def encoder_shape(hparams):
-    """The encoder's (layers, width, hidden) from checkpoint hyper-parameters; a checkpoint written
-    before these keys existed holds the default encoder."""
-    return tuple(hparams.get(k, ENCODER_DEFAULTS[k]) for k in ENCODER_SHAPE_KEYS)
+    """The encoder's (layers, width, hidden) from checkpoint hyper-parameters (config.stored_hparams
+    fills them in for a checkpoint written before these keys existed)."""
+    return tuple(hparams[k] for k in ENCODER_SHAPE_KEYS)

@@ -10,15 +10,27 @@ k rows below: W_k c_{i,j} ~ z_{i+k,j} (src/model/patch_loss.py scores it with In
 `directions` 2 or 4 (CPC v2) the same is done on the grid flipped and/or transposed
 (direction_order), each direction with its own context network and predictors.
 
-ImageEncoder (images -> one vector each: the mean of its patch codes) is the frozen encoder of the
-downstream classifier and what export.py --net encoder writes.
+ImageEncoder (images -> one vector each: its patch codes averaged over each region of a pool_grid x
+pool_grid split of the grid, concatenated) is the frozen encoder of the downstream classifier and
+what export.py --net encoder writes.
 """
 import numpy as np
 from mindspore import Tensor, nn, ops
+from mindspore import dtype as mstype
+from mindspore.ops.operations import _grad_ops
 
-from src.model.cpc import ConvBlock, InputContrast, batch_norm_1d, leaky_relu
+from src.model.cpc import (
+    ConvBlock,
+    FlattenCHW,
+    InputContrast,
+    StagedEncoder,
+    batch_norm_1d,
+    conv_blocks,
+    encoder_shape,
+    leaky_relu,
+)
 from src.model.cpu.conv import Conv3x3S2
-from src.utils.geometry import GROUP_SIZE, conv_geometry, patch_grid_size, patch_origins
+from src.utils.geometry import GROUP_SIZE, patch_grid_size, patch_origins
 
 NORM_EPS = 1e-5  # nn.LayerNorm / nn.GroupNorm default
 
@@ -47,6 +59,23 @@ class PatchGrid(nn.Cell):
         return patches.transpose(0, 2, 1, 3, 4)
 
 
+class Rsqrt(nn.Cell):
+    """ops.rsqrt for exported graphs: MindSpore's ONNX exporter maps no Rsqrt, so the forward is
+    1 / sqrt(x) (the same float32 values as the Rsqrt CPU kernel) and the backward is Rsqrt's own
+    gradient (RsqrtGrad of the output), so training steps stay bit for bit those of ops.rsqrt."""
+
+    def __init__(self):
+        super().__init__()
+        self.rsqrt_grad = _grad_ops.RsqrtGrad()
+        self.one = Tensor(1.0, mstype.float32)  # a tensor, not 1.0: a Python number makes it Reciprocal, unmapped too
+
+    def construct(self, x):
+        return ops.div(self.one.astype(x.dtype), ops.sqrt(x))
+
+    def bprop(self, x, out, dout):
+        return (self.rsqrt_grad(out, dout),)
+
+
 class GroupNorm2d(nn.Cell):
     """nn.GroupNorm(groups, channels, affine=False)'s function on NCHW or, for the compiled CPU
     convolutions, channels-last input; groups=1 is layer normalisation over (C, H, W). Statistics
@@ -58,12 +87,12 @@ class GroupNorm2d(nn.Cell):
     def __init__(self, groups, channels_last):
         super().__init__()
         self.groups, self.channels_last = groups, channels_last
+        self.rsqrt = Rsqrt()
 
-    @staticmethod
-    def _normalise(rows):
+    def _normalise(self, rows):
         average = ops.ones((rows.shape[1], 1), rows.dtype) / rows.shape[1]
         centred = rows - ops.matmul(rows, average)
-        return centred * ops.rsqrt(ops.matmul(centred * centred, average) + NORM_EPS)
+        return centred * self.rsqrt(ops.matmul(centred * centred, average) + NORM_EPS)
 
     def construct(self, x):
         if self.channels_last and self.groups > 1:  # groups are channel blocks: normalise in NCHW
@@ -79,13 +108,13 @@ class GroupNorm2d(nn.Cell):
 class NormConvBlock(nn.Cell):
     """conv 3x3 stride 2 -> group/layer norm or none -> LeakyReLU (norm: batch uses cpc.ConvBlock)."""
 
-    def __init__(self, in_channels, in_size, padding, fast_conv, input_grad, out_channels, norm):
+    def __init__(self, in_channels, in_size, padding, backend, input_grad, out_channels, norm):
         super().__init__()
-        self.conv = Conv3x3S2(in_channels, out_channels, in_size, padding, fast_conv, input_grad)
+        self.conv = Conv3x3S2(in_channels, out_channels, in_size, padding, backend, input_grad)
         self.channels_last = self.conv.form == "kernel"
         groups = {"layer": 1, "group": max(1, out_channels // GROUP_SIZE)}.get(norm)
         self.norm = None if groups is None else GroupNorm2d(groups, self.channels_last)
-        self.act = leaky_relu(fast_conv)
+        self.act = leaky_relu(backend)
         self.out_size = self.conv.out_size
 
     def construct(self, x):
@@ -95,44 +124,35 @@ class NormConvBlock(nn.Cell):
         return self.act(x)
 
 
-def dense_norm(hidden, norm, fast_conv):
+def dense_norm(hidden, norm, backend):
     """The norm after the encoder's dense layer: BatchNorm for batch, LayerNorm for layer and group
     (a [N, hidden] vector has no groups of positions), none for none."""
     if norm == "batch":
-        return batch_norm_1d(hidden, fast_conv)
+        return batch_norm_1d(hidden, backend)
     if norm in ("layer", "group"):
         return nn.LayerNorm((hidden,), begin_norm_axis=-1, begin_params_axis=-1, epsilon=NORM_EPS)
     return nn.Identity()
 
 
-class PatchEncoder(nn.Cell):
-    """Patches [M, C, P, P] -> codes [M, code_size]: the port's encoder (layers x conv 3x3/2 with
-    `width` filters -> norm -> LeakyReLU, flatten in (C, H, W) order, Dense hidden -> norm ->
-    LeakyReLU -> Dense code) with the normalisation chosen by `norm`."""
+class PatchEncoder(StagedEncoder):
+    """Patches [M, C, P, P] -> codes [M, code_size]: the port's encoder with the normalisation chosen
+    by `norm`; stages: blocks (layers x conv 3x3/2 with `width` filters -> norm -> LeakyReLU) ->
+    flatten (C, H, W order) -> dense (`hidden`) -> norm -> act (LeakyReLU) -> embedding (Dense code)."""
 
-    def __init__(self, patch_size, channels, code_size, padding, fast_conv, norm, layers, width, hidden):
+    def __init__(self, patch_size, channels, code_size, padding, backend, norm, layers, width, hidden):
         super().__init__()
-        blocks, size = [], patch_size
-        for i in range(layers):
-            args = (channels if i == 0 else width, size, padding, fast_conv)
-            if norm == "batch":
-                blocks.append(ConvBlock(*args, input_grad=i > 0, out_channels=width))
-            else:
-                blocks.append(NormConvBlock(*args, i > 0, width, norm))
-            size = conv_geometry(size, padding)[0]
-        self.blocks = nn.SequentialCell(blocks)
-        self.channels_last = blocks[-1].channels_last
-        self.flatten = nn.Flatten()
-        self.dense = nn.Dense(width * size * size, hidden, weight_init="XavierUniform")
-        self.norm = dense_norm(hidden, norm, fast_conv)
-        self.act = leaky_relu(fast_conv)
-        self.embedding = nn.Dense(hidden, code_size, weight_init="XavierUniform")
 
-    def construct(self, x):
-        x = self.blocks(x)
-        if self.channels_last:  # flatten in (C, H, W) order in every form: the dense weights are shared
-            x = x.transpose(0, 3, 1, 2)
-        return self.embedding(self.act(self.norm(self.dense(self.flatten(x)))))
+        def block(cin, size, input_grad, _):
+            if norm == "batch":
+                return ConvBlock(cin, size, padding, backend, input_grad, width)
+            return NormConvBlock(cin, size, padding, backend, input_grad, width, norm)
+        self.blocks, size = conv_blocks(channels, patch_size, padding, layers, width, block)
+        self.flatten = FlattenCHW(self.blocks[-1].channels_last)
+        self.dense = nn.Dense(width * size * size, hidden, weight_init="XavierUniform")
+        self.norm = dense_norm(hidden, norm, backend)
+        self.act = leaky_relu(backend)
+        self.embedding = nn.Dense(hidden, code_size, weight_init="XavierUniform")
+        self.stage_names = ("blocks", "flatten", "dense", "norm", "act", "embedding")
 
 
 def region_pooling(grid, pool):
@@ -150,19 +170,20 @@ def region_pooling(grid, pool):
 class ImageEncoder(nn.Cell):
     """Images [B, C, S, S] in [-1, 1] -> [B, pool*pool*code_size]: the image's patch codes averaged
     over each region of a pool x pool split of the patch grid (region_pooling), concatenated.
+    Built from the model keys (config.model_hparams, or a checkpoint's hyper-parameters).
 
     patches(): input contrast (src/model/cpc.py InputContrast, on the whole image) then the grid;
     encode_patches(): patches [B, G*G, C, P, P] -> codes [B, G*G, code_size] (training feeds
     patches cut and augmented by the data pipeline, src/data/patches.py)."""
 
-    def __init__(self, image_size, channels, code_size, patch_size, stride, padding="same", fast_conv=True,
-                 input_contrast=False, norm="layer", layers=3, width=64, hidden=256, pool=1):
+    def __init__(self, hparams, backend):
         super().__init__()
-        self.contrast = InputContrast(image_size) if input_contrast else None
-        self.grid = PatchGrid(image_size, patch_size, stride)
-        self.pooling = Tensor(region_pooling(self.grid.grid, pool))
-        self.patch_encoder = PatchEncoder(patch_size, channels, code_size, padding, fast_conv, norm, layers,
-                                          width, hidden)
+        image_size, patch_size = hparams["image_size"], hparams["patch_size"]
+        self.contrast = InputContrast(image_size) if hparams["input_contrast"] else None
+        self.grid = PatchGrid(image_size, patch_size, hparams["patch_stride"])
+        self.pooling = Tensor(region_pooling(self.grid.grid, hparams["pool_grid"]))
+        self.patch_encoder = PatchEncoder(patch_size, 3 if hparams["color"] else 1, hparams["code_size"],
+                                          hparams["padding"], backend, hparams["norm"], *encoder_shape(hparams))
 
     def patches(self, x):
         if self.contrast is not None:
@@ -249,10 +270,12 @@ class ImageCPC(nn.Cell):
     the other directions' own context and predictor are registered after them, so the
     one-direction model's parameters, their order and their initial values are unchanged."""
 
-    def __init__(self, encoder, grid, offsets, code_size, hidden_size, context_layers, directions=1):
+    def __init__(self, encoder, hparams):
         super().__init__()
-        self.grid, self.offsets, self.code_size = grid, tuple(offsets), code_size
-        self.directions = directions
+        grid = patch_grid_size(hparams["image_size"], hparams["patch_size"], hparams["patch_stride"])
+        code_size, hidden_size, context_layers = hparams["code_size"], hparams["hidden_size"], hparams["context_layers"]
+        self.grid, self.offsets, self.code_size = grid, row_offsets(hparams), code_size
+        self.directions = directions = hparams["directions"]
         self.encoder = encoder
         self.context = MaskedContext(grid, code_size, hidden_size, context_layers)
         # rows [k*code_size, (k+1)*code_size) of the weight are W_k (one linear map per row offset)
@@ -291,17 +314,11 @@ def row_offsets(hparams):
     return tuple(range(hparams["min_row_offset"], grid))
 
 
-def build_image_encoder(hparams, fast_conv):
-    """An ImageEncoder from the hyper-parameters stored in image-task checkpoints."""
-    return ImageEncoder(hparams["image_size"], 3 if hparams["color"] else 1, hparams["code_size"],
-                        hparams["patch_size"], hparams["patch_stride"], hparams["padding"], fast_conv,
-                        hparams["input_contrast"], hparams["norm"], hparams["encoder_layers"],
-                        hparams["encoder_channels"], hparams["encoder_hidden"], hparams["pool_grid"])
+def build_image_encoder(hparams, backend):
+    """An ImageEncoder from the model keys (src/model/build.py fills in those a checkpoint predates)."""
+    return ImageEncoder(hparams, backend)
 
 
-def build_image_cpc(hparams, fast_conv):
-    """An ImageCPC from the hyper-parameters stored in image-task checkpoints."""
-    grid = patch_grid_size(hparams["image_size"], hparams["patch_size"], hparams["patch_stride"])
-    return ImageCPC(build_image_encoder(hparams, fast_conv), grid, row_offsets(hparams), hparams["code_size"],
-                    hparams["hidden_size"], hparams["context_layers"],
-                    hparams.get("directions", 1))  # checkpoints from before the key predicted top-down only
+def build_image_cpc(hparams, backend):
+    """An ImageCPC from the model keys (src/model/build.py fills in those a checkpoint predates)."""
+    return ImageCPC(build_image_encoder(hparams, backend), hparams)

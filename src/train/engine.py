@@ -23,7 +23,7 @@ from src.data.dataset import create_train_dataset
 from src.eval.precise_bn import PreciseBatchNorm
 from src.eval.represent import DIGIT_CHANCE, RepresentationMonitor
 from src.methods import create_method
-from src.model.cpu.conv import use_fast_conv
+from src.model.backend import backend_for
 from src.train import epoch_end, resume
 from src.train.callbacks import EpochClock, LossSum, StepMonitor, StopOnSignal
 from src.train.distributed import AnyRank, BufferSync, NewestCommonStep, collective_guard, rank_and_size
@@ -56,7 +56,7 @@ class Engine:
         self.train_data, self.val_data = data
         hparams = model_hparams(cfg)
         with memory_guard(network_subject(hparams), "use smaller model keys"):
-            self.net = method.build_net(hparams, use_fast_conv(target))
+            self.net = method.build_net(hparams, backend_for(target))
             self.train_cell, self.optimizer = build_train_cell(self.net, cfg, target, method)
         self.schedule = build_schedule(cfg)
         # refuses before anything is written; data parallel: every rank from the same step

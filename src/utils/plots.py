@@ -62,3 +62,58 @@ def plot_training_curves(history, chance, path, digit_chance=0.1):
         axis.set_xticks(epochs)
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def plot_accuracy(summary, order, path):
+    """PNG: test accuracy against label fraction (log axis), one line per method in `order` (the mean
+    over the seeds, error bars: their sample standard deviation). summary: rows of method,
+    label_fraction, mean, std (src/eval/downstream.py summarise)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    for method in order:
+        rows = sorted((c["label_fraction"], c["mean"], c["std"]) for c in summary if c["method"] == method)
+        if rows:
+            fraction, mean, std = zip(*rows)
+            ax.errorbar(fraction, mean, yerr=std, marker="o", capsize=3, label=method)
+    ax.set_xscale("log")
+    ax.set_xlabel("fraction of training labels")
+    ax.set_ylabel("test digit accuracy")
+    ax.set_ylim(0, 1)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def pca_2d(codes):
+    """The first two principal components of codes [N, D] (numpy SVD on centred codes)."""
+    import numpy as np
+    centred = codes - codes.mean(0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    return centred @ vt[:2].T
+
+
+def tsne_2d(codes, seed):
+    """2-D t-SNE of codes [N, D] (scikit-learn's TSNE: Barnes-Hut, PCA initialisation, seeded)."""
+    from sklearn.manifold import TSNE
+    perplexity = min(30.0, (len(codes) - 1) / 3)  # TSNE needs perplexity < N
+    return TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=seed).fit_transform(codes)
+
+
+def plot_codes(panels, labels, path, embed=pca_2d, method="PCA"):
+    """PNG: a 2-D map of codes (`embed`: codes -> [N, 2]; PCA by default) coloured by digit, one
+    panel per item of `panels` ({encoder title: its codes of the same digits `labels`})."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.5), dpi=100, squeeze=False)
+    for ax, (title, codes) in zip(axes[0], panels.items()):
+        points = embed(codes)
+        scatter = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", s=4, vmin=-0.5, vmax=9.5)
+        ax.set_title(f"{title} encoder: test codes, {method}")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(scatter, ax=axes[0].tolist(), ticks=range(10), label="digit")
+    save_figure(fig, path)

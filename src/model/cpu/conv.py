@@ -18,21 +18,8 @@ import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import XavierUniform, initializer
 
+from src.model.backend import conv_form
 from src.utils.geometry import KERNEL, STRIDE, border_mean_weights, conv_geometry
-
-
-def conv_form(fast):
-    """'native' (device conv2d, NCHW), 'kernel' (compiled im2col, NHWC out; needs NHWC input unless it
-    is the first layer) or 'gather' (MindSpore Gather im2col, NCHW in and out)."""
-    if not fast:
-        return "native"
-    from src.model.cpu import kernels
-    return "kernel" if kernels.available() else "gather"
-
-
-def use_fast_conv(device_target):
-    """The gather formulation pays only where the device has no fast convolution kernel."""
-    return device_target == "CPU"
 
 
 def gather_tables(size, padding):
@@ -153,26 +140,27 @@ class _KernelConv(nn.Cell):
 class Conv3x3S2(nn.Cell):
     """3x3 stride-2 convolution without bias on NCHW input; `padding` is 'valid' or 'same'.
 
-    fast=True: a CPU form (needs the input size up front for its index tables): `form` 'kernel'
-    (compiled, NHWC output, NHWC input except for the first layer) or 'gather';
-    input_grad=False skips the input gradient (first layer). contrast=True (first layer, 'kernel'
-    form only): the input-contrast layer runs inside the im2col; `contrast` says whether it does."""
+    backend 'cpu' (src/model/backend.py): a CPU form (needs the input size up front for its index
+    tables): `form` 'kernel' (compiled, NHWC output, NHWC input except for the first layer) or
+    'gather'; input_grad=False skips the input gradient (first layer). contrast=True (first layer of a
+    backend that fuses_input_contrast): the input-contrast layer runs inside the im2col."""
 
-    def __init__(self, in_channels, out_channels, in_size, padding, fast, input_grad=True, contrast=False):
+    def __init__(self, in_channels, out_channels, in_size, padding, backend, input_grad=True, contrast=False):
         super().__init__()
         self.weight = Parameter(initializer(XavierUniform(), (out_channels, in_channels, KERNEL, KERNEL)),
                                 name="weight")
-        self.fast, self.pad_mode = fast, padding
+        self.pad_mode = padding
         self.in_channels, self.out_channels = in_channels, out_channels
         self.out_size = conv_geometry(in_size, padding)[0]
-        self.form = conv_form(fast)
+        self.form = conv_form(backend)
+        if contrast and (self.form != "kernel" or input_grad):
+            raise ValueError("only the compiled CPU form's first layer applies the input contrast")
         self.channels_first = self.form == "gather" and not input_grad
-        self.contrast = contrast and self.form == "kernel" and not input_grad
         if self.form == "kernel":
-            self.core = _KernelConv(in_size, padding, input_grad, self.contrast)
+            self.core = _KernelConv(in_size, padding, input_grad, contrast)
         elif self.channels_first:
             self.core = _GatherConvFirst(in_size, padding)
-        elif fast:
+        elif self.form == "gather":
             self.core = _GatherConv(in_size, padding, input_grad)
 
     def kernel_weights(self):
@@ -180,7 +168,7 @@ class Conv3x3S2(nn.Cell):
         return self.weight.transpose(2, 3, 1, 0).reshape(9 * self.in_channels, self.out_channels)
 
     def construct(self, x):
-        if not self.fast:
+        if self.form == "native":
             return ops.conv2d(x, self.weight, stride=STRIDE, pad_mode=self.pad_mode)
         if self.channels_first:
             return self.core(x, self.weight.reshape(self.out_channels, self.in_channels * 9))

@@ -5,7 +5,7 @@ convolutions, BatchNorm2d and LeakyReLU over the largest activations, and the la
 between them. The C++ file does each of these in one pass over channels-last (NHWC) tensors, so
 the encoder stays NHWC from the first convolution to the last: BatchNorm + LeakyReLU fused forward
 and backward, im2col and col2im as block copies. The Cells here are the kernels' calls; the layers that hold parameters
-are in src/model/cpc.py (BatchNormLeakyReLU2d) and src/model/cpu/conv.py (_KernelConv).
+are in src/model/cpu/layers.py (BatchNormLeakyReLU2d) and src/model/cpu/conv.py (_KernelConv).
 
 The library is built with the system C++ compiler on first use (`g++`, or `$CXX`) and cached under
 `$CPC_KERNEL_CACHE` (default `~/.cache/cpc_mindspore`), one file per source/flags/compiler/processor
@@ -40,13 +40,21 @@ def _compiler():
     return os.environ.get("CXX") or shutil.which("g++")
 
 
+def build_target():
+    """(target flags, cache-key text) of this processor's build. CPC_KERNEL_TARGET=portable: the
+    baseline build whatever the processor (to compare, or to share one cache between machines of
+    different levels)."""
+    if os.environ.get("CPC_KERNEL_TARGET", "auto") == "portable":
+        return [], "portable"
+    return target_flags(cpu_features())
+
+
 def _build(compiler):
     """Compile SOURCE into the cache for this processor's target (target.py), falling back to the
     portable build if the compiler refuses the target flags; return the library path."""
     # CPC_KERNEL_TARGET=portable: the baseline build whatever the processor (to compare, or to share
     # one cache between machines of different levels)
-    portable = os.environ.get("CPC_KERNEL_TARGET", "auto") == "portable"
-    flags, key = ([], "portable") if portable else target_flags(cpu_features())
+    flags, key = build_target()
     try:
         return _build_for(compiler, flags, key)
     except RuntimeError:

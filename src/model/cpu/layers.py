@@ -1,6 +1,7 @@
 """CPU replacement layers of the encoder: the same functions and parameter names as MindSpore's
 nn.LeakyReLU / nn.BatchNorm1d / nn.BatchNorm2d + LeakyReLU, written for the CPU backend, where
-MindSpore's own kernels (and their gradients) dominate the step. Chosen by src/model/cpc.py on CPU."""
+MindSpore's own kernels (and their gradients) dominate the step. Chosen by src/model/cpc.py for the cpu
+backend (src/model/backend.py)."""
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 
@@ -10,7 +11,7 @@ class FastLeakyReLU(nn.Cell):
 
     The same function as nn.LeakyReLU (max(x, alpha x)), but MindSpore differentiates that Maximum
     on CPU with a chain of Equal/Less/Select kernels over the whole tensor; one Select is about
-    twice as fast on the encoder's largest activations. Used on CPU (fast_conv)."""
+    twice as fast on the encoder's largest activations. Used by the cpu backend."""
 
     def __init__(self, alpha):
         super().__init__()

@@ -21,6 +21,18 @@ LEVELS = (
 PORTABLE = ()  # the compiler's default target: what a build falls back to
 
 
+def processor_name(path="/proc/cpuinfo"):
+    """The processor's model name as /proc/cpuinfo gives it (platform.processor() elsewhere)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def cpu_features(path="/proc/cpuinfo"):
     """The feature names of the first processor in /proc/cpuinfo (empty where there is none)."""
     try:
