@@ -212,3 +212,34 @@ def test_train_refuses_cmc_on_grey_digits_in_one_line_writing_nothing(tmp_path):
     lines = error_lines(done.stderr)
     assert done.returncode != 0 and len(lines) == 1 and lines[0].startswith("error:") and "'color'" in lines[0]
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_cmc_trains_exports_both_encoders_and_classifies_on_their_codes(tmp_path):
+    import mindspore as ms
+
+    import eval as eval_entry
+    from src.deploy.nets import build_inference_net
+    from src.train.engine import train
+    ms.set_context(mode=ms.GRAPH_MODE)
+    ms.set_device("CPU")
+    small = ["--code_size", "8", "--encoder_channels", "8", "--encoder_hidden", "16", "--batch_size", "8",
+             "--repr_train_digits", "100", "--repr_val_digits", "100", "--precise_bn_batches", "1"]
+    out = tmp_path / "cmc"
+    out.mkdir()  # train.py's main prepares it
+    ms.set_seed(0)
+    metrics = train(parse_config(["--config_path", CMC, *small, "--output_path", str(out), "--epoch_size", "1",
+                                  "--steps_per_epoch", "2", "--log_interval", "1", "--val_steps", "1"]), "CPU")
+    assert (metrics["task"], metrics["loss"]) == ("cmc", "cmc_lab_infonce") and metrics["chance_accuracy"] == 1 / 8
+    ckpt = str(out / "cpc_last.ckpt")
+    params, meta = checkpoint.load(ckpt)
+    encoder = build_inference_net("encoder", meta["hparams"], params, meta, ckpt)
+    assert encoder(Tensor(np.zeros((2, 3, 64, 64), np.float32))).shape == (2, 16)  # L and ab codes side by side
+    done = run_entry(["export.py", "--ckpt_path", ckpt, "--net", "encoder", "--file_format", "MINDIR",
+                      "--file_name", str(tmp_path / "encoder")])
+    assert done.returncode == 0 and (tmp_path / "encoder.mindir").exists()
+    eval_entry.main(["--config_path", CMC, "--ckpt_path", ckpt, "--output_path", str(tmp_path / "d"),
+                     "--eval_mode", "classify", "--methods", "cpc_linear", "--label_fractions", "0.1",
+                     "--head_steps", "5", "--tsne_points", "0", "--device_target", "CPU"])
+    with open(tmp_path / "d" / "downstream_metrics.json", encoding="utf-8") as handle:
+        assert json.load(handle)["hparams"]["task"] == "cmc"
