@@ -122,6 +122,10 @@ SCHEMA = {
                                        "(SimCLR's head; 256 as the encoder's dense layer)", minimum=1),
     "projection_dim": Key(int, 128, "twoview task: output size of the projection MLP, where the loss is taken "
                                     "(128 as SimCLR)", minimum=1),
+    "view_ntxent_weight": Key(float, 0.0, "image task: weight of an NT-Xent term between the pooled codes of two "
+                                          "augmented views of each training image, added to the patch InfoNCE "
+                                          "(CPC v2's patch task plus SimCLR's invariance; temperature: the key "
+                                          "`temperature`; 0 = off, the patch task alone)", minimum=0.0),
     # --- loss ---
     "loss": Key(str, "binary", "binary: the published sorted/random sigmoid loss; infonce: the paper's "
                                "InfoNCE over in-batch negatives", choices=("binary", "infonce")),
@@ -439,9 +443,11 @@ PREDATED_KEYS = tuple(name for name in MODEL_KEYS + IMAGE_MODEL_KEYS if SCHEMA[n
 
 
 # keys only one task reads (the image task ignores terms, loss, ...; the sequence task the patch keys)
-IMAGE_ONLY_KEYS = tuple(k for k in IMAGE_MODEL_KEYS if k != "task") + ("patch_jitter", "color_drop")
-TWOVIEW_ONLY_KEYS = {"contrastive_loss": ("twoview",), "temperature": ("twoview", "cmc"), "margin": ("twoview",),
-                     "projection_hidden": ("twoview",), "projection_dim": ("twoview",)}
+IMAGE_ONLY_KEYS = tuple(k for k in IMAGE_MODEL_KEYS if k != "task") + ("patch_jitter", "color_drop",
+                                                                         "view_ntxent_weight")
+# the two-view keys and the tasks that read them (temperature: also the image task's view_ntxent_weight term)
+TWOVIEW_ONLY_KEYS = {"contrastive_loss": ("twoview",), "temperature": ("twoview", "cmc", "image"),
+                     "margin": ("twoview",), "projection_hidden": ("twoview",), "projection_dim": ("twoview",)}
 SEQUENCE_ONLY_KEYS = ("terms", "predict_terms", "loss", "num_negatives", "negatives_across_steps")
 
 

@@ -1,10 +1,11 @@
 """CPC over the patch grid of each image (CPC v2): the patch InfoNCE of src/model/patch_loss.py."""
 from src.data.dataset import create_dataset
-from src.data.patches import build_patch_source
+from src.data.patch_views import build_image_source
 from src.eval.evaluate import evaluate_patches
 from src.methods.base import Method
 from src.model.build import build_cpc
 from src.model.patch_loss import PatchInfoNCE, PatchInfoNCEWithLoss
+from src.model.twoview import PatchViewsLoss
 
 
 def patch_batches(source):
@@ -16,13 +17,13 @@ class ImageMethod(Method):
     unit = "images"
     export_nets = ("classifier", "encoder")  # no sequence net: the image net scores patch grids
     build_net = staticmethod(build_cpc)
-    build_source = staticmethod(build_patch_source)
+    build_source = staticmethod(build_image_source)  # two views a row with view_ntxent_weight > 0
     calibration_batches = staticmethod(patch_batches)
     evaluate = staticmethod(evaluate_patches)
 
     @staticmethod
     def loss_name(cfg):
-        return "patch_infonce"
+        return f"patch_infonce + {cfg.view_ntxent_weight:g} ntxent" if cfg.view_ntxent_weight else "patch_infonce"
 
     @staticmethod
     def describe_batch(cfg):
@@ -35,6 +36,9 @@ class ImageMethod(Method):
         if amp_level != "O0":
             import mindspore as ms
             scored = ms.amp.auto_mixed_precision(net, amp_level)
+        if cfg.view_ntxent_weight:
+            return PatchViewsLoss(scored, net.grid, net.offsets, cfg.batch_size, cfg.view_ntxent_weight,
+                                  cfg.temperature)
         return PatchInfoNCEWithLoss(scored, net.grid, net.offsets, cfg.batch_size)
 
     @staticmethod

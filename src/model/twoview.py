@@ -6,6 +6,8 @@
 - CMCNet: CMC's two encoders, one for L and one for ab of Lab (LabSplit, computed in the graph so
   that `encoder` maps whole RGB images to codes like every method's: CMCEncoder, the two codes
   concatenated); the loss is CrossViewInfoNCE between the two views' codes.
+- PatchViewsLoss: the image task's patch InfoNCE plus an NT-Xent term between the pooled codes of
+  two views of each image (config key view_ntxent_weight).
 - TwoViewLoss / CMCLoss: a training row -> scalar loss; TwoViewScore / CMCScore: a row -> (loss,
   contrastive top-1: is the other view of each image the most similar among the batch's).
 """
@@ -21,6 +23,7 @@ from src.model.contrastive import (
     SupConLoss,
     TripletMarginLoss,
 )
+from src.model.patch_loss import directions_infonce, query_tables
 
 LOSSES = ("ntxent", "supcon", "margin", "triplet")
 
@@ -164,3 +167,26 @@ class CMCScore(CMCLoss):
     def construct(self, images, labels):
         codes_l, codes_ab = self.net(images)
         return self.loss(codes_l, codes_ab), top1(codes_l, codes_ab)
+
+
+class PatchViewsLoss(nn.Cell):
+    """Image task with its view term: (patches of view 1, patches of view 2) -> patch InfoNCE of
+    view 1 + weight * NT-Xent between the two views' pooled codes (the ImageEncoder's region
+    pooling of the patch codes, concatenated). View 1's codes are taken from the net's own pass."""
+
+    def __init__(self, net, grid, offsets, batch, weight, temperature):
+        super().__init__(auto_prefix=False)  # keep the net's parameter names unchanged
+        self.net, self.weight = net, weight
+        rows, targets = query_tables(batch, grid, offsets)
+        self.rows, self.targets = Tensor(rows), Tensor(targets)
+        self.ntxent = NTXentLoss(temperature)
+
+    def pooled(self, codes):
+        """Patch codes [B, G*G, D] (row-major) -> [B, pool*pool*D], as ImageEncoder.construct."""
+        return ops.matmul(self.net.encoder.pooling, codes).reshape(codes.shape[0], -1)
+
+    def construct(self, patches, patches2):
+        predicted, codes = self.net(patches)
+        patch_loss = directions_infonce(predicted, codes, self.rows, self.targets)[0]
+        second = self.net.encoder.encode_patches(patches2)
+        return patch_loss + self.weight * self.ntxent(ops.stack((self.pooled(codes[0]), self.pooled(second)), 1))
