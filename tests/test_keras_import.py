@@ -341,12 +341,12 @@ def test_old_checkpoints_without_encoder_keys_build_the_default_encoder(ms_cpu):
 def test_diverging_head_is_a_user_error(ms_cpu):
     """The released encoder.h5's codes reach ~3e3 (its BatchNorm statistics were never updated, see
     README): a head that diverges on them stops eval.py with one error line, not a traceback."""
-    from src.eval.downstream import fit
+    from src.eval.downstream import Budget, fit
     from src.model.classifier import DigitHead
     from src.utils.errors import CPCError
     codes = np.full((8, 4), 1e30, np.float32) * np.arange(1, 9, dtype=np.float32)[:, None]
     with pytest.raises(CPCError, match="diverged"):
-        fit(DigitHead(4, "linear"), codes, np.arange(8) % 10, 3, 8, 1e-3, 0)
+        fit(DigitHead(4, "linear"), codes, np.arange(8) % 10, Budget(3, 8, 1e-3, 0))
 
 
 def _other_tool_h5(path, layers):

@@ -72,3 +72,22 @@ def test_no_import_cycles():
 def test_nothing_in_src_is_a_command():
     commands = [m for m, p in _modules() if "__main__" in open(p, encoding="utf-8").read()]
     assert not commands, commands
+
+
+MAX_FUNCTION_LINES = 50  # a function longer than this does more than one job
+MAX_PARAMETERS = 6  # beyond this a call site cannot be read without the signature; constructors excepted
+
+
+def test_functions_in_src_are_short_and_take_few_parameters():
+    long_or_wide = []
+    for module, path in _modules():
+        for node in ast.walk(ast.parse(open(path, encoding="utf-8").read())):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            args = node.args
+            params = [a for a in args.posonlyargs + args.args + args.kwonlyargs if a.arg not in ("self", "cls")]
+            params += [a for a in (args.vararg, args.kwarg) if a]
+            lines = node.end_lineno - node.lineno + 1
+            if lines > MAX_FUNCTION_LINES or (len(params) > MAX_PARAMETERS and node.name != "__init__"):
+                long_or_wide.append(f"{module}.{node.name}: {lines} lines, {len(params)} parameters")
+    assert not long_or_wide, long_or_wide

@@ -97,7 +97,7 @@ def test_end_to_end_fits_release_their_network_and_graphs(ms_cpu):
 
     def one_fit():
         net = build_classifier(hparams, "mlp", backend="cpu")
-        protocol.fit(net, images, labels, steps=5, batch_size=64, learning_rate=1e-3, seed=0)
+        protocol.fit(net, images, labels, protocol.Budget(steps=5, batch_size=64, learning_rate=1e-3, seed=0))
         protocol.predict(net, images[:100])
         alive = weakref.ref(net)
         del net

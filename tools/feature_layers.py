@@ -66,8 +66,7 @@ def linear_accuracy(train, labels, test, test_labels, fraction, seed, cfg):
     subset = downstream.balanced_subset(labels, fraction, seed)
     ms.set_seed(seed)
     head = DigitHead(train.shape[1], "linear")
-    downstream.fit(head, train[subset], labels[subset], cfg.head_steps, cfg.head_batch_size,
-                   cfg.head_learning_rate, seed)
+    downstream.fit(head, train[subset], labels[subset], downstream.Budget.heads(cfg, seed=seed))
     return float(np.mean(downstream.predict(head, test) == test_labels))
 
 

@@ -151,15 +151,20 @@ def _leaky(layer, where):
     _expect(layer, "LeakyReLU", where, alpha=LEAKY_ALPHA)
 
 
-def parse_encoder(model_config, where="encoder"):
-    """The encoder's structure from its Keras config: dict(image_size, channels, layers, width, hidden,
-    code_size, names) with the Keras layer names of each mapped layer; KerasImportError otherwise."""
-    layers = _layers(model_config)
+def _refuse_full_model(layers, where):
+    """A whole CPC model (GRU, its CPC layer, one encoder per time step) is not an encoder file."""
     classes = [layer["class_name"] for layer in layers]
     if any(c in ("TimeDistributed", "GRU", "LSTM", "Lambda", "CPCLayer") for c in classes) or \
             classes.count("InputLayer") > 1:
         raise KerasImportError(f"{where}: this is a full CPC model ({', '.join(sorted(set(classes)))}); "
                                f"import the encoder file (encoder.h5) or a supervised classifier instead")
+
+
+def parse_encoder(model_config, where="encoder"):
+    """The encoder's structure from its Keras config: dict(image_size, channels, layers, width, hidden,
+    code_size, names) with the Keras layer names of each mapped layer; KerasImportError otherwise."""
+    layers = _layers(model_config)
+    _refuse_full_model(layers, where)
     if not layers:
         raise KerasImportError(f"{where}: the model has no layers")
     _chain(layers, where)

@@ -33,6 +33,7 @@ from src.config import model_hparams, parse_choice_list, parse_fraction_list, pa
 from src.data.mnist import load_split
 from src.device import init_device
 from src.eval.protocol import (
+    Budget,
     DownstreamData,
     balanced_subset,
     copy_weights,
@@ -83,7 +84,7 @@ class SeedRun:
     def adam_fit(self, net, inputs, labels):
         """fit() with the study's budget; the row keys epochs, steps and final_train_loss."""
         cfg = self.cfg
-        loss = fit(net, inputs, labels, cfg.head_steps, cfg.head_batch_size, cfg.head_learning_rate, cfg.seed)
+        loss = fit(net, inputs, labels, Budget.heads(cfg))
         epochs = round(cfg.head_steps * min(cfg.head_batch_size, len(labels)) / len(labels), 2)
         return {"epochs": epochs, "steps": cfg.head_steps, "final_train_loss": loss}
 

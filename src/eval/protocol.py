@@ -8,6 +8,7 @@ subset alone (as the few-label linear protocols do); it sees nothing of the test
 """
 import logging
 import time
+from typing import NamedTuple
 
 import mindspore as ms
 import numpy as np
@@ -84,17 +85,33 @@ class TrainStep(nn.Cell):
         return ops.depend(loss, self.optimizer(grads))
 
 
-def fit(net, inputs, labels, steps, batch_size, learning_rate, seed, loss_fn=None):
+class Budget(NamedTuple):
+    """What one fit may spend: Adam steps, examples per step, learning rate, and the seed of its
+    batch order."""
+    steps: int
+    batch_size: int
+    learning_rate: float
+    seed: int
+
+    @classmethod
+    def heads(cls, config, steps=None, seed=None):
+        """The study's budget for a head (config's head_* keys; steps and seed overridable)."""
+        return cls(config.head_steps if steps is None else steps, config.head_batch_size,
+                   config.head_learning_rate, config.seed if seed is None else seed)
+
+
+def fit(net, inputs, labels, budget, loss_fn=None):
     """Adam on `loss_fn` (default: softmax cross-entropy on integer labels; the autoencoder's: MSE
-    against labels = the inputs) for `steps` steps over reshuffled passes of (inputs, labels),
+    against labels = the inputs) for budget.steps steps over reshuffled passes of (inputs, labels),
     then net's BatchNorm statistics re-estimated on its training inputs with the final weights
     (PreciseBN, src/eval/precise_bn.py); returns the mean loss of the last 10% of the steps."""
     if loss_fn is None:
         loss_fn, labels = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean"), labels.astype(np.int32)
-    step = TrainStep(nn.WithLossCell(net, loss_fn), nn.Adam(net.trainable_params(), learning_rate=learning_rate))
+    steps = budget.steps
+    step = TrainStep(nn.WithLossCell(net, loss_fn), nn.Adam(net.trainable_params(), learning_rate=budget.learning_rate))
     step.set_train()
-    rng = stream_rng("head_batches", seed, count=len(labels))
-    batch = min(batch_size, len(labels))
+    rng = stream_rng("head_batches", budget.seed, count=len(labels))
+    batch = min(budget.batch_size, len(labels))
     order, pos, losses = rng.permutation(len(labels)), 0, []
     for _ in range(steps):
         if pos + batch > len(order):
@@ -148,8 +165,7 @@ def train_autoencoder(images, cfg, backend):
     start = time.perf_counter()
     ms.set_seed(cfg.seed)
     net = build_autoencoder(model_hparams(cfg), backend)
-    loss = fit(net, images, images, cfg.ae_steps, cfg.head_batch_size, cfg.head_learning_rate, cfg.seed,
-               nn.MSELoss())
+    loss = fit(net, images, images, Budget.heads(cfg, steps=cfg.ae_steps), nn.MSELoss())
     log.info("autoencoder: %d steps on %d training images, final reconstruction MSE %.4f, %.1f s", cfg.ae_steps,
              len(images), loss, time.perf_counter() - start)
     return net, loss
