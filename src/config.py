@@ -122,7 +122,7 @@ SCHEMA = {
                                        "(SimCLR's head; 256 as the encoder's dense layer)", minimum=1),
     "projection_dim": Key(int, 128, "twoview task: output size of the projection MLP, where the loss is taken "
                                     "(128 as SimCLR)", minimum=1),
-    "view_ntxent_weight": Key(float, 0.0, "image task: weight of an NT-Xent term between the pooled codes of two "
+    "view_ntxent_weight": Key(float, 0.0, "image task: weight of an NT-Xent term between the mean patch codes of two "
                                           "augmented views of each training image, added to the patch InfoNCE "
                                           "(CPC v2's patch task plus SimCLR's invariance; temperature: the key "
                                           "`temperature`; 0 = off, the patch task alone)", minimum=0.0),
