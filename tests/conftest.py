@@ -10,6 +10,7 @@ missing mark cannot slow the fast tier down unseen.
 """
 import gzip
 import json
+import logging
 import os
 import re
 import subprocess
@@ -196,3 +197,24 @@ def classifier(ms_cpu, classify_run):
     accuracy = next(r["accuracy"] for r in metrics["results"]
                     if r["method"] == "cpc_mlp" and r["label_fraction"] == 1.0)
     return path, net, accuracy
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
+@pytest.fixture
+def cpc_log():
+    """The records of the 'cpc' logger (which does not propagate once a run has set up logging)."""
+    logger, handler = logging.getLogger("cpc"), _Records()
+    level = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    yield handler.records
+    logger.removeHandler(handler)
+    logger.setLevel(level)

@@ -1,6 +1,5 @@
 """deterministic: accepted from the command line; on CPU a logged no-op (its runs already repeat);
 on a device target MindSpore's set_deterministic is really called, before the device is set."""
-import logging
 import os
 import subprocess
 import sys
@@ -28,15 +27,14 @@ print("HCCL_DETERMINISTIC", os.environ.get("HCCL_DETERMINISTIC"))
 """
 
 
-def test_key_is_accepted_and_logged_as_a_no_op_on_cpu(ms_cpu, caplog, monkeypatch):
+def test_key_is_accepted_and_logged_as_a_no_op_on_cpu(ms_cpu, cpc_log, monkeypatch):
     from mindspore._c_expression import DeviceManagerConf
 
     from src import device
     monkeypatch.delenv("HCCL_DETERMINISTIC", raising=False)
     assert parse_config(["--deterministic", "true"]).deterministic is True
-    with caplog.at_level(logging.INFO, logger="cpc"):
-        assert device.init_device(namespace(device_target="CPU", deterministic=True)) == "CPU"
-    assert any("deterministic" in r.getMessage() and "CPU" in r.getMessage() for r in caplog.records)
+    assert device.init_device(namespace(device_target="CPU", deterministic=True)) == "CPU"
+    assert any("deterministic" in r.getMessage() and "CPU" in r.getMessage() for r in cpc_log)
     assert not DeviceManagerConf.get_instance().is_deterministic_configured()
     assert "HCCL_DETERMINISTIC" not in os.environ
 

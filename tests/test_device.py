@@ -13,27 +13,6 @@ ASCEND_ERROR = ("Load dynamic library: libmindspore_ascend.so.2 failed. libge_ru
                 "object file: No such file or directory")
 
 
-class _Records(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.records = []
-
-    def emit(self, record):
-        self.records.append(record)
-
-
-@pytest.fixture
-def cpc_log():
-    """The records of the 'cpc' logger (which does not propagate once a run has set up logging)."""
-    logger, handler = logging.getLogger("cpc"), _Records()
-    level = logger.level
-    logger.setLevel(logging.DEBUG)
-    logger.addHandler(handler)
-    yield handler.records
-    logger.removeHandler(handler)
-    logger.setLevel(level)
-
-
 @pytest.fixture
 def no_device(monkeypatch):
     """Neither Ascend nor GPU usable; both plugins failed to load; no hardware signs."""

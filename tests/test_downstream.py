@@ -70,7 +70,7 @@ def test_frozen_encoder_is_never_updated(ms_cpu):
     before = {p.name: p.asnumpy().copy() for p in encoder.get_parameters()}
     images, labels = load_split("", "test")
     data = protocol.DownstreamData((images[:200], labels[:200]), (images[200:300], labels[200:300]), hparams, 1)
-    results, frozen, codes = downstream.run_downstream(encoder, data, cfg, True,
+    results, frozen, codes = downstream.run_downstream(encoder, data, cfg, "cpu",
                                                        methods=("cpc_mlp", "cpc_finetune"), fractions=(1.0,))
     assert {r["method"] for r in results} == {"cpc_mlp", "cpc_finetune"}
     after = {p.name.replace("encoder.", "", 1): p.asnumpy() for p in encoder.get_parameters()}

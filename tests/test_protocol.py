@@ -44,7 +44,7 @@ def test_logistic_c_is_chosen_from_the_labelled_digits_only(ms_cpu):
     rows = {}
     for name, test_y in (("as is", data.test_y.copy()), ("permuted", rng.permutation(data.test_y))):
         data.test_y = test_y
-        rows[name] = run_downstream(encoder, data, cfg, True, methods=("cpc_logistic",), fractions=(0.1, 1.0))[0]
+        rows[name] = run_downstream(encoder, data, cfg, "cpu", methods=("cpc_logistic",), fractions=(0.1, 1.0))[0]
     for a, b in zip(rows["as is"], rows["permuted"]):
         assert (a["logistic_C"], a["final_train_loss"], a["steps"]) == (b["logistic_C"], b["final_train_loss"],
                                                                          b["steps"])
