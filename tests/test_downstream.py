@@ -38,6 +38,7 @@ def test_pca_finds_the_main_direction():
     assert points[:, 0].var() > 1000 * points[:, 1].var()
 
 
+@pytest.mark.slow  # compiles graphs for seconds: kept out of the fast tier
 def test_tsne_keeps_the_clusters_apart():
     """t-SNE's map keeps each code's neighbours: a kNN on the 2-D points still finds the digit
     (chance 0.1; the codes themselves give 1.0). t-SNE may split a cluster, and where depends on the
@@ -231,6 +232,7 @@ def test_finetune_starts_from_a_copy_of_the_cpc_encoder(ms_cpu):
         protocol.copy_weights(source, net)
 
 
+@pytest.mark.slow  # compiles graphs for seconds: kept out of the fast tier
 def test_autoencoder_learns_to_reconstruct_and_keeps_the_encoder_shape(ms_cpu):
     import mindspore as ms
 

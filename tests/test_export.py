@@ -74,6 +74,7 @@ def run_export(ckpt, net_name, file_format, name, batch):
                  "--batch_size", str(batch), "--file_name", name])
 
 
+@pytest.mark.slow  # compiles graphs for seconds: kept out of the fast tier
 def test_unrolled_gru_equals_nn_gru(ms_cpu):
     gru = nn.GRU(24, 40, batch_first=True)
     unrolled = UnrolledGRU(24, 40, steps=5)
@@ -87,6 +88,7 @@ def test_unrolled_gru_equals_nn_gru(ms_cpu):
     assert np.abs(h_n.asnumpy()).max() > 0.1  # a real hidden state, not zeros on both sides
 
 
+@pytest.mark.slow  # compiles graphs for seconds: kept out of the fast tier
 @pytest.mark.parametrize("net_name,kind", [("classifier", "classifier"), ("encoder", "cpc"), ("encoder", "encoder"),
                                            ("cpc", "cpc")])
 def test_mindir_matches_cell(ckpts, tmp_path, net_name, kind):

@@ -33,6 +33,7 @@ def _images(hparams, *lead):
     return rng.uniform(-1, 1, shape).astype(np.float32)
 
 
+@pytest.mark.slow  # compiles graphs for seconds: kept out of the fast tier
 def test_shipped_cpc_and_its_encoder_load_through_create_network(ms_cpu):
     params, meta = _load("cpc_mnist64_color.ckpt")
     hparams = meta["hparams"]

@@ -208,6 +208,7 @@ def test_sequence_checkpoints_keep_their_hyper_parameters():
     assert model_hparams(namespace(**SMALL))["task"] == "image"
 
 
+@pytest.mark.slow  # compiles graphs for seconds: kept out of the fast tier
 def test_inference_encoder_equals_the_training_cell(ms_cpu, tmp_path):
     """export.py --net encoder's Cell (native convolutions) equals the training form (compiled CPU kernels)."""
     net, hparams = image_net(**COLOR64)
@@ -257,6 +258,7 @@ def grid_patches(hparams, count, seed):
     return grid(Tensor(images(hparams, count, seed)))
 
 
+@pytest.mark.slow  # compiles graphs for seconds: kept out of the fast tier
 def test_one_direction_is_the_model_before_directions(ms_cpu):
     from src.model.patch_loss import PatchInfoNCEWithLoss
     net, hparams = image_net(**GREY28)
@@ -271,6 +273,7 @@ def test_one_direction_is_the_model_before_directions(ms_cpu):
     assert now.tobytes() == before.tobytes()  # bit for bit
 
 
+@pytest.mark.slow  # compiles graphs for seconds: kept out of the fast tier
 def test_four_directions_have_their_own_context_and_predictor(ms_cpu):
     from src.model.patch_loss import PatchInfoNCE
     net, hparams = image_net(**dict(GREY28, directions=4))
@@ -348,6 +351,7 @@ def test_an_old_image_checkpoint_builds_its_one_direction_net():
     assert cfg.directions == 1
 
 
+@pytest.mark.slow  # compiles graphs for seconds: kept out of the fast tier
 def test_image_encoders_are_encoded_in_smaller_calls_with_the_same_codes(ms_cpu):
     """encode() gives an image-task encoder IMAGE_ENCODE_BATCH images per call (each is G*G patch
     encodings: 500 images took 6.9 GB on CPU); its codes equal one image at a time's to rounding;

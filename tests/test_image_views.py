@@ -39,6 +39,7 @@ def test_a_training_row_is_two_views_of_the_patch_batch_digits():
     np.testing.assert_array_equal(again[1], second)
 
 
+@pytest.mark.slow  # compiles graphs for seconds: kept out of the fast tier
 def test_the_weighted_loss_is_a_finite_scalar_above_the_patch_loss_alone(ms_cpu):
     cfg = parse_config(SMALL + ["--view_ntxent_weight", "1.0"])
     method = create_method("image")

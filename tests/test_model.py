@@ -99,6 +99,7 @@ def test_encoder_rejects_too_small_images():
         encoder(64, "fast")
 
 
+@pytest.mark.slow  # compiles graphs for seconds: kept out of the fast tier
 @pytest.mark.parametrize("backend", ["cpu", "device"])
 @pytest.mark.parametrize("input_contrast", [False, True])
 def test_encoder_is_its_stages_run_in_order(ms_cpu, backend, input_contrast):
@@ -198,6 +199,7 @@ def _normal_batches(shape, means, seed=1):
              ms.Tensor(rng.normal(size=shape).astype(np.float32))) for mean in means]
 
 
+@pytest.mark.slow  # compiles graphs for seconds: kept out of the fast tier
 def test_fast_cpu_layers_match_mindspore_layers(ms_cpu):
     """FastBatchNorm1d / FastLeakyReLU (CPU) against nn.BatchNorm1d / nn.LeakyReLU."""
     from src.model.cpc import BN_EPS, BN_MOMENTUM
@@ -216,6 +218,7 @@ def test_fast_cpu_layers_match_mindspore_layers(ms_cpu):
     _assert_batch_norm_parity(fast, ref, _normal_batches((32, 16), [1.0] * 3), param_atol=1e-4)
 
 
+@pytest.mark.slow  # compiles graphs for seconds: kept out of the fast tier
 def test_fused_batchnorm_leaky_matches_mindspore_layers(ms_cpu):
     """The compiled BatchNorm + LeakyReLU (channels-last) against nn.BatchNorm2d + nn.LeakyReLU on the
     same data in NCHW."""

@@ -98,6 +98,7 @@ def _tiny_net(**overrides):
     return cfg, build_cpc(model_hparams(cfg), "cpu")
 
 
+@pytest.mark.slow  # compiles graphs for seconds: kept out of the fast tier
 def test_step_scores_logit_is_the_nets_logit_bit_for_bit(ms_cpu):
     """Validation reads the logit from CPCStepScores: it must be the net's own, so the validation
     loss (and the learning-rate schedule it drives) is unchanged."""

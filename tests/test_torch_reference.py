@@ -69,6 +69,7 @@ def test_image_reference_has_the_ports_trainable_parameters(ms_cpu, config, norm
     assert trainable_scalars(port) == parameter_count(reference)
 
 
+@pytest.mark.slow  # compiles graphs for seconds: kept out of the fast tier
 @pytest.mark.parametrize("norm", NORMS)
 def test_image_reference_computes_the_ports_function(ms_cpu, norm):
     """With the port's weights copied in, the reference gives the port's pooled codes (inference mode)
@@ -97,6 +98,7 @@ def test_image_reference_computes_the_ports_function(ms_cpu, norm):
     np.testing.assert_allclose(port_loss, reference_loss, rtol=1e-5)
 
 
+@pytest.mark.slow  # compiles graphs for seconds: kept out of the fast tier
 def test_image_step_starts_near_chance_in_both_frameworks(ms_cpu):
     """One training step's loss at initialisation is about ln(B*G*G): nothing learnt, every one of the
     batch's patch codes as likely as the true one."""

@@ -81,6 +81,7 @@ def test_supcon_says_it_uses_the_labels():
     assert "two augmented views" in method.describe_batch(namespace(**TINY))
 
 
+@pytest.mark.slow  # compiles graphs for seconds: kept out of the fast tier
 @pytest.mark.parametrize("loss", ["ntxent", "supcon", "margin", "triplet"])
 def test_each_loss_builds_and_gives_a_finite_scalar(ms_cpu, grey_data, loss):
     cfg = namespace(**dict(TINY, contrastive_loss=loss))
