@@ -19,6 +19,8 @@ log = logging.getLogger("cpc")
 PLUGIN_LIBS = {"Ascend": ("libmindspore_ascend", "libmindspore_ops_ascend"), "GPU": ("libmindspore_gpu",)}
 # signs that the machine has the hardware, so a fallback to CPU is worth a warning rather than a note
 HARDWARE_SIGNS = {"Ascend": ("/dev/davinci0", "/usr/local/Ascend"), "GPU": ("/dev/nvidia0", "/proc/driver/nvidia")}
+# the environment variables of the compiled CPU kernels (src/model/cpu/kernels.py): their values, default first
+KERNEL_VARIABLES = {"CPC_KERNEL_TARGET": ("auto", "portable"), "CPC_CPU_KERNELS": ("1", "0")}
 
 
 def plugin_load_errors():
@@ -89,6 +91,16 @@ def device_id(cfg):
     return int(text)
 
 
+def check_kernel_variables():
+    """ConfigError naming a CPU-kernel variable set to a value the kernels do not read (they would
+    take it as the default without a word: a typo such as `portabel` would build for this processor)."""
+    for name, values in KERNEL_VARIABLES.items():
+        value = os.environ.get(name)
+        if value is not None and value not in values:
+            raise ConfigError(f"environment variable {name} must be {' or '.join(values)}, got {value!r}; "
+                              f"unset it for the default ({values[0]})")
+
+
 def set_deterministic(wanted, target):
     """deterministic: ms.set_deterministic(True) on Ascend/GPU, before the device is set and before
     communication init (MindSpore 2.10 asks for the latter so HCCL's collectives are fixed too; it sets
@@ -106,6 +118,7 @@ def set_deterministic(wanted, target):
 def init_device(cfg):
     """Set MindSpore's context from the config; returns the resolved device target."""
     index = device_id(cfg)  # checked first: a bad environment stops the run before the device is touched
+    check_kernel_variables()
     target = resolve_device_target(cfg.device_target)
     set_deterministic(cfg.deterministic, target)
     mode = ms.GRAPH_MODE if cfg.mode == "graph" else ms.PYNATIVE_MODE

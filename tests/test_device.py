@@ -84,3 +84,17 @@ def test_device_id_from_the_environment_is_checked(monkeypatch, value):
         device.init_device(namespace(device_target="CPU"))
     monkeypatch.setenv("DEVICE_ID", " 3 ")
     assert device.device_id(namespace()) == 3
+
+
+@pytest.mark.parametrize("name,value", [("CPC_KERNEL_TARGET", "portabel"), ("CPC_KERNEL_TARGET", ""),
+                                        ("CPC_CPU_KERNELS", "off")])
+def test_a_kernel_variable_with_a_value_the_kernels_do_not_read_is_refused(monkeypatch, name, value):
+    """The kernels would take an unknown value as the default without a word; init_device (which
+    every entry point calls before writing anything) names the variable and its values."""
+    from src.config import namespace
+    from src.utils.errors import ConfigError
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=f"environment variable {name} must be .* got '{value}'"):
+        device.init_device(namespace(device_target="CPU"))
+    monkeypatch.setenv(name, device.KERNEL_VARIABLES[name][-1])
+    device.check_kernel_variables()

@@ -25,6 +25,7 @@ import tempfile
 import numpy as np
 from mindspore import Tensor, nn, ops
 
+from src.device import KERNEL_VARIABLES
 from src.model.cpu.target import cpu_features, target_flags
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cpu_kernels.cc")
@@ -44,7 +45,7 @@ def build_target():
     """(target flags, cache-key text) of this processor's build. CPC_KERNEL_TARGET=portable: the
     baseline build whatever the processor (to compare, or to share one cache between machines of
     different levels)."""
-    if os.environ.get("CPC_KERNEL_TARGET", "auto") == "portable":
+    if os.environ.get("CPC_KERNEL_TARGET", KERNEL_VARIABLES["CPC_KERNEL_TARGET"][0]) == "portable":
         return [], "portable"
     return target_flags(cpu_features())
 
@@ -96,7 +97,7 @@ def library():
     decided once per process, the reason for None logged once."""
     if "path" not in _state:
         path, reason = None, ""
-        if os.environ.get("CPC_CPU_KERNELS", "1") == "0":
+        if os.environ.get("CPC_CPU_KERNELS", KERNEL_VARIABLES["CPC_CPU_KERNELS"][0]) == "0":
             reason = "CPC_CPU_KERNELS=0"
         elif not _compiler():
             reason = "no C++ compiler (g++ or $CXX) found"
