@@ -10,7 +10,6 @@ record says net: cpc) each result holds one logit [B, 1] per sequence, and a seq
 correct when logit > 0 matches its label (1 = sorted). DIR defaults to the parent of
 --result_path. Needs only NumPy: it runs where the inference ran.
 """
-import json
 import os
 
 import numpy as np
@@ -19,7 +18,9 @@ from src.config import ArgParser
 from src.deploy import infer_io
 from src.utils.errors import DataError, first_line, run_main
 from src.utils.paths import expand, require_file, require_folder_target
-from src.utils.runlog import write_json
+from src.utils.runlog import read_json, write_json
+
+RERUN = "; run preprocess.py again"  # what to do about a missing or damaged record
 
 
 def parse_args(argv):
@@ -31,23 +32,10 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-def read_json(path, what):
-    """The JSON object in `path`; DataError (one line) when it is missing, a folder, empty or damaged."""
-    path = require_file(path, what, DataError)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{what} {path} is damaged (not JSON: {first_line(exc)}); run preprocess.py again") from None
-    if not isinstance(data, dict):
-        raise DataError(f"{what} {path} holds no JSON object; run preprocess.py again")
-    return data
-
-
 def read_info(data_path):
     """preprocess.py's record, its batch_size and net checked (they decide how results are read)."""
     path = os.path.join(data_path, infer_io.INFO)
-    info = read_json(path, "preprocess.py's record")
+    info = read_json(path, "preprocess.py's record", RERUN)
     batch = info.get("batch_size")
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise DataError(f"preprocess.py's record {path} has batch_size {batch!r}, expected a whole number >= 1; "
@@ -99,7 +87,7 @@ def main(argv=None):
                "batch_size": info["batch_size"], "result_path": os.path.abspath(args.result_path)}
     latency = os.path.join(args.result_path, infer_io.LATENCY)
     if os.path.isfile(latency):
-        metrics["latency"] = read_json(latency, "latency record")
+        metrics["latency"] = read_json(latency, "latency record", RERUN)
     out = require_folder_target(args.output_path or os.path.dirname(os.path.abspath(args.result_path)),
                                 "output_path", DataError)
     os.makedirs(out, exist_ok=True)

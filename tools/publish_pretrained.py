@@ -36,9 +36,9 @@ from src.eval.evaluate import evaluate
 from src.model.build import build_cpc
 from src.model.classifier import build_classifier
 from src.utils.atomic import WriteError, atomic_write, private_folder
-from src.utils.errors import ArgParser, CheckpointError, ConfigError, DataError, first_line, run_main
+from src.utils.errors import ArgParser, CheckpointError, ConfigError, DataError, run_main
 from src.utils.paths import expand, require_file, require_folder_target
-from src.utils.runlog import write_json
+from src.utils.runlog import read_json, write_json
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAME = "cpc_mnist64_color"
@@ -62,18 +62,6 @@ def _build(params, meta, path, build):
     checkpoint.load_into(net, params, path)
     net.set_train(False)
     return net
-
-
-def _read_json(path, what):
-    path = require_file(path, what, DataError)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{what} {path} is not JSON: {first_line(exc)}") from None
-    if not isinstance(data, dict):
-        raise DataError(f"{what} {path} holds no JSON object")
-    return data
 
 
 def _publish(net, meta, path):
@@ -179,7 +167,7 @@ def hub_card(card, hparams):
 
 def write_card(folder):
     """Write folder/<NAME>.md from folder/<NAME>.json and the CPC checkpoint's hyper-parameters."""
-    card = _read_json(os.path.join(folder, f"{NAME}.json"), "published card")
+    card = read_json(os.path.join(folder, f"{NAME}.json"), "published card")
     _, meta = checkpoint.load(require_file(os.path.join(folder, card["files"]["cpc"]["file"]), "checkpoint",
                                            CheckpointError))
     text = hub_card(card, meta["hparams"])
@@ -213,10 +201,10 @@ def read_inputs(args):
     cpc_params, cpc_meta = _load_checked(cpc_path, "cpc", "--run_dir needs train.py's cpc_best.ckpt")
     clf_params, clf_meta = _load_checked(clf_path, "classifier", "--eval_dir needs eval.py --eval_mode classify's "
                                                                  "classifier.ckpt")
-    history = _read_json(os.path.join(args.run_dir, "metrics.json"), "training metrics").get("history")
+    history = read_json(os.path.join(args.run_dir, "metrics.json"), "training metrics").get("history")
     if not history:
         raise DataError(f"{os.path.join(args.run_dir, 'metrics.json')} holds no epoch history")
-    downstream = _read_json(os.path.join(args.eval_dir, "downstream_metrics.json"), "downstream metrics")
+    downstream = read_json(os.path.join(args.eval_dir, "downstream_metrics.json"), "downstream metrics")
     cpc = _build(cpc_params, cpc_meta, cpc_path, lambda m: build_cpc(m["hparams"], "cpu"))
     clf = _build(clf_params, clf_meta, clf_path,
                  lambda m: build_classifier(m["hparams"], m.get("head", "mlp"), "cpu"))

@@ -7,8 +7,8 @@ import tempfile
 from contextlib import contextmanager
 
 from src.utils.atomic import atomic_write
-from src.utils.errors import CPCError
-from src.utils.paths import require_folder_target
+from src.utils.errors import CPCError, DataError, first_line
+from src.utils.paths import require_file, require_folder_target
 
 
 def prepare_output(path):
@@ -53,6 +53,20 @@ def lock_output(path):
         yield
     finally:
         handle.close()  # releases the lock
+
+
+def read_json(path, what, advice=""):
+    """The JSON object in `path`; DataError (one line naming `what`, then `advice`) when it is missing,
+    a folder, empty, damaged or not an object."""
+    path = require_file(path, what, DataError)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{what} {path} is damaged (not JSON: {first_line(exc)}){advice}") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{what} {path} holds no JSON object{advice}")
+    return data
 
 
 def write_json(path, data):
