@@ -23,6 +23,7 @@ DEVICE_SCRIPTS = {
     "run_device_check.sh": [],
     "run_distribute_train.sh": ["2", TINY],
     "run_infer_310.sh": [TINY],
+    "run_method_study.sh": [],
 }
 NO_DEVICE = {"run_infer_bench.sh"}  # CPU only, nothing to choose
 
@@ -129,3 +130,32 @@ def test_a_resume_through_the_script_stays_in_its_run(tmp_path):
     log = (run_dir / "stdout.log").read_text()  # every launch's output, in order
     assert log.count("done: val_acc") == 2 and log.index("other settings") < log.rindex("done: val_acc")
     assert (run_dir / "env.log").read_text().count("RUNS_DIR=") == 3
+
+
+def test_the_method_study_runs_every_method_under_one_budget_then_the_table(tmp_path):
+    """A stand-in python records the commands: each method trains for its epochs x SCALE, its last
+    checkpoint is studied with the three heads over three seeds, and one table gathers them all."""
+    log = tmp_path / "commands"
+    stub = tmp_path / "python"
+    stub.write_text(f'#!/bin/bash\necho "$*" >> "{log}"\n')
+    stub.chmod(stub.stat().st_mode | stat.S_IXUSR)
+    out = tmp_path / "study"
+    proc = _script(["scripts/run_method_study.sh", "CPU", str(out), "2"], {"PYTHON": str(stub)})
+    assert proc.returncode == 0, proc.stderr
+    commands = log.read_text().splitlines()
+    trains = [c for c in commands if c.startswith("train.py")]
+    evals = [c for c in commands if c.startswith("eval.py")]
+    assert len(trains) == len(evals) == 8 and commands[-1].startswith("-m tools.compare_methods")
+    assert all("--epoch_size 6 " in c or "--epoch_size 8 " in c for c in trains), trains
+    for train, evaluation in zip(trains, evals):
+        run = train.split("--output_path ")[1]
+        assert f"--ckpt_path {run}/cpc_last.ckpt" in evaluation
+        assert "--methods cpc_linear,cpc_logistic,cpc_mlp" in evaluation and "--seeds 0,1,2" in evaluation
+    assert commands[-1].count("--study ") == 8
+
+
+def test_the_method_study_refuses_a_bad_scale_before_anything(tmp_path):
+    proc = _script(["scripts/run_method_study.sh", "CPU", str(tmp_path / "study"), "0.5"], {})
+    assert proc.returncode == 2
+    assert error_lines(proc.stderr)[-1] == "error: SCALE must be a whole number >= 1, got '0.5'"
+    assert not (tmp_path / "study").exists()
