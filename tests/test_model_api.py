@@ -27,16 +27,16 @@ def _cfg(*flags):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("loss", ["binary", "infonce"])
-def test_amp_o2_train_cell_for_gpu_uses_the_float16_net_and_a_float32_loss(ms_cpu, loss):
-    """Built for a GPU target (cells only): the loss wraps what ms.amp.auto_mixed_precision returned,
-    the net computes in float16 and the loss, run here on the CPU, is float32. (The loss-scaled step
+def test_amp_o2_train_cell_for_gpu_computes_a_float16_copy_and_a_float32_loss(ms_cpu, loss):
+    """Built for a GPU target (cells only): the loss wraps what ms.amp.auto_mixed_precision returned
+    for a Parameter-sharing copy of the net, and the loss, run here on the CPU, is float32. (The loss-scaled step
     itself cannot run on CPU: its overflow check is an Ascend/GPU kernel.)"""
     cfg = _cfg("--amp_level", "O2", "--loss", loss)
     net = build_cpc(model_hparams(cfg), "device")  # the Ascend/GPU form: nn.Conv2d
     cell, _ = build_train_cell(net, cfg, "GPU")
     assert isinstance(cell, nn.TrainOneStepWithLossScaleCell)
     row = [ms.Tensor(a) for a in build_source(cfg, "train", 1)[0]]
-    assert net(row[0], row[1]).dtype == ms.float16  # O2 converted the net (BatchNorm stays float32)
+    assert net(row[0], row[1]).dtype == ms.float32  # O2 computes a copy: the run's net stays float32
     assert all(p.dtype == ms.float32 for p in net.get_parameters())  # float16 compute, float32 parameters
     loss_value = cell.network(*row)
     assert loss_value.dtype == ms.float32 and math.isfinite(float(loss_value.asnumpy()))
