@@ -52,7 +52,7 @@ def test_adam_is_built_without_mindspores_internal_deprecation(ms_messages):
     from mindspore import Parameter, Tensor, nn
     from mindspore.common import _decorator
 
-    from src.train.optim import adam
+    from src.model.optim import adam
     params = [Parameter(Tensor(np.zeros(3, np.float32)), name="w")]
     nn.Adam(params, learning_rate=1e-3)  # the plain constructor logs it: the check below can fail
     assert len(ms_messages) == 1 and "'FusedSparseAdam' is deprecated" in ms_messages[0]
@@ -64,7 +64,7 @@ def test_adam_is_built_without_mindspores_internal_deprecation(ms_messages):
 def test_the_filter_drops_only_that_message(ms_messages):
     from mindspore import log as ms_log
 
-    from src.train import optim
+    from src.model import optim
     with optim._without_internal_deprecation():
         ms_log.warning("'Other' is deprecated from version 2.9.0")
     ms_log.warning("'FusedSparseAdam' is deprecated from version 2.8.0 (outside the constructor)")

@@ -19,7 +19,7 @@ from src.data.dataset import render_digits
 from src.eval.precise_bn import PreciseBatchNorm, array_batches
 from src.eval.represent import ENCODE_BATCH, images_per_call
 from src.model.autoencoder import build_autoencoder
-from src.train.optim import adam
+from src.model.optim import adam
 from src.utils.errors import CPCError
 from src.utils.streams import stream_rng
 

@@ -13,7 +13,7 @@ from mindspore import nn
 from src.data.mnist import load_split
 from src.device import check_for_target
 from src.methods import create_method
-from src.train.optim import adam
+from src.model.optim import adam
 
 
 def build_train_cell(net, cfg, target, method=None):
