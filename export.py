@@ -1,4 +1,5 @@
-"""Export a trained network for inference: MINDIR everywhere, AIR on Ascend, ONNX.
+"""Export a trained network for inference: MINDIR everywhere, ONNX, AIR on Ascend (deprecated by
+MindSpore 2.10, which logs that AIR will be removed: prefer MINDIR with MindSpore Lite).
 
     python export.py --ckpt_path EVAL/classifier.ckpt --net classifier --file_format MINDIR --batch_size 1 \
         --file_name cpc_classifier
@@ -30,7 +31,9 @@ def _extra(parser):
     parser.add_argument("--net", default="classifier", choices=list(deploy.NETS),
                         help="classifier: image -> digit logits; encoder: image -> code; "
                              "cpc: context and future images -> logit")
-    parser.add_argument("--file_format", default="MINDIR", choices=list(SUFFIX))
+    parser.add_argument("--file_format", default="MINDIR", choices=list(SUFFIX),
+                        help="MINDIR (MindSpore, MindSpore Lite), ONNX, or AIR (Ascend only; deprecated by "
+                             "MindSpore 2.10, which will remove it: use MINDIR with MindSpore Lite)")
     parser.add_argument("--file_name", default="cpc", help="output file; the format's suffix is added unless "
                                                            "it ends in it")
 
@@ -65,14 +68,25 @@ def output_file(file_name, file_format):
     return final
 
 
+def write_graph(cell, tensors, stem, file_format):
+    """MindSpore 2.10's writer of the format: mindspore.onnx.export for ONNX (ms.export(file_format=
+    'ONNX') says it will be deleted and points there; same bytes here), ms.export for MINDIR and AIR
+    (AIR itself is deprecated by MindSpore in favour of MINDIR with MindSpore Lite)."""
+    if file_format == "ONNX":
+        ms.onnx.export(cell, *tensors, file_name=stem)
+    else:
+        ms.export(cell, *tensors, file_name=stem, file_format=file_format)
+
+
 def export_atomically(cell, inputs, final, file_format):
-    """ms.export into a private temporary folder beside `final`, then rename the one file it wrote
-    to `final`. MindSpore chooses the written name (it adds the suffix) and its ONNX writer changes
-    the mode of the folder it writes into: both stay inside the private folder."""
+    """MindSpore's export (write_graph) into a private temporary folder beside `final`, then rename
+    the one file it wrote to `final`. MindSpore chooses the written name (it adds the suffix) and
+    ms.export's writers may change the mode of the folder they write into: both stay inside the
+    private folder."""
     with private_folder(final, f"{file_format} file") as private:
         stem = os.path.join(private, "net")
         try:
-            ms.export(cell, *[ms.Tensor(x) for x in inputs], file_name=stem, file_format=file_format)
+            write_graph(cell, [ms.Tensor(x) for x in inputs], stem, file_format)
         except (RuntimeError, ValueError, TypeError) as exc:
             first = first_line(exc)
             raise CPCError(f"{file_format} export failed: {first}") from None

@@ -3,7 +3,7 @@
 When a device cannot be used, say why: first what MindSpore itself checks before loading a device
 plugin (src/device_env.py: CUDA_HOME and its nvcc release, the CUDA 11 / CANN libraries, the chip),
 then the loader errors `import mindspore` kept (MSContext.load_plugin_error(), which
-ms.hal.is_available only logs as a MindSpore warning).
+mindspore.device_context.<gpu|ascend>.is_available only logs as a MindSpore warning).
 """
 import logging
 import os
@@ -26,10 +26,16 @@ KERNEL_VARIABLES = {"CPC_KERNEL_TARGET": ("auto", "portable"), "CPC_CPU_KERNELS"
 def plugin_load_errors():
     """MindSpore's record of the plugins it failed to load at import, one line each ('' if none)."""
     try:
-        from mindspore._c_expression import MSContext  # what ms.hal.is_available reads
+        from mindspore._c_expression import MSContext  # what device_context.<target>.is_available reads
         return MSContext.get_instance().load_plugin_error() or ""
     except Exception:  # a private API: absent or changed, there is just no detail to give
         return ""
+
+
+def plugin_available(target):
+    """MindSpore's own answer for "Ascend" or "GPU": mindspore.device_context.<target>.is_available,
+    which 2.10 names as the replacement of the deprecated ms.hal.is_available (same check)."""
+    return getattr(ms.device_context, target.lower()).is_available()
 
 
 def unavailable_reason(target):
@@ -38,10 +44,10 @@ def unavailable_reason(target):
     if target == "CPU":
         return None
     try:
-        if ms.hal.is_available(target):
+        if plugin_available(target):
             return None
     except Exception as exc:  # an absent plugin may raise instead of answering False
-        return f"ms.hal.is_available raised {type(exc).__name__}: {first_line(exc, '')}"
+        return f"device_context.{target.lower()}.is_available raised {type(exc).__name__}: {first_line(exc, '')}"
     reasons = device_problems(target)
     failed = [line.strip() for line in plugin_load_errors().splitlines()
               if any(lib in line for lib in PLUGIN_LIBS[target])]
@@ -122,6 +128,8 @@ def init_device(cfg):
     target = resolve_device_target(cfg.device_target)
     set_deterministic(cfg.deterministic, target)
     mode = ms.GRAPH_MODE if cfg.mode == "graph" else ms.PYNATIVE_MODE
+    # set_context's docstring (2.10) says it will be deprecated, its parameters moving to new APIs; the
+    # device already has one (ms.set_device, below), the run mode has none yet (no warning is logged)
     ms.set_context(mode=mode)
     if target == "CPU":
         ms.set_device("CPU")

@@ -16,7 +16,7 @@ ASCEND_ERROR = ("Load dynamic library: libmindspore_ascend.so.2 failed. libge_ru
 @pytest.fixture
 def no_device(monkeypatch):
     """Neither Ascend nor GPU usable; both plugins failed to load; no hardware signs."""
-    monkeypatch.setattr(device.ms.hal, "is_available", lambda target: target == "CPU")
+    monkeypatch.setattr(device, "plugin_available", lambda target: target == "CPU")
     monkeypatch.setattr(device, "plugin_load_errors", lambda: f"{ASCEND_ERROR}\n{GPU_ERROR}\n")
     monkeypatch.setattr(device, "HARDWARE_SIGNS", {"Ascend": (), "GPU": ()})
     monkeypatch.setattr(device, "device_problems", lambda target: [])
@@ -42,7 +42,7 @@ def test_auto_fallback_is_a_warning_where_the_hardware_is_present(no_device, cpc
 
 
 def test_auto_takes_an_available_device_silently(monkeypatch, cpc_log):
-    monkeypatch.setattr(device.ms.hal, "is_available", lambda target: target == "GPU")
+    monkeypatch.setattr(device, "plugin_available", lambda target: target == "GPU")
     assert device.resolve_device_target("auto") == "GPU"
     assert cpc_log == []
 
@@ -59,7 +59,7 @@ def test_explicit_target_refused_with_the_reason(no_device):
 
 def test_gpu_reason_puts_what_mindspore_checks_first(monkeypatch):
     """The pieces of src/device_env.py come before the loader's own error, in the one line."""
-    monkeypatch.setattr(device.ms.hal, "is_available", lambda target: False)
+    monkeypatch.setattr(device, "plugin_available", lambda target: False)
     monkeypatch.setattr(device, "plugin_load_errors", lambda: ASCEND_ERROR)  # no GPU plugin was even tried
     pieces = ["CUDA_HOME is not set: x", "libcudnn.so.8 not found"]
     monkeypatch.setattr(device, "device_problems", lambda target: pieces)
@@ -70,9 +70,21 @@ def test_is_available_raising_is_a_reason(monkeypatch):
     def broken(target):
         raise RuntimeError("plugin table corrupt\nsecond line")
 
-    monkeypatch.setattr(device.ms.hal, "is_available", broken)
-    assert device.unavailable_reason("Ascend") == "ms.hal.is_available raised RuntimeError: plugin table corrupt"
+    monkeypatch.setattr(device, "plugin_available", broken)
+    assert device.unavailable_reason("Ascend") == ("device_context.ascend.is_available raised RuntimeError: "
+                                                   "plugin table corrupt")
     assert device.unavailable_reason("CPU") is None and not device.device_available("Ascend")
+
+
+def test_availability_is_asked_of_mindspore_device_context(monkeypatch):
+    """2.10's replacement of the deprecated ms.hal.is_available answers (no GPU plugin here)."""
+    def deprecated(target):
+        raise AssertionError("ms.hal.is_available called")
+
+    monkeypatch.setattr(device.ms.hal, "is_available", deprecated)
+    asked = []
+    monkeypatch.setattr(device.ms.device_context.gpu, "is_available", lambda: asked.append("GPU") or True)
+    assert device.plugin_available("GPU") is True and asked == ["GPU"]
 
 
 @pytest.mark.parametrize("value", ["abc", "-1", "1.5"])

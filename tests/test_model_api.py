@@ -14,9 +14,10 @@ from src.data.dataset import build_source, create_train_dataset
 from src.model.backend import backend_for
 from src.model.build import build_cpc
 from src.train.callbacks import EpochClock, LossSum, StepMonitor, take_loss
+from src.train.engine import Engine
 from src.train.resume import RunState
 from src.train.schedule import PlateauLR
-from src.train.trainer import build_train_cell, sink_size
+from src.train.trainer import build_train_cell, sink_size, sinks_data
 from src.utils.errors import CPCError
 from tests.conftest import TINY
 
@@ -27,16 +28,16 @@ def _cfg(*flags):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("loss", ["binary", "infonce"])
-def test_amp_o2_train_cell_for_gpu_uses_the_float16_net_and_a_float32_loss(ms_cpu, loss):
-    """Built for a GPU target (cells only): the loss wraps what ms.amp.auto_mixed_precision returned,
-    the net computes in float16 and the loss, run here on the CPU, is float32. (The loss-scaled step
+def test_amp_o2_train_cell_for_gpu_computes_a_float16_copy_and_a_float32_loss(ms_cpu, loss):
+    """Built for a GPU target (cells only): the loss wraps what ms.amp.auto_mixed_precision returned
+    for a Parameter-sharing copy of the net, and the loss, run here on the CPU, is float32. (The loss-scaled step
     itself cannot run on CPU: its overflow check is an Ascend/GPU kernel.)"""
     cfg = _cfg("--amp_level", "O2", "--loss", loss)
     net = build_cpc(model_hparams(cfg), "device")  # the Ascend/GPU form: nn.Conv2d
     cell, _ = build_train_cell(net, cfg, "GPU")
     assert isinstance(cell, nn.TrainOneStepWithLossScaleCell)
     row = [ms.Tensor(a) for a in build_source(cfg, "train", 1)[0]]
-    assert net(row[0], row[1]).dtype == ms.float16  # O2 converted the net (BatchNorm stays float32)
+    assert net(row[0], row[1]).dtype == ms.float32  # O2 computes a copy: the run's net stays float32
     assert all(p.dtype == ms.float32 for p in net.get_parameters())  # float16 compute, float32 parameters
     loss_value = cell.network(*row)
     assert loss_value.dtype == ms.float32 and math.isfinite(float(loss_value.asnumpy()))
@@ -69,6 +70,21 @@ def test_loss_sum_adds_every_step_on_the_device(ms_cpu):
     assert take_loss(summed) == pytest.approx(sum(losses), rel=1e-6)
     assert take_loss(summed) == 0.0  # read and cleared
     assert "loss_sum" not in {p.name for p in cell.get_parameters()}  # checkpoints of the train cell lack it
+
+
+@pytest.mark.parametrize("target, mode, sinks, feeding", [
+    ("CPU", "graph", False, "per-step feeding"),
+    ("CPU", "pynative", False, "per-step feeding"),
+    ("GPU", "graph", True, "data sinking, 5 steps per sink"),
+    ("Ascend", "pynative", True, "data sinking, one step per call (PyNative)"),
+])
+def test_metrics_say_sunk_whenever_mindspore_sinks(target, mode, sinks, feeding):
+    """Model.train(dataset_sink_mode=True) sinks on every target but the CPU, in PyNative mode too
+    (mindspore/train/model.py, Model._train): what metrics.json's dataset_sink_mode and the log say."""
+    engine = types.SimpleNamespace(target=target, chunk=5, cfg=types.SimpleNamespace(mode=mode))
+    engine.sinks = lambda: Engine.sinks(engine)
+    assert sinks_data(target) is sinks and Engine.sinks(engine) is sinks
+    assert Engine.feeding(engine) == feeding
 
 
 def test_sink_size_divides_the_epoch_the_log_and_the_checkpoints():

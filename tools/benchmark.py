@@ -16,7 +16,7 @@ ImageEncoder (batch_size rendered whole images in, one pooled vector each out); 
 says "task": "image", has data_images_per_s (images cut into patch grids per second) in place of
 data_sequences_per_s, the patch keys in place of terms / predict_terms, and "parameters" (the
 net's trainable scalars, to compare with tools/torch_reference.py's).
---profile_path DIR also profiles 10 steps with mindspore.Profiler and prints the top operator types.
+--profile_path DIR also profiles 10 steps with mindspore.profiler.profile and prints the top operator types.
 A benchmark, not a test: nothing here asserts a speed.
 """
 import csv
@@ -52,13 +52,17 @@ def _extra(parser):
                              "operator types that take the most time (to stderr)")
 
 
-def profile_steps(step, path, steps=10, top=12):
-    """Run `step` under mindspore.Profiler; print the op types with the most time per step."""
-    profiler = ms.Profiler(output_path=path)
-    for _ in range(steps):
-        step()
-    profiler.stop()
-    profiler.analyse()
+def profile_steps(step, path, target, steps=10, top=12):
+    """Run `step` under mindspore.profiler.profile (2.10's replacement of the deprecated
+    ms.Profiler): one warm-up step, then `steps` recorded; print the op types with the most time per step."""
+    from mindspore.profiler import ProfilerActivity, profile, schedule, tensorboard_trace_handler
+    activities = [ProfilerActivity.CPU] + {"GPU": [ProfilerActivity.GPU], "Ascend": [ProfilerActivity.NPU]}.get(
+        target, [])
+    plan = schedule(wait=0, warmup=1, active=steps, repeat=1)
+    with profile(activities=activities, schedule=plan, on_trace_ready=tensorboard_trace_handler(path)) as prof:
+        for _ in range(1 + steps):
+            step()
+            prof.step()
     tables = glob.glob(os.path.join(path, "**", "cpu_op_type_info_*.csv"), recursive=True)
     if not tables:
         print(f"profiler data in {path} (no CPU operator table found)", file=sys.stderr)
@@ -153,7 +157,7 @@ def measure(cfg, target):
     rows.stop()  # its workers would go on prefetching batches beside the timings below
 
     if cfg.profile_path:
-        profile_steps(step, cfg.profile_path)
+        profile_steps(step, cfg.profile_path, cfg.device_target)
 
     generate = timed(lambda: source.make_batch(np.random.randint(1 << 30)), max(10, cfg.steps // 2))
 

@@ -19,6 +19,7 @@ from src.data.dataset import render_digits
 from src.eval.precise_bn import PreciseBatchNorm, array_batches
 from src.eval.represent import ENCODE_BATCH, images_per_call
 from src.model.autoencoder import build_autoencoder
+from src.model.optim import adam
 from src.utils.errors import CPCError
 from src.utils.streams import stream_rng
 
@@ -108,7 +109,7 @@ def fit(net, inputs, labels, budget, loss_fn=None):
     if loss_fn is None:
         loss_fn, labels = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean"), labels.astype(np.int32)
     steps = budget.steps
-    step = TrainStep(nn.WithLossCell(net, loss_fn), nn.Adam(net.trainable_params(), learning_rate=budget.learning_rate))
+    step = TrainStep(nn.WithLossCell(net, loss_fn), adam(net.trainable_params(), budget.learning_rate))
     step.set_train()
     rng = stream_rng("head_batches", budget.seed, count=len(labels))
     batch = min(budget.batch_size, len(labels))

@@ -8,8 +8,9 @@ method's does. Grey configs are refused by src/config.py (naming the key `color`
 from src.data.dataset import create_dataset
 from src.data.twoview import build_twoview_source
 from src.methods.base import Method
-from src.methods.twoview import evaluate_views, mixed
+from src.methods.twoview import evaluate_views
 from src.model.build import build_encoder
+from src.model.precision import mixed_precision
 from src.model.twoview import CMCLoss, CMCNet, CMCScore
 
 
@@ -45,7 +46,7 @@ class CMCMethod(Method):
 
     @staticmethod
     def loss_cell(net, cfg, amp_level="O0"):
-        return CMCLoss(mixed(net, amp_level), cfg.temperature)
+        return CMCLoss(mixed_precision(net, amp_level), cfg.temperature)
 
     @staticmethod
     def scorer(net, cfg):

@@ -5,6 +5,7 @@ from src.eval.evaluate import evaluate_patches
 from src.methods.base import Method
 from src.model.build import build_cpc
 from src.model.patch_loss import PatchInfoNCE, PatchInfoNCEWithLoss
+from src.model.precision import mixed_precision
 from src.model.twoview import PatchViewsLoss
 
 
@@ -32,10 +33,7 @@ class ImageMethod(Method):
 
     @staticmethod
     def loss_cell(net, cfg, amp_level="O0"):
-        scored = net
-        if amp_level != "O0":
-            import mindspore as ms
-            scored = ms.amp.auto_mixed_precision(net, amp_level)
+        scored = mixed_precision(net, amp_level)  # net itself stays float32 for evaluation
         if cfg.view_ntxent_weight:
             return PatchViewsLoss(scored, net.grid, net.offsets, cfg.batch_size, cfg.view_ntxent_weight,
                                   cfg.temperature)

@@ -12,15 +12,8 @@ from src.data.dataset import create_dataset
 from src.data.twoview import build_twoview_source
 from src.methods.base import Method
 from src.model.build import build_encoder
+from src.model.precision import mixed_precision
 from src.model.twoview import TwoViewLoss, TwoViewNet, TwoViewScore
-
-
-def mixed(net, amp_level):
-    """net under mixed precision at amp_level (O0: net itself)."""
-    if amp_level == "O0":
-        return net
-    import mindspore as ms
-    return ms.amp.auto_mixed_precision(net, amp_level)
 
 
 def evaluate_views(net, source, scorer):
@@ -69,7 +62,7 @@ class TwoViewMethod(Method):
 
     @staticmethod
     def loss_cell(net, cfg, amp_level="O0"):
-        return TwoViewLoss(mixed(net, amp_level), cfg.contrastive_loss, cfg.temperature, cfg.margin)
+        return TwoViewLoss(mixed_precision(net, amp_level), cfg.contrastive_loss, cfg.temperature, cfg.margin)
 
     @staticmethod
     def scorer(net, cfg):

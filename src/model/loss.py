@@ -13,6 +13,8 @@ import numpy as np
 from mindspore import dtype as mstype
 from mindspore import nn, ops
 
+from src.model.precision import mixed_precision
+
 MASKED_LOGIT = -1e9  # a masked negative: exp() underflows to exactly 0
 
 
@@ -94,15 +96,13 @@ class InfoNCEWithLoss(nn.Cell):
 
 def build_loss_cell(net, loss, amp_level="O0"):
     """The loss Cell the train step wraps: CPCWithLoss (binary) or InfoNCEWithLoss, around the Cell
-    the loss calls (the net, or CPCPredictions(net)) after ms.amp.auto_mixed_precision at amp_level.
-    amp returns a new Cell (O2/O3: the network in float16 except BatchNorm, outputs cast back to
-    float32), so its result is what the loss wraps; the losses cast to float32 once more themselves."""
+    the loss calls (the net, or CPCPredictions(net)) under mixed precision at amp_level
+    (src/model/precision.py: O2/O3 compute in float16 on a Parameter-sharing copy, so `net` stays
+    float32 for evaluation); the losses cast to float32 once more themselves."""
     if loss not in ("binary", "infonce"):
         raise ValueError(f"unknown loss {loss!r} (binary | infonce)")
     scored = net if loss == "binary" else CPCPredictions(net)
-    if amp_level != "O0":
-        import mindspore as ms
-        scored = ms.amp.auto_mixed_precision(scored, amp_level)
+    scored = mixed_precision(scored, amp_level)
     return CPCWithLoss(scored) if loss == "binary" else InfoNCEWithLoss(scored)
 
 

@@ -174,6 +174,10 @@ def init_distributed():
         raise CPCError(f"cannot initialise distributed communication: {launcher_environment(kind)}; "
                        f"MindSpore says: {first_line(exc)}") from None
     rank, size = get_rank(), get_group_size()
+    # MindSpore 2.10's docstring says set/get_auto_parallel_context will be deprecated for
+    # mindspore.parallel.auto_parallel.AutoParallel, but AutoParallel offers only the semi_auto,
+    # sharding_propagation and recursive_programming modes, and the CPU supports data parallel only:
+    # there is no replacement for this mode yet (and neither call logs a warning)
     ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True,
                                  device_num=size)
     return rank, size

@@ -28,7 +28,7 @@ from src.train import epoch_end, resume
 from src.train.callbacks import EpochClock, LossSum, StepMonitor, StopOnSignal
 from src.train.distributed import AnyRank, BufferSync, NewestCommonStep, collective_guard, rank_and_size
 from src.train.schedule import build_schedule
-from src.train.trainer import build_train_cell, load_training_data, network_subject, sink_size
+from src.train.trainer import build_train_cell, load_training_data, network_subject, sink_size, sinks_data
 from src.utils.errors import CPCError, batch_guard, memory_guard
 from src.utils.plots import plot_training_curves
 from src.utils.runlog import write_json
@@ -127,14 +127,21 @@ class Engine:
         self.last_val = epoch.val
 
     def sinks(self):
-        """Whether the device runs each pass as one sink (Ascend/GPU in graph mode)."""
-        return self.target in ("Ascend", "GPU") and self.cfg.mode == "graph"
+        """Whether MindSpore sinks the data (Ascend/GPU, graph or PyNative mode)."""
+        return sinks_data(self.target)
+
+    def feeding(self):
+        """How the batches reach the step, in words (the start line of the log)."""
+        if not self.sinks():
+            return "per-step feeding"
+        return f"data sinking, {self.chunk} steps per sink" if self.cfg.mode == "graph" else \
+            "data sinking, one step per call (PyNative)"
 
     def log_start(self):
         cfg = self.cfg
         log.info("training %s CPC (%s loss) on %s (%s mode, %s): %d epochs x %d steps, batch %d, %d train / %d val "
                  "digits", cfg.task, self.method.loss_name(cfg), self.target, cfg.mode,
-                 f"data sinking, {self.chunk} steps per sink" if self.sinks() else "per-step feeding",
+                 self.feeding(),
                  cfg.epoch_size, cfg.steps_per_epoch, cfg.batch_size, len(self.train_data[0]),
                  len(self.val_source.images))
         if self.size > 1:

@@ -2,8 +2,9 @@
 
 The step is MindSpore's nn.TrainOneStepCell (or its loss-scale form under mixed precision),
 compiled once in graph mode and driven by Model.train(dataset_sink_mode=True) in the engine
-(src/train/engine.py): on Ascend/GPU each pass sinks `sink_size` steps to the device; on CPU
-MindSpore feeds the same batches step by step.
+(src/train/engine.py): on Ascend/GPU the batches go to the device through its data channel (graph
+mode: each pass runs `sink_size` steps in one call; PyNative: one step per call); on CPU MindSpore
+feeds the same batches step by step (sinks_data).
 """
 import math
 
@@ -12,6 +13,7 @@ from mindspore import nn
 from src.data.mnist import load_split
 from src.device import check_for_target
 from src.methods import create_method
+from src.model.optim import adam
 
 
 def build_train_cell(net, cfg, target, method=None):
@@ -20,7 +22,7 @@ def build_train_cell(net, cfg, target, method=None):
     method: the src/methods entry of cfg.task unless given."""
     check_for_target(cfg, target, training=True)
     method = method or create_method(cfg.task)
-    optimizer = nn.Adam(net.trainable_params(), learning_rate=cfg.learning_rate)
+    optimizer = adam(net.trainable_params(), cfg.learning_rate)
     if cfg.amp_level == "O0":
         return nn.TrainOneStepCell(method.loss_cell(net, cfg), optimizer), optimizer
     scale = nn.DynamicLossScaleUpdateCell(loss_scale_value=2 ** 16, scale_factor=2, scale_window=1000)
@@ -39,6 +41,13 @@ def sink_size(cfg):
     log_interval and save_checkpoint_steps, so log lines and checkpoints land on sink ends."""
     size = math.gcd(cfg.steps_per_epoch, cfg.log_interval)
     return math.gcd(size, cfg.save_checkpoint_steps) if cfg.save_checkpoint_steps else size
+
+
+def sinks_data(target):
+    """Whether Model.train(dataset_sink_mode=True) really sinks the data on `target`: MindSpore 2.10
+    (mindspore/train/model.py, Model._train) falls back to per-step feeding on the CPU only, in
+    graph and PyNative mode alike (PyNative then runs the sunk batches one step per call)."""
+    return target != "CPU"
 
 
 def load_training_data(cfg):
