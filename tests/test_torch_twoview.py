@@ -2,11 +2,13 @@
 parameters, and with the port's weights copied in, the port's training loss on the same batch
 (twoview with each loss, cmc, the image task's view term). Needs torch (optional, not in
 requirements): skipped without it."""
+import json
+
 import numpy as np
 import pytest
 
 from src.config import model_hparams, parse_config
-from tests.conftest import REPO
+from tests.conftest import REPO, run_entry
 
 torch = pytest.importorskip("torch")
 
@@ -73,3 +75,17 @@ def test_twin_gives_the_ports_loss_on_copied_weights(ms_cpu, config, flags):
         twin_value = twin_loss(cfg, twin)(*(torch.from_numpy(np.asarray(a)) for a in row)).item()
     assert np.isfinite(port_loss) and port_loss > 0
     assert twin_value == pytest.approx(port_loss, abs=TOL)
+
+
+@pytest.mark.slow  # starts a process
+@pytest.mark.parametrize("config, flags", [(SIMCLR, SMALL_TWOVIEW), (CMC, SMALL)], ids=["twoview", "cmc"])
+def test_benchmark_times_the_port_and_its_twin_in_one_run(config, flags):
+    proc = run_entry(["bash", "scripts/run_benchmark.sh", "CPU", config, "--steps", "2", "--warmup", "1"] + flags)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    port, twin, ratio = (json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{"))
+    assert port["framework"] == "mindspore" and twin["framework"] == "torch"
+    for key in ("task", "loss", "parameters", "batch_size", "steps"):
+        assert port[key] == twin[key], key
+    assert port["task"] == parse_config(["--config_path", config]).task and port["data_images_per_s"] > 0
+    np.testing.assert_allclose(ratio["step_ms_median_ratio"], port["step_ms_median"] / twin["step_ms_median"],
+                               atol=1e-3)
