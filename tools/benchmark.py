@@ -142,6 +142,24 @@ def cmc_inputs(cfg, source, net, data):
 BENCH_INPUTS = {"sequence": sequence_inputs, "image": image_inputs, "twoview": twoview_inputs, "cmc": cmc_inputs}
 
 
+def fed_step_times(train_cell, source, cfg):
+    """Times of cfg.steps training steps fed from the real GeneratorDataset pipeline (after cfg.warmup)."""
+    rows = create_dataset(source, cfg.num_parallel_workers).create_tuple_iterator(num_epochs=1)
+    def fed_step():
+        return loss_value(train_cell(*next(rows)))
+    timed(fed_step, cfg.warmup)
+    fed = timed(fed_step, cfg.steps)
+    rows.stop()  # its workers would go on prefetching batches beside the timings that follow
+    return fed
+
+
+def generation_times(source, steps):
+    """Times of making one batch at a random index (the image task's two-view source names its
+    maker make_views)."""
+    make = getattr(source, "make_batch", None) or source.make_views
+    return timed(lambda: make(np.random.randint(1 << 30)), max(10, steps // 2))
+
+
 def measure(cfg, target):
     """The JSON line's fields: every timing of the module docstring, for the config's task."""
     data = load_split(cfg.data_path, "train")
@@ -168,17 +186,12 @@ def measure(cfg, target):
     timed(step, cfg.warmup)
     fixed = timed(step, cfg.steps)
 
-    rows = create_dataset(source, cfg.num_parallel_workers).create_tuple_iterator(num_epochs=1)
-    def fed_step():
-        return loss_value(train_cell(*next(rows)))
-    timed(fed_step, cfg.warmup)
-    fed = timed(fed_step, cfg.steps)
-    rows.stop()  # its workers would go on prefetching batches beside the timings below
+    fed = fed_step_times(train_cell, source, cfg)
 
     if cfg.profile_path:
         profile_steps(step, cfg.profile_path)
 
-    generate = timed(lambda: source.make_batch(np.random.randint(1 << 30)), max(10, cfg.steps // 2))
+    generate = generation_times(source, cfg.steps)
 
     inference = encoder_images_per_s()  # after the training steps
 
