@@ -24,6 +24,10 @@ the patch encoder and the pool_grid x pool_grid region means. The line then says
 the patch keys in place of terms / predict_terms, and "parameters" (trainable scalars), which
 tools/benchmark.py prints for the port too: the two must be equal.
 
+task: twoview, cmc, and image with view_ntxent_weight > 0 build the twins of tools/torch_twoview.py
+(the two-view nets and losses, on this module's encoder) the same way; their line says "task",
+"loss" and "parameters".
+
 An optional tool for scripts/run_benchmark.sh (pip install torch; the CPU build); the port never
 imports it. Only the binary loss is timed for the sequence task (the port's published objective).
 """
