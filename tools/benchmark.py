@@ -16,6 +16,11 @@ ImageEncoder (batch_size rendered whole images in, one pooled vector each out); 
 says "task": "image", has data_images_per_s (images cut into patch grids per second) in place of
 data_sequences_per_s, the patch keys in place of terms / predict_terms, and "parameters" (the
 net's trainable scalars, to compare with tools/torch_reference.py's).
+task: twoview and cmc (src/methods/twoview.py, cmc.py) time their training step on a fixed first
+batch of their own source ((view1, view2, labels); (images, labels)) and its encoder on that
+batch's images (both views for twoview; the CMCEncoder, Lab split and both encoders, for cmc); the
+line says "task", "loss" and "parameters" and has data_images_per_s; the image task's view term
+(view_ntxent_weight > 0) times its two-view step the same way.
 --profile_path DIR also profiles 10 steps with mindspore.profiler.profile and prints the top operator types.
 A benchmark, not a test: nothing here asserts a speed.
 """
@@ -35,7 +40,6 @@ from src.data.mnist import load_split
 from src.device import init_device
 from src.methods import create_method
 from src.model.backend import backend_for
-from src.model.build import build_cpc
 from src.model.cpu.kernels import build_target
 from src.model.cpu.target import processor_name
 from src.train.trainer import build_train_cell
@@ -121,14 +125,50 @@ def image_inputs(cfg, source, net, data):
                        "data_images_per_s")
 
 
-BENCH_INPUTS = {"sequence": sequence_inputs, "image": image_inputs}
+def method_fields(cfg, net):
+    """The JSON fields of the two-view methods: task, loss and trainable scalars."""
+    return {"task": cfg.task, "loss": create_method(cfg.task).loss_name(cfg), "parameters": trainable_scalars(net)}
+
+
+def twoview_inputs(cfg, source, net, data):
+    """Task twoview: the encoder sees both views of the first batch (2 x batch_size images, as the
+    step's one pass through the net)."""
+    images = np.concatenate(source[0][:2])
+    return BenchInputs(images, net.encoder.blocks[0].conv.form, method_fields(cfg, net), "data_images_per_s")
+
+
+def cmc_inputs(cfg, source, net, data):
+    """Task cmc: the CMCEncoder (Lab split, both encoders) sees the first batch's RGB images."""
+    return BenchInputs(source[0][0], net.encoder.l.blocks[0].conv.form, method_fields(cfg, net),
+                       "data_images_per_s")
+
+
+BENCH_INPUTS = {"sequence": sequence_inputs, "image": image_inputs, "twoview": twoview_inputs, "cmc": cmc_inputs}
+
+
+def fed_step_times(train_cell, source, cfg):
+    """Times of cfg.steps training steps fed from the real GeneratorDataset pipeline (after cfg.warmup)."""
+    rows = create_dataset(source, cfg.num_parallel_workers).create_tuple_iterator(num_epochs=1)
+    def fed_step():
+        return loss_value(train_cell(*next(rows)))
+    timed(fed_step, cfg.warmup)
+    fed = timed(fed_step, cfg.steps)
+    rows.stop()  # its workers would go on prefetching batches beside the timings that follow
+    return fed
+
+
+def generation_times(source, steps):
+    """Times of making one batch at a random index (the image task's two-view source names its
+    maker make_views)."""
+    make = getattr(source, "make_batch", None) or source.make_views
+    return timed(lambda: make(np.random.randint(1 << 30)), max(10, steps // 2))
 
 
 def measure(cfg, target):
     """The JSON line's fields: every timing of the module docstring, for the config's task."""
     data = load_split(cfg.data_path, "train")
     source = create_method(cfg.task).build_source(cfg, "train", cfg.warmup + cfg.steps, data=data)
-    net = build_cpc(model_hparams(cfg), backend_for(target))
+    net = create_method(cfg.task).build_net(model_hparams(cfg), backend_for(target))
     inputs = BENCH_INPUTS[cfg.task](cfg, source, net, data)
     images = ms.Tensor(inputs.images)
 
@@ -142,24 +182,20 @@ def measure(cfg, target):
     train_cell, _ = build_train_cell(net, cfg, target)
     train_cell.set_train()
 
-    # (x, y, label) or (x, y, negatives, valid) for the sequence task, (patches,) for the image task
+    # (x, y, label) or (x, y, negatives, valid) for the sequence task, (patches,) or (patches, patches2)
+    # for the image task, (view1, view2, labels) for twoview, (images, labels) for cmc
     row = tuple(ms.Tensor(a) for a in source[0])
     def step():
         return loss_value(train_cell(*row))
     timed(step, cfg.warmup)
     fixed = timed(step, cfg.steps)
 
-    rows = create_dataset(source, cfg.num_parallel_workers).create_tuple_iterator(num_epochs=1)
-    def fed_step():
-        return loss_value(train_cell(*next(rows)))
-    timed(fed_step, cfg.warmup)
-    fed = timed(fed_step, cfg.steps)
-    rows.stop()  # its workers would go on prefetching batches beside the timings below
+    fed = fed_step_times(train_cell, source, cfg)
 
     if cfg.profile_path:
         profile_steps(step, cfg.profile_path, cfg.device_target)
 
-    generate = timed(lambda: source.make_batch(np.random.randint(1 << 30)), max(10, cfg.steps // 2))
+    generate = generation_times(source, cfg.steps)
 
     inference = encoder_images_per_s()  # after the training steps
 

@@ -24,6 +24,10 @@ the patch encoder and the pool_grid x pool_grid region means. The line then says
 the patch keys in place of terms / predict_terms, and "parameters" (trainable scalars), which
 tools/benchmark.py prints for the port too: the two must be equal.
 
+task: twoview, cmc, and image with view_ntxent_weight > 0 build the twins of tools/torch_twoview.py
+(the two-view nets and losses, on this module's encoder) the same way; their line says "task",
+"loss" and "parameters".
+
 An optional tool for scripts/run_benchmark.sh (pip install torch; the CPU build); the port never
 imports it. Only the binary loss is timed for the sequence task (the port's published objective).
 """
@@ -89,11 +93,12 @@ def dense_norm(norm, hidden):
     return nn.Identity()
 
 
-def conv_blocks(cfg, size, norm="batch"):
+def conv_blocks(cfg, size, norm="batch", channels=None):
     """(blocks, output channels, output side): `encoder_layers` x (3x3 stride-2 conv without bias
-    with TF 'same'/'valid' padding -> norm -> LeakyReLU) on a size x size input, each block's
-    modules named as the port's (conv, bn or norm, act)."""
-    blocks, channels = [], 3 if cfg.color else 1
+    with TF 'same'/'valid' padding -> norm -> LeakyReLU) on a size x size input of `channels`
+    channels (default: the config's images'), each block's modules named as the port's (conv, bn or
+    norm, act)."""
+    blocks, channels = [], channels or (3 if cfg.color else 1)
     for _ in range(cfg.encoder_layers):
         out, before = conv_geometry(size, cfg.padding)
         after = max((out - 1) * 2 + 3 - size - before, 0)
@@ -106,13 +111,14 @@ def conv_blocks(cfg, size, norm="batch"):
     return nn.Sequential(*blocks), channels, size
 
 
-def encoder(cfg, size=None, norm="batch"):
+def encoder(cfg, size=None, norm="batch", channels=None):
     """Images (or, image task, patches of side `size`) -> codes, its modules named as the port's
     encoder stages (src/model/cpc.py Encoder, src/model/image_cpc.py PatchEncoder): [contrast],
     blocks, flatten (C, H, W), dense, bn (norm in the patch encoder), act, embedding. The sequence
-    encoder starts with the input contrast; the image task's patches get it on the whole image."""
+    encoder starts with the input contrast; the image task's patches get it on the whole image.
+    channels: of the input (default: the config's images'; CMC's L and ab encoders take 1 and 2)."""
     stages = {"contrast": InputContrast(cfg.image_size)} if cfg.input_contrast and size is None else {}
-    stages["blocks"], channels, side = conv_blocks(cfg, size or cfg.image_size, norm)
+    stages["blocks"], channels, side = conv_blocks(cfg, size or cfg.image_size, norm, channels)
     stages["flatten"] = nn.Flatten()
     stages["dense"] = nn.Linear(channels * side * side, cfg.encoder_hidden)
     stages["bn" if size is None else "norm"] = dense_norm(norm, cfg.encoder_hidden)
@@ -260,19 +266,36 @@ def sequence_bench(cfg):
             {"terms": cfg.terms, "predict_terms": cfg.predict_terms})
 
 
+def patch_tables(model, batch):
+    """(predicted, codes) -> the patch InfoNCE of a batch of that size (the port's query tables)."""
+    rows, targets = (torch.from_numpy(t).long() for t in query_tables(batch, model.grid, model.offsets))
+    return lambda predicted, codes: patch_infonce(predicted, codes, rows, targets)
+
+
 def image_loss(model, batch):
     """The patch InfoNCE of a batch of patch grids, as a function of them (the port's query tables)."""
-    rows, targets = (torch.from_numpy(t).long() for t in query_tables(batch, model.grid, model.offsets))
-    return lambda patches: patch_infonce(*model(patches), rows, targets)
+    infonce = patch_tables(model, batch)
+    return lambda patches: infonce(*model(patches))
+
+
+def random_patches(cfg, grid):
+    """A fixed batch of patch grids [B, G*G, C, P, P] in [-1, 1]."""
+    channels = 3 if cfg.color else 1
+    return torch.rand(cfg.batch_size, grid * grid, channels, cfg.patch_size, cfg.patch_size) * 2 - 1
+
+
+def random_images(cfg, count, channels=None):
+    """A fixed batch of `count` images [count, C, S, S] in [-1, 1] (C: the config's)."""
+    return torch.rand(count, channels or (3 if cfg.color else 1), cfg.image_size, cfg.image_size) * 2 - 1
 
 
 def image_bench(cfg):
     """(model, loss of the fixed batch, encoder images, JSON fields) of the image task: patch grids
     [B, G*G, C, P, P] for the step, batch_size whole images for the encoder."""
     model = ImageCPC(cfg)
-    channels, grid = 3 if cfg.color else 1, model.grid
-    patches = torch.rand(cfg.batch_size, grid * grid, channels, cfg.patch_size, cfg.patch_size) * 2 - 1
-    images = torch.rand(cfg.batch_size, channels, cfg.image_size, cfg.image_size) * 2 - 1
+    grid = model.grid
+    patches = random_patches(cfg, grid)
+    images = random_images(cfg, cfg.batch_size)
     loss = image_loss(model, cfg.batch_size)
     return (model, lambda: loss(patches), images,
             {"task": "image", "patch_size": cfg.patch_size, "patch_stride": cfg.patch_stride, "grid": grid,
@@ -280,7 +303,13 @@ def image_bench(cfg):
              "loss": "patch_infonce", "parameters": parameter_count(model)})
 
 
-BENCHES = {"sequence": sequence_bench, "image": image_bench}
+def bench_of(cfg):
+    """The config's bench builder; the two-view methods' (and the image task's with its view term)
+    from tools/torch_twoview.py, imported here, not at the top: it imports this module."""
+    if cfg.task in ("twoview", "cmc") or (cfg.task == "image" and cfg.view_ntxent_weight):
+        from tools import torch_twoview
+        return torch_twoview.BENCHES["image" if cfg.task == "image" else cfg.task]
+    return {"sequence": sequence_bench, "image": image_bench}[cfg.task]
 
 
 def train_step(model, loss_fn, learning_rate):
@@ -326,7 +355,7 @@ def main(argv=None):
 def measure(cfg):
     """The JSON line's fields: step and encoder timings of the config's task."""
     torch.manual_seed(cfg.seed)
-    model, loss_fn, images, fields = BENCHES[cfg.task](cfg)
+    model, loss_fn, images, fields = bench_of(cfg)(cfg)
     step = train_step(model, loss_fn, cfg.learning_rate)
 
     def encoder_images_per_s():
