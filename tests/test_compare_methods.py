@@ -14,8 +14,9 @@ def _study(root, name, loss, accuracies):
     run, evaluation = root / name / "run", root / name / "eval"
     run.mkdir(parents=True)
     evaluation.mkdir()
+    history = [{"epoch": 1, "epoch_seconds": 50.0}, {"epoch": 2, "epoch_seconds": 40.0, "knn_accuracy": 0.5}]
     (run / "metrics.json").write_text(json.dumps({"task": "twoview", "loss": loss, "steps": 120,
-                                                  "train_seconds": 90.0}))
+                                                  "train_seconds": 7.0, "history": history}))
     results = [{"method": m, "label_fraction": f, "seed": s, "accuracy": a}
                for (m, f), values in accuracies.items() for s, a in enumerate(values)]
     (evaluation / "downstream_metrics.json").write_text(json.dumps(
@@ -39,6 +40,7 @@ def test_the_table_holds_every_study_head_and_fraction_with_mean_and_std(tmp_pat
     assert "| supcon + logistic (uses all training labels) | 120 | 1.5 | 0.800 +- 0.000 | - |" in lines
     summary = json.loads((out / "methods_summary.json").read_text())
     assert [s["training"]["labels"] for s in summary["studies"]] == [False, True]
+    assert summary["studies"][0]["training"]["knn_accuracy"] == 0.5
     assert (out / "methods_accuracy.png").stat().st_size > 0
 
 

@@ -5,7 +5,7 @@
 
 EVAL_DIR: the output folder of `eval.py --eval_mode classify` on one pre-trained checkpoint (its
 downstream_metrics.json names the checkpoint; the training run's metrics.json beside it gives the
-task, loss, steps and training time). Writes DIR/methods_table.md (one row per pre-training method
+task, loss, steps and the epochs' training times). Writes DIR/methods_table.md (one row per pre-training method
 and head: mean +- sample std over the seeds per label fraction), DIR/methods_summary.json and
 DIR/methods_accuracy.png (one line per method with --plot_head, error bars: the std). A method
 whose loss uses labels (SupCon) is marked so in every row. Everything is read and checked first.
@@ -53,9 +53,12 @@ def read_study(name, folder):
     run_dir = os.path.dirname(downstream["ckpt_path"])
     metrics = read_json(os.path.join(run_dir, "metrics.json"), f"training metrics of {name!r}")
     loss = metrics.get("loss", "")
+    history = metrics.get("history") or [{}]
+    # the epochs' own times: a run resumed to write its metrics (or continued) keeps its whole history
+    seconds = sum(epoch.get("epoch_seconds", 0.0) for epoch in history)
     training = {"task": metrics.get("task", "sequence"), "loss": loss, "steps": metrics.get("steps"),
-                "minutes": round(metrics.get("train_seconds", 0.0) / 60, 1),
-                "labels": any(term in loss for term in LABELLED_LOSSES)}
+                "minutes": round(seconds / 60, 1), "labels": any(term in loss for term in LABELLED_LOSSES),
+                "knn_accuracy": history[-1].get("knn_accuracy"), "probe_accuracy": history[-1].get("probe_accuracy")}
     return {"name": name, "training": training, "summary": summarise(downstream["results"]),
             "seeds": downstream.get("seeds")}
 
