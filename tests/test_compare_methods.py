@@ -34,7 +34,7 @@ def test_the_table_holds_every_study_head_and_fraction_with_mean_and_std(tmp_pat
     text = (out / "methods_table.md").read_text()
     assert text == capsys.readouterr().out
     lines = text.splitlines()
-    assert lines[0] == "| pre-training + head | steps | minutes | 1% labels | 100% labels |"
+    assert lines[0] == "| pre-training + head | steps | wall minutes | 1% labels | 100% labels |"
     assert "| simclr + logistic | 120 | 1.5 | 0.600 +- 0.141 | 0.900 +- 0.000 |" in lines
     assert "| random encoder (simclr's architecture) + mlp | - | - | 0.300 +- 0.141 | - |" in lines
     assert "| supcon + logistic (uses all training labels) | 120 | 1.5 | 0.800 +- 0.000 | - |" in lines

@@ -73,7 +73,7 @@ def row_name(study, method):
 
 def table(studies, fractions):
     """The markdown table: one row per study and downstream method, one column per label fraction."""
-    head = "| pre-training + head | steps | minutes | " + " | ".join(f"{100 * f:g}% labels" for f in fractions)
+    head = "| pre-training + head | steps | wall minutes | " + " | ".join(f"{100 * f:g}% labels" for f in fractions)
     lines = [head + " |", "| --- " * (3 + len(fractions)) + "|"]
     for study in studies:
         cells = {(c["method"], c["label_fraction"]): c for c in study["summary"]}
