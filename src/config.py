@@ -67,7 +67,7 @@ SCHEMA = {
     "num_parallel_workers": Key(int, 2, "GeneratorDataset workers producing sequence batches beside the "
                                         "training step (colour rendering is not free)", minimum=1, maximum=64),
     "prefetch_size": Key(int, 2, "batches each stage of the data pipeline holds ready (mindspore.dataset.config."
-                                 "set_prefetch_size, whose default 16 kept ~0.5 GB of 12.6 MB batches in shared "
+                                 "set_prefetch_size, whose default 16 kept ~0.43 GB of 12.6 MB batches in shared "
                                  "memory; 2 workers make a batch in a fraction of a step, so 2 cost no speed: "
                                  "docs/performance.md#memory)", minimum=1, maximum=64),
     "mmap_threshold_mb": Key(int, 1, "glibc malloc: blocks of at least this many MB get their own mapping, given "
