@@ -66,6 +66,14 @@ SCHEMA = {
     "predict_terms": Key(int, 4, "future digits to predict per sequence (as the original)", minimum=1),
     "num_parallel_workers": Key(int, 2, "GeneratorDataset workers producing sequence batches beside the "
                                         "training step (colour rendering is not free)", minimum=1, maximum=64),
+    "prefetch_size": Key(int, 2, "batches each stage of the data pipeline holds ready (mindspore.dataset.config."
+                                 "set_prefetch_size, whose default 16 kept ~0.43 GB of 12.6 MB batches in shared "
+                                 "memory; 2 workers make a batch in a fraction of a step, so 2 cost no speed: "
+                                 "docs/performance.md#memory)", minimum=1, maximum=64),
+    "mmap_threshold_mb": Key(int, 1, "glibc malloc: blocks of at least this many MB get their own mapping, given "
+                                     "back to the system when freed (0 = glibc's sliding threshold, which rises to "
+                                     "32 MB and keeps freed batches in the heap: ~0.15 GB more at the epoch's end; "
+                                     "docs/performance.md#memory)", minimum=0, maximum=32),
     # --- model ---
     "code_size": Key(int, 128, "size of the code z the encoder gives each image (as the original)", minimum=1),
     "hidden_size": Key(int, 256, "GRU hidden size, i.e. the size of the context c_t (as the original)",

@@ -10,9 +10,11 @@ import os
 import re
 
 import mindspore as ms
+import mindspore.dataset as ds
 
 from src.device_env import device_problems
 from src.utils.errors import ConfigError, CPCError, first_line
+from src.utils.heap import set_mmap_threshold
 
 log = logging.getLogger("cpc")
 
@@ -136,8 +138,17 @@ def init_device(cfg):
     else:
         ms.set_device(target, index)
     ms.set_seed(cfg.seed)
+    set_host_memory(cfg)
     cfg.device_target = target
     return target
+
+
+def set_host_memory(cfg):
+    """The run's host-memory settings (docs/performance.md#memory): how many batches each stage of
+    MindSpore's data pipeline holds ready (a process-wide setting of mindspore.dataset) and glibc's
+    mmap threshold (src/utils/heap.py)."""
+    ds.config.set_prefetch_size(cfg.prefetch_size)
+    set_mmap_threshold(cfg.mmap_threshold_mb)
 
 
 ASCEND_GRU_MULTIPLE = 16  # mindspore/nn/layer/rnns.py (_RNNBase): GRU on Ascend needs hidden_size % 16 == 0

@@ -58,6 +58,10 @@ def test_flags_override_yaml():
     (["--epoch_size", "two"], "epoch_size"),
     (["--color", "maybe"], "color"),
     (["--terms", "2.5"], "terms"),
+    (["--prefetch_size", "0"], "prefetch_size"),
+    (["--prefetch_size", "65"], "prefetch_size"),
+    (["--mmap_threshold_mb", "-1"], "mmap_threshold_mb"),
+    (["--mmap_threshold_mb", "33"], "mmap_threshold_mb"),
 ])
 def test_bad_values_name_the_key(flags, key):
     with pytest.raises(ConfigError, match=key):

@@ -110,3 +110,18 @@ def test_a_kernel_variable_with_a_value_the_kernels_do_not_read_is_refused(monke
         device.init_device(namespace(device_target="CPU"))
     monkeypatch.setenv(name, device.KERNEL_VARIABLES[name][-1])
     device.check_kernel_variables()
+
+
+def test_init_device_sets_the_pipelines_prefetch_and_the_mmap_threshold(monkeypatch):
+    """Both are process-wide, so every entry point gets them from init_device, before any pipeline."""
+    import mindspore.dataset as ds
+
+    from src.config import namespace
+    asked = []
+    monkeypatch.setattr(device, "set_mmap_threshold", asked.append)
+    before = ds.config.get_prefetch_size()
+    try:
+        device.init_device(namespace(device_target="CPU", prefetch_size=3, mmap_threshold_mb=5))
+        assert ds.config.get_prefetch_size() == 3 and asked == [5]
+    finally:
+        ds.config.set_prefetch_size(before)
