@@ -109,4 +109,5 @@ def test_end_to_end_fits_release_their_network_and_graphs(ms_cpu):
     after_first = _rss_bytes()
     assert one_fit() and one_fit()
     growth = _rss_bytes() - after_first
-    assert growth < max(0.25 * first_fit, 150e6), (growth, first_fit)
+    # two fits grew 151-158 MB on the 2-core Intel Xeon with their nets freed; 0.68 GB when each kept its graphs
+    assert growth < max(0.25 * first_fit, 300e6), (growth, first_fit)

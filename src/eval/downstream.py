@@ -62,6 +62,15 @@ LABEL_FRACTIONS = (0.01, 0.1, 1.0)
 TSNE_SPLIT_ID = 2  # fixed_subset's stream part for the t-SNE plot's test codes (the split id of test)
 
 
+def release_graphs():
+    """Free every graph MindSpore has compiled in this process (ms.ms_memory_recycle), between the
+    study's steps: a compiled graph keeps the memory of its activations for as long as its Cell lives
+    (0.9 GB for an image encoder's 100-image inference graph), and every frozen encoder lived for its
+    seed, the first seed's to the end (in its frozen classifiers). A Cell called again compiles anew,
+    to the same results bit for bit."""
+    ms.ms_memory_recycle()
+
+
 class SeedRun:
     """One seed of the study: the frozen encoders and their codes, and one fit per (method, subset)."""
 
@@ -80,6 +89,7 @@ class SeedRun:
                 self.test_codes[name] = encode(self.encoders[name], data.test_x)
                 log.info("%s encoder: %d train + %d test codes in %.1f s", name, len(self.codes[name]),
                          len(self.test_codes[name]), time.perf_counter() - start)
+        release_graphs()
 
     def adam_fit(self, net, inputs, labels):
         """fit() with the study's budget; the row keys epochs, steps and final_train_loss."""
@@ -116,6 +126,7 @@ class SeedRun:
         ms.set_seed(cfg.seed)
         fitter = self.end_to_end if method in END_TO_END else self.frozen_head
         predicted, trained, classifier = fitter(method, subset)
+        release_graphs()
         accuracy = float(np.mean(predicted == self.data.test_y))
         seconds = time.perf_counter() - start
         row = {"method": method, "label_fraction": fraction, "accuracy": accuracy, "train_images": int(len(subset)),
