@@ -254,3 +254,32 @@ def test_autoencoder_learns_to_reconstruct_and_keeps_the_encoder_shape(ms_cpu):
     assert mse(net) < 0.7 * initial
     assert [p.name for p in net.encoder.get_parameters()] == \
         ["encoder." + p.name for p in build_encoder(hparams, "cpu").get_parameters()]
+
+
+def test_releasing_graphs_survives_a_cell_dying_during_mindspores_loop(ms_cpu):
+    """ms_memory_recycle iterates over MindSpore's dict of Cells' compile caches; a Cell dying in that
+    loop changes the dict (RuntimeError in MindSpore 2.10). An entry whose truth test removes another
+    entry makes MindSpore's own loop fail that way once; release_graphs must still free everything."""
+    from mindspore.graph.api import cells_compile_cache
+
+    from src.eval import downstream
+    victim = object()
+
+    class DiesDuringLoop:
+        def __bool__(self):
+            cells_compile_cache.pop(id(victim), None)  # what a dying Cell's __del__ does
+            return False
+    trigger = DiesDuringLoop()
+    cells_compile_cache[id(victim)] = set()
+    cells_compile_cache[id(trigger)] = trigger
+    cells_compile_cache[id(victim) + 1] = set()  # an entry after the trigger: the loop goes on
+    try:
+        with pytest.raises(RuntimeError, match="changed size during iteration"):
+            import mindspore as ms
+            ms.ms_memory_recycle()  # MindSpore alone
+        cells_compile_cache[id(victim)] = set()
+        downstream.release_graphs()
+        assert id(victim) not in cells_compile_cache
+    finally:
+        for key in (id(victim), id(trigger), id(victim) + 1):
+            cells_compile_cache.pop(key, None)
