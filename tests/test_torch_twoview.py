@@ -78,8 +78,9 @@ def test_twin_gives_the_ports_loss_on_copied_weights(ms_cpu, config, flags):
 
 
 @pytest.mark.slow  # starts a process
-@pytest.mark.parametrize("config, flags", [(SIMCLR, SMALL_TWOVIEW), (CMC, SMALL), (IMAGE64, SMALL_IMAGE)],
-                         ids=["twoview", "cmc", "image_view_term"])
+# one method through the script (CI time): the twoview and view-term twins' losses are compared in
+# process above, and tools.benchmark picks each method's twin the same way
+@pytest.mark.parametrize("config, flags", [(CMC, SMALL)], ids=["cmc"])
 def test_benchmark_times_the_port_and_its_twin_in_one_run(config, flags):
     proc = run_entry(["bash", "scripts/run_benchmark.sh", "CPU", config, "--steps", "2", "--warmup", "1"] + flags)
     assert proc.returncode == 0, proc.stderr[-2000:]

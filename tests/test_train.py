@@ -21,7 +21,7 @@ from tests.conftest import TINY, bare_checkpoint, error_lines, export_embedded_t
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("seed", [1, 2])
 def test_tiny_config_learns_on_several_seeds(ms_cpu, tmp_path, seed):
     """The 0.693 trap: the loss must fall clearly below ln 2 within a few CPU seconds."""
     cfg = parse_config(["--config_path", TINY, "--seed", str(seed), "--output_path", str(tmp_path)])
@@ -211,7 +211,7 @@ def test_bad_data_path_fails_before_writing(tiny_run, tmp_path, entry, message):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("seed", [1])
 def test_tiny_colour_task_learns_with_input_contrast(ms_cpu, tmp_path, seed):
     """The colour task (digits as inverted, colour-shifted background) learns within 300 steps."""
     cfg = parse_config(["--config_path", TINY, "--seed", str(seed), "--output_path", str(tmp_path),
