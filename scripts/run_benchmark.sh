@@ -5,7 +5,8 @@
 # CONFIG_PATH:   default config/cpc_mnist64_color.yaml
 # Prints one JSON line for this port; if `import torch` works, a second line for the PyTorch
 # reference of the same network and step (tools/torch_reference.py, or TORCH_REFERENCE; the same
-# config and flags, --profile_path aside) and a third with the ratios, all from this one run.
+# config and flags, --profile_path DIR passed as its --profile: a torch.profiler table on stderr)
+# and a third with the ratios, all from this one run.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 USAGE="bash scripts/run_benchmark.sh [DEVICE_TARGET] [CONFIG_PATH] [benchmark flags...]"
 handle_help "$1"
@@ -21,11 +22,11 @@ REFERENCE="${TORCH_REFERENCE:-$REPO_ROOT/tools/torch_reference.py}"
 if [ -f "$REFERENCE" ] && "$PYTHON" -c "import torch" 2>/dev/null; then
     REFERENCE_ARGS=()
     SKIP=0
-    for ARG in "${@:3}"; do   # the same flags, except the MindSpore profiler's
+    for ARG in "${@:3}"; do   # the same flags; MindSpore's profiler folder becomes torch.profiler's table
         if [ "$SKIP" = 1 ]; then SKIP=0; continue; fi
         case "$ARG" in
-            --profile_path) SKIP=1 ;;
-            --profile_path=*) ;;
+            --profile_path) SKIP=1; REFERENCE_ARGS+=(--profile) ;;
+            --profile_path=*) REFERENCE_ARGS+=(--profile) ;;
             *) REFERENCE_ARGS+=("$ARG") ;;
         esac
     done

@@ -28,19 +28,34 @@ def test_benchmark_prints_one_json_line(tmp_path):
     # the fastest call is at least as fast as the median one
     assert result["images_per_s_best"] >= result["images_per_s"]
     assert result["images_per_s_fresh_best"] >= result["images_per_s_fresh"]
-    # the profiler's table: a header, then operator types with their time per step and share, largest first
+    # the profiler's tables for the steps and for the encoder's inference calls: each a header, then
+    # two tables (operator types, parts of the net) of rows with ms per call and share, largest first
     lines = proc.stderr.splitlines()
-    (start,) = [i for i, line in enumerate(lines) if "operator types by time (10 steps):" in line]
-    rows = []
-    for line in lines[start + 1:]:
-        match = re.fullmatch(r"  (\S+)\s+([\d.]+) ms/step\s+([\d.]+)%  x\S+", line)
-        if not match:
+    headers = [i for i, line in enumerate(lines) if line.startswith("profiler data in")]
+    assert len(headers) == 2 and "steps, ms per call (10 calls)" in lines[headers[0]], lines
+    assert "encoder inference calls" in lines[headers[1]] and (tmp_path / "prof" / "inference").is_dir()
+    for start in headers:
+        tables = _profile_tables(lines[start + 1:])
+        assert [title for title, _ in tables] == ["operator type", "part of the net"], lines[start:start + 5]
+        for _, rows in tables:
+            times = [float(r.group(2)) for r in rows]
+            assert rows and times == sorted(times, reverse=True) and sum(times) > 0
+            assert sum(float(r.group(3)) for r in rows) <= 100.5 and len({r.group(1) for r in rows}) == len(rows)
+
+
+def _profile_tables(lines):
+    """[(title, [row matches])] of the tables that follow a profile's header."""
+    tables = []
+    for line in lines:
+        title = re.fullmatch(r"  by (.+) \(all: [\d.]+ ms per call\):", line)
+        row = re.fullmatch(r"    (.+?)\s+([\d.]+) ms\s+([\d.]+)%  x\d+", line)
+        if title:
+            tables.append((title.group(1), []))
+        elif row and tables:
+            tables[-1][1].append(row)
+        else:
             break
-        rows.append(match)
-    assert rows, lines[start:start + 5]
-    times = [float(r.group(2)) for r in rows]
-    assert times == sorted(times, reverse=True) and sum(float(r.group(3)) for r in rows) <= 100.5
-    assert sum(times) > 0 and len({r.group(1) for r in rows}) == len(rows)
+    return tables
 
 
 IMAGE28 = f"{REPO}/config/cpc_image28_gray.yaml"

@@ -135,6 +135,9 @@ def test_benchmark_prints_both_frameworks_and_their_ratio(tmp_path, config, flag
     for key in ("images_per_s", "images_per_s_best", "images_per_s_fresh", "images_per_s_fresh_best"):
         ratio_key = key.replace("images_per_s", "encoder_images_per_s") + "_ratio"
         np.testing.assert_allclose(ratio[ratio_key], mindspore[key] / reference[key], atol=1e-3)
+    # --profile_path reached the reference as --profile: its torch.profiler tables, steps then inference
+    headers = [line for line in proc.stderr.splitlines() if line.startswith("torch.profiler: ")]
+    assert [h.split(",")[0] for h in headers] == ["torch.profiler: steps", "torch.profiler: encoder inference calls"]
 
 
 @pytest.mark.slow  # starts a process

@@ -21,7 +21,8 @@ batch of their own source ((view1, view2, labels); (images, labels)) and its enc
 batch's images (both views for twoview; the CMCEncoder, Lab split and both encoders, for cmc); the
 line says "task", "loss" and "parameters" and has data_images_per_s; the image task's view term
 (view_ntxent_weight > 0) times its two-view step the same way.
---profile_path DIR also profiles 10 steps with mindspore.profiler.profile and prints the top operator types.
+--profile_path DIR also profiles 10 steps, and then 10 inference calls of the encoder (DIR/inference), with
+mindspore.profiler.profile and prints the top operator types and parts of the net (Cell scopes) of each.
 A benchmark, not a test: nothing here asserts a speed.
 """
 import csv
@@ -56,9 +57,10 @@ def _extra(parser):
                              "operator types that take the most time (to stderr)")
 
 
-def profile_steps(step, path, target, steps=10, top=12):
+def profile_steps(step, path, target, what="steps", steps=10):
     """Run `step` under mindspore.profiler.profile (2.10's replacement of the deprecated
-    ms.Profiler): one warm-up step, then `steps` recorded; print the op types with the most time per step."""
+    ms.Profiler): one warm-up call, then `steps` recorded; print the op types and the parts of the
+    net (Cell scopes) with the most time per call."""
     from mindspore.profiler import ProfilerActivity, profile, schedule, tensorboard_trace_handler
     activities = [ProfilerActivity.CPU] + {"GPU": [ProfilerActivity.GPU], "Ascend": [ProfilerActivity.NPU]}.get(
         target, [])
@@ -67,17 +69,40 @@ def profile_steps(step, path, target, steps=10, top=12):
         for _ in range(1 + steps):
             step()
             prof.step()
-    tables = glob.glob(os.path.join(path, "**", "cpu_op_type_info_*.csv"), recursive=True)
+    tables = glob.glob(os.path.join(path, "**", "cpu_op_detail_info_*.csv"), recursive=True)
     if not tables:
         print(f"profiler data in {path} (no CPU operator table found)", file=sys.stderr)
         return
     with open(tables[0], encoding="utf-8") as handle:
-        rows = sorted(csv.DictReader(handle), key=lambda r: -float(r["total_compute_time"]))
-    total = sum(float(r["total_compute_time"]) for r in rows)
-    print(f"profiler data in {path}; operator types by time ({steps} steps):", file=sys.stderr)
-    for row in rows[:top]:
-        print(f"  {row['op_type']:<20} {float(row['total_compute_time']) / steps:8.1f} ms/step "
-              f"{100 * float(row['total_compute_time']) / total:5.1f}%  x{row['execution_frequency(per-step)']}",
+        rows = [(row["op_type"], row["full_op_name"], float(row["op_total_time(ms)"]) / steps)
+                for row in csv.DictReader(handle)]
+    print(f"profiler data in {path}; {what}, ms per call ({steps} calls):", file=sys.stderr)
+    print_top("operator type", [(kind, ms_) for kind, _, ms_ in rows], steps)
+    print_top("part of the net", [(op_scope(name), ms_) for _, name, ms_ in rows], steps)
+
+
+def op_scope(full_name, depth=3):
+    """The Cell scope of an operator's full name, `depth` Cells deep, its Cell classes dropped and
+    "grad " before a gradient's: Gradients/Default/net-ImageCPC/context-MaskedContext/... -> "grad
+    net/context/..."; operators MindSpore made by expanding a composite op keep their own name."""
+    parts = full_name.split("/")
+    if parts[0] == "Expand":
+        return "/".join(parts[:2]) + " (expanded op)"
+    grad = parts[0] == "Gradients"
+    cells = [p.split("-")[0] for p in parts[:-1] if p not in ("Gradients", "Default") and not p.startswith("Grad_")]
+    return ("grad " if grad else "") + ("/".join(cells[:depth]) or parts[-1].split("-")[0])
+
+
+def print_top(title, timed_keys, steps, top=12):
+    """The `top` keys by their summed time, on stderr: ms per call, share and count of operators."""
+    totals, counts = {}, {}
+    for key, ms_ in timed_keys:
+        totals[key] = totals.get(key, 0.0) + ms_
+        counts[key] = counts.get(key, 0) + 1
+    whole = sum(totals.values())
+    print(f"  by {title} (all: {whole:.1f} ms per call):", file=sys.stderr)
+    for key in sorted(totals, key=lambda k: -totals[k])[:top]:
+        print(f"    {key[:60]:<60} {totals[key]:8.1f} ms {100 * totals[key] / whole:5.1f}%  x{counts[key]}",
               file=sys.stderr)
 
 
@@ -198,6 +223,9 @@ def measure(cfg, target):
     generate = generation_times(source, cfg.steps)
 
     inference = encoder_images_per_s()  # after the training steps
+    if cfg.profile_path:
+        profile_steps(lambda: net.encoder(images).asnumpy(), os.path.join(cfg.profile_path, "inference"),
+                      cfg.device_target, "encoder inference calls")
 
     median = statistics.median(fixed)
     fed_median = statistics.median(fed)

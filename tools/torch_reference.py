@@ -341,6 +341,31 @@ def memory_guard(batch_size):
 def _extra(parser):
     parser.add_argument("--steps", type=int, default=30, help="timed training steps")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile 10 steps and 10 encoder inference calls with torch.profiler and print "
+                             "the operators with the most time (stderr), as tools/benchmark.py --profile_path does")
+
+
+def encode_images(model, images):
+    with torch.inference_mode():
+        model.encoder(images)
+
+
+def profile_calls(call, what, calls=10, top=12):
+    """torch.profiler over `calls` calls after one warm-up: the operators with the most time of their
+    own (self CPU time) per call, on stderr."""
+    from torch.profiler import ProfilerActivity, profile
+    call()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(calls):
+            call()
+    events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    whole = sum(e.self_cpu_time_total for e in events) / 1000 / calls
+    print(f"torch.profiler: {what}, ms per call ({calls} calls, all: {whole:.1f} ms):", file=sys.stderr)
+    for event in events[:top]:
+        spent = event.self_cpu_time_total / 1000 / calls
+        print(f"    {event.key[:40]:<40} {spent:8.1f} ms {100 * spent / whole:5.1f}%  x{event.count // calls}",
+              file=sys.stderr)
 
 
 def main(argv=None):
@@ -361,10 +386,7 @@ def measure(cfg):
     def encoder_images_per_s():
         model.eval()
 
-        def encode():
-            with torch.inference_mode():
-                model.encoder(images)
-        return throughput(encode, images.shape[0], inference_repeats(cfg.steps))
+        return throughput(lambda: encode_images(model, images), images.shape[0], inference_repeats(cfg.steps))
 
     fresh_inference = encoder_images_per_s()  # before anything else ran in this process
     model.train()
@@ -372,6 +394,10 @@ def measure(cfg):
     times = timed(step, cfg.steps)
 
     inference = encoder_images_per_s()  # after the training steps
+    if cfg.profile:
+        profile_calls(step, "steps")
+        model.eval()
+        profile_calls(lambda: encode_images(model, images), "encoder inference calls")
     median = statistics.median(times)
     return {"framework": "torch", "torch_version": torch.__version__, "threads": torch.get_num_threads(),
             "image_size": cfg.image_size, "color": cfg.color, "batch_size": cfg.batch_size, **fields,

@@ -30,9 +30,11 @@ from src.model.cpc import (
     leaky_relu,
 )
 from src.model.cpu.conv import Conv3x3S2
+from src.model.cpu.layers import FastLayerNorm, FastLeakyReLU
 from src.utils.geometry import GROUP_SIZE, patch_grid_size, patch_origins
 
 NORM_EPS = 1e-5  # nn.LayerNorm / nn.GroupNorm default
+CONTEXT_ALPHA = 0.2  # the context network's LeakyReLU slope (CPC v2's PixelCNN context)
 
 
 def patch_index(image_size, patch_size, stride):
@@ -126,9 +128,12 @@ class NormConvBlock(nn.Cell):
 
 def dense_norm(hidden, norm, backend):
     """The norm after the encoder's dense layer: BatchNorm for batch, LayerNorm for layer and group
-    (a [N, hidden] vector has no groups of positions), none for none."""
+    (a [N, hidden] vector has no groups of positions; on CPU its elementwise form, whose gradient is
+    far cheaper than LayerNormGrad's), none for none."""
     if norm == "batch":
         return batch_norm_1d(hidden, backend)
+    if norm in ("layer", "group") and backend == "cpu":
+        return FastLayerNorm(hidden, NORM_EPS)
     if norm in ("layer", "group"):
         return nn.LayerNorm((hidden,), begin_norm_axis=-1, begin_params_axis=-1, epsilon=NORM_EPS)
     return nn.Identity()
@@ -237,11 +242,13 @@ class MaskedContext(nn.Cell):
     (layers - 1) residual masked convs, LeakyReLU after each; every position sees its own row and
     those above."""
 
-    def __init__(self, grid, code_size, hidden_size, layers):
+    def __init__(self, grid, code_size, hidden_size, layers, backend):
         super().__init__()
         self.first = MaskedConv(grid, code_size, hidden_size)
         self.rest = nn.CellList([MaskedConv(grid, hidden_size, hidden_size) for _ in range(layers - 1)])
-        self.act = nn.LeakyReLU(0.2)
+        # the hand-differentiated form on CPU, as in the encoder: nn.LeakyReLU's Maximum gradient
+        # is a chain of Equal / Less / Select / Mul kernels there
+        self.act = FastLeakyReLU(CONTEXT_ALPHA) if backend == "cpu" else nn.LeakyReLU(CONTEXT_ALPHA)
 
     def construct(self, z):
         c = self.act(self.first(z))
@@ -270,19 +277,19 @@ class ImageCPC(nn.Cell):
     the other directions' own context and predictor are registered after them, so the
     one-direction model's parameters, their order and their initial values are unchanged."""
 
-    def __init__(self, encoder, hparams):
+    def __init__(self, encoder, hparams, backend):
         super().__init__()
         grid = patch_grid_size(hparams["image_size"], hparams["patch_size"], hparams["patch_stride"])
         code_size, hidden_size, context_layers = hparams["code_size"], hparams["hidden_size"], hparams["context_layers"]
         self.grid, self.offsets, self.code_size = grid, row_offsets(hparams), code_size
         self.directions = directions = hparams["directions"]
         self.encoder = encoder
-        self.context = MaskedContext(grid, code_size, hidden_size, context_layers)
+        self.context = MaskedContext(grid, code_size, hidden_size, context_layers, backend)
         # rows [k*code_size, (k+1)*code_size) of the weight are W_k (one linear map per row offset)
         self.predictor = nn.Dense(hidden_size, len(self.offsets) * code_size, weight_init="XavierUniform")
         # direction d >= 1 at index d - 1; direction 0 needs no reordering (the identity)
         self.orders = tuple(Tensor(direction_order(grid, d)) for d in range(1, directions))
-        self.extra_contexts = nn.CellList([MaskedContext(grid, code_size, hidden_size, context_layers)
+        self.extra_contexts = nn.CellList([MaskedContext(grid, code_size, hidden_size, context_layers, backend)
                                            for _ in range(1, directions)])
         self.extra_predictors = nn.CellList([nn.Dense(hidden_size, len(self.offsets) * code_size,
                                                       weight_init="XavierUniform") for _ in range(1, directions)])
@@ -321,4 +328,4 @@ def build_image_encoder(hparams, backend):
 
 def build_image_cpc(hparams, backend):
     """An ImageCPC from the model keys (src/model/build.py fills in those a checkpoint predates)."""
-    return ImageCPC(build_image_encoder(hparams, backend), hparams)
+    return ImageCPC(build_image_encoder(hparams, backend), hparams, backend)
