@@ -126,6 +126,21 @@ def test_patch_infonce_never_counts_the_positive_as_a_negative(ms_cpu):
     np.testing.assert_allclose(float(accuracy.asnumpy()), expected_accuracy, atol=1e-6)
 
 
+def test_patch_infonce_stays_finite_when_positives_score_far_below_the_best(ms_cpu):
+    """Scores hundreds apart, as a real run's early steps gave: a softmax of them underflows to 0, so
+    a loss taken as the log of the softmax would be inf (MindSpore's SparseSoftmaxCrossEntropyWithLogits
+    on CPU was)."""
+    batch, grid, offsets, dim = 3, 5, (2, 3, 4), 6
+    rng = np.random.default_rng(0)
+    codes = rng.normal(0, 1, (batch, grid * grid, dim)).astype(np.float32) * 10
+    predicted = rng.normal(0, 1, (batch, grid * grid, len(offsets) * dim)).astype(np.float32) * 10
+    rows, targets = query_tables(batch, grid, offsets)
+    loss, _ = patch_infonce(Tensor(predicted), Tensor(codes), Tensor(rows), Tensor(targets))
+    expected_loss = reference_infonce(predicted.astype(np.float64), codes.astype(np.float64), offsets)[0]
+    assert expected_loss > 100  # the scores are far apart
+    np.testing.assert_allclose(float(loss.asnumpy()), expected_loss, rtol=1e-5)
+
+
 def test_patch_infonce_is_zero_loss_and_full_accuracy_when_predictions_are_the_targets(ms_cpu):
     batch, grid, offsets, dim = 2, 4, (2, 3), 16
     codes = np.random.default_rng(1).normal(0, 1, (batch, grid * grid, dim)).astype(np.float32) * 10

@@ -30,10 +30,12 @@ def patch_logits(predicted, codes, rows):
 def patch_infonce(predicted, codes, rows, targets):
     """(mean InfoNCE loss, top-1 accuracy) over the predictions of query_tables, float32 scalars."""
     logits = patch_logits(ops.cast(predicted, mstype.float32), ops.cast(codes, mstype.float32), rows)
-    # MindSpore's fused softmax cross-entropy: one kernel forward and one backward over the [Q, B*G*G]
-    # logits, where logsumexp - positive took nine passes (ReduceMax's gradient alone three): on CPU
-    # the step's loss fell from ~57 to ~15 ms (docs/performance.md); the same loss but for float rounding
-    loss = ops.SparseSoftmaxCrossEntropyWithLogits()(logits, targets)
+    # log_softmax is one kernel each way over the [Q, B*G*G] logits, where logsumexp - positive took
+    # nine passes (ReduceMax's gradient alone three); the same loss but for float rounding. Not
+    # SparseSoftmaxCrossEntropyWithLogits, faster still: on CPU it takes the log of an underflowed
+    # softmax, inf for a positive scored ~100 below the best candidate (met at step 2 of a real run)
+    positive = ops.gather_elements(ops.log_softmax(logits, -1), 1, targets.reshape(-1, 1))
+    loss = -positive.mean()
     return loss, ops.cast(ops.argmax(logits, -1) == targets, mstype.float32).mean()
 
 
