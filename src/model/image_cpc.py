@@ -30,7 +30,7 @@ from src.model.cpc import (
     leaky_relu,
 )
 from src.model.cpu.conv import Conv3x3S2
-from src.model.cpu.layers import FastLayerNorm, FastLeakyReLU
+from src.model.cpu.layers import FastLeakyReLU
 from src.utils.geometry import GROUP_SIZE, patch_grid_size, patch_origins
 
 NORM_EPS = 1e-5  # nn.LayerNorm / nn.GroupNorm default
@@ -128,12 +128,9 @@ class NormConvBlock(nn.Cell):
 
 def dense_norm(hidden, norm, backend):
     """The norm after the encoder's dense layer: BatchNorm for batch, LayerNorm for layer and group
-    (a [N, hidden] vector has no groups of positions; on CPU its elementwise form, whose gradient is
-    far cheaper than LayerNormGrad's), none for none."""
+    (a [N, hidden] vector has no groups of positions), none for none."""
     if norm == "batch":
         return batch_norm_1d(hidden, backend)
-    if norm in ("layer", "group") and backend == "cpu":
-        return FastLayerNorm(hidden, NORM_EPS)
     if norm in ("layer", "group"):
         return nn.LayerNorm((hidden,), begin_norm_axis=-1, begin_params_axis=-1, epsilon=NORM_EPS)
     return nn.Identity()

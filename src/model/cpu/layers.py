@@ -65,24 +65,6 @@ class FastBatchNorm1d(nn.Cell):
         return (x - self.moving_mean) * (ops.rsqrt(self.moving_variance + self.eps) * self.gamma) + self.beta
 
 
-class FastLayerNorm(nn.Cell):
-    """nn.LayerNorm over the last axis of x [N, features] written out in elementwise ops, with its
-    parameters and names (gamma, beta) and its function but for float rounding. On CPU, MindSpore's
-    LayerNormGrad kernel took 10.6 ms on the image task's [1568, 256] dense output, five times its
-    forward; these ops on it cost next to nothing. Used on CPU."""
-
-    def __init__(self, features, eps):
-        super().__init__()
-        self.eps = eps
-        self.gamma = Parameter(Tensor(np.ones(features, np.float32)), name="gamma")
-        self.beta = Parameter(Tensor(np.zeros(features, np.float32)), name="beta")
-
-    def construct(self, x):
-        centred = x - x.mean(-1, keep_dims=True)
-        var = (centred * centred).mean(-1, keep_dims=True)
-        return centred * ops.rsqrt(var + self.eps) * self.gamma + self.beta
-
-
 class BatchNormLeakyReLU2d(nn.Cell):
     """BatchNorm2d + LeakyReLU over channels-last x [N, H, W, C] on the compiled CPU kernels
     (src/model/cpu/kernels.py), one pass each way. nn.BatchNorm2d's parameters by name and its semantics:
