@@ -108,7 +108,8 @@ class GroupNorm2d(nn.Cell):
 
 
 class NormConvBlock(nn.Cell):
-    """conv 3x3 stride 2 -> group/layer norm or none -> LeakyReLU (norm: batch uses cpc.ConvBlock)."""
+    """conv 3x3 stride 2 -> group/layer norm or none -> LeakyReLU (norm: batch uses cpc.ConvBlock);
+    layer norm + LeakyReLU on the compiled CPU form: one fused kernel (cpu.layers.LayerNormLeakyReLU2d)."""
 
     def __init__(self, in_channels, in_size, padding, backend, input_grad, out_channels, norm):
         super().__init__()
@@ -117,9 +118,10 @@ class NormConvBlock(nn.Cell):
         groups = {"layer": 1, "group": max(1, out_channels // GROUP_SIZE)}.get(norm)
         # on the compiled form, layer norm + LeakyReLU is one kernel each way (no parameters either way)
         self.fused = self.channels_last and groups == 1
-        self.norm = None if groups is None else GroupNorm2d(groups, self.channels_last)
         if self.fused:
             self.norm = LayerNormLeakyReLU2d(NORM_EPS, LEAKY_ALPHA)
+        else:
+            self.norm = None if groups is None else GroupNorm2d(groups, self.channels_last)
         self.act = leaky_relu(backend)
         self.out_size = self.conv.out_size
 
