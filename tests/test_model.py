@@ -199,6 +199,59 @@ def _normal_batches(shape, means, seed=1):
              ms.Tensor(rng.normal(size=shape).astype(np.float32))) for mean in means]
 
 
+
+def _layer_norm_leaky_reference(x, sens, alpha):
+    """float64 numpy: sum(leaky(layer_norm(x)) * sens) per nn.LayerNorm over all but the first axis
+    (no affine), and its gradient in x."""
+    x, sens = x.astype(np.float64), sens.astype(np.float64)
+    axes = tuple(range(1, x.ndim))
+    rstd = 1 / np.sqrt(x.var(axis=axes, keepdims=True) + 1e-5)
+    z = (x - x.mean(axis=axes, keepdims=True)) * rstd
+    g = np.where(z > 0, sens, sens * alpha)
+    dx = rstd * (g - g.mean(axis=axes, keepdims=True) - z * (g * z).mean(axis=axes, keepdims=True))
+    return (np.maximum(z, alpha * z) * sens).sum(), dx
+
+
+@pytest.mark.slow  # compiles graphs for seconds: kept out of the fast tier
+@pytest.mark.parametrize("shape", [(6, 5, 5, 16), (4, 8, 8, 64)])  # 400 values a sample (not whole lanes), 4096
+def test_fused_layer_norm_leaky_matches_ops_form(ms_cpu, shape):
+    """The compiled layer norm + LeakyReLU (channels-last) against the MindSpore-op form it replaces
+    (GroupNorm2d(groups=1) + FastLeakyReLU) and a float64 numpy reference: value and input gradient,
+    in training and inference (no statistics are kept: both modes are the same function)."""
+    from src.model.cpc import LEAKY_ALPHA
+    from src.model.cpu import kernels
+    from src.model.cpu.layers import FastLeakyReLU, LayerNormLeakyReLU2d
+    from src.model.image_cpc import NORM_EPS, GroupNorm2d
+    assert kernels.available() and NORM_EPS == 1e-5
+
+    class Block(nn.Cell):
+        def __init__(self, *layers):
+            super().__init__()
+            self.layers = nn.SequentialCell(*layers)
+
+        def construct(self, x, sens):
+            return (self.layers(x) * sens).sum()
+
+    fused = Block(LayerNormLeakyReLU2d(NORM_EPS, LEAKY_ALPHA))
+    ops_form = Block(GroupNorm2d(1, channels_last=True), FastLeakyReLU(LEAKY_ALPHA))
+    assert not list(fused.get_parameters()) and not list(ops_form.get_parameters())
+    rng = np.random.default_rng(2)
+    # each sample its own offset and scale (the statistics are per sample)
+    x = (rng.normal(size=shape) * rng.uniform(0.5, 3, (shape[0], 1, 1, 1)) + rng.uniform(-4, 4, (shape[0], 1, 1, 1)))
+    x, sens = x.astype(np.float32), rng.normal(size=shape).astype(np.float32)
+    want, dx_want = _layer_norm_leaky_reference(x, sens, LEAKY_ALPHA)
+    for training in (True, False):
+        got = []
+        for block in (fused, ops_form):
+            block.set_train(training)
+            value = block(ms.Tensor(x), ms.Tensor(sens)).asnumpy()
+            dx = ms.grad(block, grad_position=0)(ms.Tensor(x), ms.Tensor(sens)).asnumpy()
+            np.testing.assert_allclose(value, want, rtol=1e-5)
+            np.testing.assert_allclose(dx, dx_want, atol=2e-5 * np.abs(dx_want).max())
+            got.append((value, dx))
+        np.testing.assert_allclose(got[0][0], got[1][0], rtol=1e-5)
+        np.testing.assert_allclose(got[0][1], got[1][1], atol=1e-5 * np.abs(dx_want).max())
+
 @pytest.mark.slow  # compiles graphs for seconds: kept out of the fast tier
 def test_fast_cpu_layers_match_mindspore_layers(ms_cpu):
     """FastBatchNorm1d / FastLeakyReLU (CPU) against nn.BatchNorm1d / nn.LeakyReLU."""

@@ -20,6 +20,7 @@ from mindspore import dtype as mstype
 from mindspore.ops.operations import _grad_ops
 
 from src.model.cpc import (
+    LEAKY_ALPHA,
     ConvBlock,
     FlattenCHW,
     InputContrast,
@@ -30,7 +31,7 @@ from src.model.cpc import (
     leaky_relu,
 )
 from src.model.cpu.conv import Conv3x3S2
-from src.model.cpu.layers import FastLeakyReLU
+from src.model.cpu.layers import FastLeakyReLU, LayerNormLeakyReLU2d
 from src.utils.geometry import GROUP_SIZE, patch_grid_size, patch_origins
 
 NORM_EPS = 1e-5  # nn.LayerNorm / nn.GroupNorm default
@@ -108,19 +109,27 @@ class GroupNorm2d(nn.Cell):
 
 
 class NormConvBlock(nn.Cell):
-    """conv 3x3 stride 2 -> group/layer norm or none -> LeakyReLU (norm: batch uses cpc.ConvBlock)."""
+    """conv 3x3 stride 2 -> group/layer norm or none -> LeakyReLU (norm: batch uses cpc.ConvBlock);
+    layer norm + LeakyReLU on the compiled CPU form: one fused kernel (cpu.layers.LayerNormLeakyReLU2d)."""
 
     def __init__(self, in_channels, in_size, padding, backend, input_grad, out_channels, norm):
         super().__init__()
         self.conv = Conv3x3S2(in_channels, out_channels, in_size, padding, backend, input_grad)
         self.channels_last = self.conv.form == "kernel"
         groups = {"layer": 1, "group": max(1, out_channels // GROUP_SIZE)}.get(norm)
-        self.norm = None if groups is None else GroupNorm2d(groups, self.channels_last)
+        # on the compiled form, layer norm + LeakyReLU is one kernel each way (no parameters either way)
+        self.fused = self.channels_last and groups == 1
+        if self.fused:
+            self.norm = LayerNormLeakyReLU2d(NORM_EPS, LEAKY_ALPHA)
+        else:
+            self.norm = None if groups is None else GroupNorm2d(groups, self.channels_last)
         self.act = leaky_relu(backend)
         self.out_size = self.conv.out_size
 
     def construct(self, x):
         x = self.conv(x)
+        if self.fused:
+            return self.norm(x)
         if self.norm is not None:
             x = self.norm(x)
         return self.act(x)

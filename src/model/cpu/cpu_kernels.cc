@@ -11,8 +11,14 @@
 //   ContrastIm2colNchw  x[N,C,H,W], background[N*C], taps[P,9] -> the patches of |x - background| - 1
 //                 (the input-contrast layer fused into the first layer's im2col)
 //   Col2imNhwc    dpatches[N*P, 9*C], taps[P,9], readers[H*W,4] int32 -> dx[N,H,W,C]
+//   LnLeakyTrain  x[N,K], consts[2] (eps, alpha) -> y[N,K], mean[N], rstd[N]
+//                 y = leaky((x - mean) * rstd), each sample's (row's) mean and rstd = 1 / sqrt(var + eps)
+//                 over its K = H*W*C values (layer normalisation without affine)
+//   LnLeakyGrad   dy[N,K], x[N,K], mean[N], rstd[N], consts -> dx[N,K]
 // Work is split over the process's CPUs (at most 16) in contiguous row ranges; sums are taken in
 // float per block of rows and folded into doubles in a fixed order, so results do not vary run to run.
+// The layer-norm kernels give each sample to one thread whole, so their sums do not depend on the
+// CPU count either.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -313,6 +319,120 @@ extern "C" int Col2imNhwc(int nparam, void **params, int *ndims, int64_t **shape
         const float *__restrict in = base + static_cast<int64_t>(r) * c;
         for (int64_t ch = 0; ch < c; ++ch) out[ch] += in[ch];
       }
+    }
+  });
+  return 0;
+}
+
+namespace {
+
+// Layer normalisation + LeakyReLU, one sample (row of k values) at a time. Sums are taken in kLanes
+// float partials (each lane a fixed set of positions, so the compiler vectorises the loop without
+// reordering a float sum) and folded into one double in lane order: fixed order, no CPU-count dependence.
+constexpr int64_t kLanes = 32;
+
+struct Partials {
+  float a[kLanes], b[kLanes];
+};
+
+inline double Fold(const float *__restrict p) {
+  double total = 0.0;
+  for (int64_t j = 0; j < kLanes; ++j) total += p[j];
+  return total;
+}
+
+template <bool kSquare>
+inline void LaneSum(const float *__restrict x, float *__restrict p, float shift, int64_t lanes) {
+  for (int64_t j = 0; j < lanes; ++j) {
+    const float d = x[j] - shift;
+    p[j] += kSquare ? d * d : d;
+  }
+}
+
+// Sum of (x - shift), or of (x - shift)^2 (kSquare), over the k values of one sample.
+template <bool kSquare>
+double RowSum(const float *x, int64_t k, float shift) {
+  float p[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= k; i += kLanes) LaneSum<kSquare>(x + i, p, shift, kLanes);
+  LaneSum<kSquare>(x + i, p, shift, k - i);
+  return Fold(p);
+}
+
+inline void LnLeakyRow(const float *__restrict x, float *__restrict y, float mean, float rstd, int64_t k,
+                       float alpha) {
+  for (int64_t i = 0; i < k; ++i) {
+    const float z = (x[i] - mean) * rstd;
+    y[i] = std::max(z, z * alpha);
+  }
+}
+
+// Sums of g and g * xhat over one sample, g = dy * leaky'(xhat), xhat = (x - mean) * rstd.
+inline void LnGradLanes(const float *__restrict x, const float *__restrict dy, Partials *__restrict p, float mean,
+                        float rstd, int64_t lanes, float alpha) {
+  for (int64_t j = 0; j < lanes; ++j) {
+    const float z = (x[j] - mean) * rstd;
+    const float g = z > 0.f ? dy[j] : dy[j] * alpha;
+    p->a[j] += g;
+    p->b[j] += g * z;
+  }
+}
+
+inline void LnGradRow(const float *__restrict x, const float *__restrict dy, float *__restrict dx, float mean,
+                      float rstd, float mean_g, float mean_gz, int64_t k, float alpha) {
+  for (int64_t i = 0; i < k; ++i) {
+    const float z = (x[i] - mean) * rstd;
+    const float g = z > 0.f ? dy[i] : dy[i] * alpha;
+    dx[i] = rstd * (g - mean_g - z * mean_gz);
+  }
+}
+
+}  // namespace
+
+// Two passes for the statistics (mean, then the variance of the centred values, as the MindSpore-op
+// form computes them) and one for the output; a sample (16 KB on the largest layer) stays in cache.
+extern "C" int LnLeakyTrain(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
+  if (nparam != 5 || ndims[0] != 2) return 1;
+  const float *x = static_cast<const float *>(params[0]);
+  const float *consts = static_cast<const float *>(params[1]);
+  float *y = static_cast<float *>(params[2]);
+  float *mean_out = static_cast<float *>(params[3]);
+  float *rstd_out = static_cast<float *>(params[4]);
+  const int64_t n = shapes[0][0], k = shapes[0][1];
+  const float eps = consts[0], alpha = consts[1];
+  ParallelFor(n, 4, [&](int64_t b, int64_t e, int) {
+    for (int64_t r = b; r < e; ++r) {
+      const float *row = x + r * k;
+      const float mean = static_cast<float>(RowSum<false>(row, k, 0.f) / k);
+      const float var = static_cast<float>(RowSum<true>(row, k, mean) / k);
+      const float rstd = 1.f / std::sqrt(var + eps);
+      mean_out[r] = mean;
+      rstd_out[r] = rstd;
+      LnLeakyRow(row, y + r * k, mean, rstd, k, alpha);
+    }
+  });
+  return 0;
+}
+
+// dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) per sample, g = dy * leaky'(xhat).
+extern "C" int LnLeakyGrad(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
+  if (nparam != 6 || ndims[0] != 2 || ndims[1] != 2) return 1;
+  const float *dy = static_cast<const float *>(params[0]);
+  const float *x = static_cast<const float *>(params[1]);
+  const float *mean = static_cast<const float *>(params[2]);
+  const float *rstd = static_cast<const float *>(params[3]);
+  const float alpha = static_cast<const float *>(params[4])[1];
+  float *dx = static_cast<float *>(params[5]);
+  const int64_t n = shapes[1][0], k = shapes[1][1];
+  ParallelFor(n, 4, [&](int64_t b, int64_t e, int) {
+    for (int64_t r = b; r < e; ++r) {
+      const float *xr = x + r * k, *dr = dy + r * k;
+      Partials p = {};
+      int64_t i = 0;
+      for (; i + kLanes <= k; i += kLanes) LnGradLanes(xr + i, dr + i, &p, mean[r], rstd[r], kLanes, alpha);
+      LnGradLanes(xr + i, dr + i, &p, mean[r], rstd[r], k - i, alpha);
+      const float mean_g = static_cast<float>(Fold(p.a) / k), mean_gz = static_cast<float>(Fold(p.b) / k);
+      LnGradRow(xr, dr, dx + r * k, mean[r], rstd[r], mean_g, mean_gz, k, alpha);
     }
   });
   return 0;

@@ -5,7 +5,7 @@ convolutions, BatchNorm2d and LeakyReLU over the largest activations, and the la
 between them. The C++ file does each of these in one pass over channels-last (NHWC) tensors, so
 the encoder stays NHWC from the first convolution to the last: BatchNorm + LeakyReLU fused forward
 and backward, im2col and col2im as block copies. The Cells here are the kernels' calls; the layers that hold parameters
-are in src/model/cpu/layers.py (BatchNormLeakyReLU2d) and src/model/cpu/conv.py (_KernelConv).
+are in src/model/cpu/layers.py (BatchNormLeakyReLU2d, LayerNormLeakyReLU2d) and src/model/cpu/conv.py (_KernelConv).
 
 The library is built with the system C++ compiler on first use (`g++`, or `$CXX`) and cached under
 `$CPC_KERNEL_CACHE` (default `~/.cache/cpc_mindspore`), one file per source/flags/compiler/processor
@@ -148,6 +148,24 @@ class BatchNormLeakyInfer(nn.Cell):
 
     def construct(self, x, gamma, beta, mean, variance):
         return self.op(x, gamma, beta, mean, variance, self.consts)
+
+
+class LayerNormLeaky(nn.Cell):
+    """x [N, K] -> LeakyReLU of each row normalised over its K values (no affine); the same kernel in
+    training and inference (no moving statistics). One kernel forward (saving each row's mean and
+    1/sqrt(var + eps)), one backward (the input gradient)."""
+
+    def __init__(self, eps, alpha):
+        super().__init__()
+        self.consts = Tensor(np.array([eps, alpha], np.float32))
+        self.forward = _op("LnLeakyTrain", lambda x, _: (x, x[:1], x[:1]), lambda x, _: (x, x, x))
+        self.backward = _op("LnLeakyGrad", lambda dy, *_: dy, lambda dy, *_: dy)
+
+    def construct(self, x):
+        return self.forward(x, self.consts)
+
+    def bprop(self, x, out, dout):
+        return (self.backward(dout[0], x, out[1], out[2], self.consts),)
 
 
 class Im2col(nn.Cell):

@@ -90,3 +90,19 @@ class BatchNormLeakyReLU2d(nn.Cell):
         else:
             y = self.infer_kernel(flat, self.gamma, self.beta, self.moving_mean, self.moving_variance)
         return y.reshape(shape)
+
+
+class LayerNormLeakyReLU2d(nn.Cell):
+    """Layer normalisation of each sample over all its (H, W, C) values, no affine, + LeakyReLU, on
+    channels-last x [N, H, W, C], as one compiled kernel each way (src/model/cpu/kernels.py): the
+    function of image_cpc.GroupNorm2d(groups=1) + FastLeakyReLU, whose MindSpore ops make about ten
+    elementwise passes and four matmuls over the activation per step. No parameters."""
+
+    def __init__(self, eps, alpha):
+        super().__init__()
+        from src.model.cpu.kernels import LayerNormLeaky
+        self.kernel = LayerNormLeaky(eps, alpha)
+
+    def construct(self, x):
+        y, _, _ = self.kernel(x.reshape(x.shape[0], -1))
+        return y.reshape(x.shape)
