@@ -82,7 +82,7 @@ def test_feature_layers_code_row_is_eval_linear_head(image_run, tmp_path):
 
 
 @pytest.mark.slow
-def test_exported_encoder_equals_the_cell(image_run, tmp_path):
+def test_exported_encoder_equals_the_cell(ms_cpu, image_run, tmp_path):
     ckpt = os.path.join(image_run, "encoder_best.ckpt")
     name = str(tmp_path / "enc")
     proc = run_entry(["export.py", "--config_path", CONFIG, "--ckpt_path", ckpt, "--net", "encoder",
