@@ -171,12 +171,16 @@ def tiny_run(tmp_path_factory):
 @pytest.fixture(scope="session")
 def classify_run(tiny_run, tmp_path_factory):
     """eval.py --eval_mode classify on tiny_run's checkpoint (10% and 100% labels): (run folder, output
-    folder, downstream_metrics.json, stdout)."""
+    folder, downstream_metrics.json, stdout). A small t-SNE (200 codes per encoder, still a plot) and a
+    coarse logistic grid (4 strengths, 3 folds, still a cross-validated choice) keep it short: together
+    they took a third of its time at the defaults, and the tests' bounds on the logistic rows hold by far;
+    the other rows do not depend on them."""
     run_dir, _ = tiny_run
     out = tmp_path_factory.mktemp("classify")
     proc = run_entry(["eval.py", "--eval_mode", "classify", "--config_path", TINY,
                       "--ckpt_path", str(run_dir / "cpc_best.ckpt"), "--output_path", str(out),
-                      "--label_fractions", "0.1,1.0"])
+                      "--label_fractions", "0.1,1.0", "--tsne_points", "200", "--logistic_cs", "4",
+                      "--logistic_folds", "3"])
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     with open(out / "downstream_metrics.json", encoding="utf-8") as handle:
         return run_dir, out, json.load(handle), proc.stdout

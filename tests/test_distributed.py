@@ -17,7 +17,9 @@ from tests.conftest import REPO, TINY, checkpoint_arrays, error_lines, run_entry
 SCRIPT = "scripts/run_distribute_train.sh"
 EXAMPLE_TABLE = "scripts/rank_table_8pcs.example.json"
 # Two workers x batch 16 = global batch 32; 2 epochs of 20 steps keep the run to ~30 s on 2 cores.
-SHORT = ["--epoch_size", "2", "--steps_per_epoch", "20", "--val_steps", "2", "--log_interval", "10"]
+# No representation monitor: nothing here looks at it (tests/test_multinode.py checks it under msrun).
+SHORT = ["--epoch_size", "2", "--steps_per_epoch", "20", "--val_steps", "2", "--log_interval", "10",
+         "--repr_eval", "False"]
 # The single process cannot see the very same sequences: a batch is a pure function of
 # (seed, index, batch_size), so one batch of 32 differs from batches 2k and 2k+1 of 16, and
 # BatchNorm normalises over 32 sequences instead of 16 per rank. Both draw from the same

