@@ -399,6 +399,9 @@ def test_lost_peer_and_lost_ranks_become_one_line():
     from src.utils.errors import CPCError
     kernel = RuntimeError("\n----\n- Kernel error:\n----\nLaunch kernel failed: Default/AllReduce-op0\n----")
     assert collective_failure(kernel) == "AllReduce" and collective_failure(RuntimeError("other")) is None
+    # MindSpore 2.10's words when the step finds the cluster abnormal before its collective fails
+    cluster = RuntimeError("The state of the cluster is error, total nodes num: 4, abnormal nodes num: 1")
+    assert collective_failure(cluster) == "a collective"
     with pytest.raises(CPCError, match=r"^rank 1 of 4: AllReduce with the other ranks failed: a rank of the job"):
         with collective_guard(1, 4):
             raise kernel

@@ -125,9 +125,14 @@ def launcher_environment(kind, environ=None):
 
 
 def collective_failure(exc):
-    """The collective a MindSpore error says failed ('AllReduce', ...), or None for any other error."""
-    match = re.search(r"Launch kernel failed: \S*?(AllReduce|AllGather|Broadcast|ReduceScatter)", str(exc))
-    return match.group(1) if match else None
+    """The collective a MindSpore error says failed ('AllReduce', ...); 'a collective' when MindSpore
+    says instead that the cluster is abnormal (a rank's step met the lost peer in the cluster's state
+    before its kernel did: seen under load, the step's AllReduce failing beside it); None otherwise."""
+    text = str(exc)
+    match = re.search(r"Launch kernel failed: \S*?(AllReduce|AllGather|Broadcast|ReduceScatter)", text)
+    if match:
+        return match.group(1)
+    return "a collective" if "The state of the cluster is error" in text else None
 
 
 @contextlib.contextmanager
